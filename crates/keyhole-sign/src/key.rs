@@ -1,0 +1,548 @@
+//! Private and public keys: PEM parsing (PKCS#1, PKCS#8, SEC1, SubjectPublicKeyInfo), generation,
+//! and the raw signature operations CloudFront uses.
+//!
+//! Keys are parsed once into OpenSSL objects; signing and verifying then use the low-level RSA and
+//! ECDSA primitives directly, which avoids a per-call EVP context and keeps throughput at the level
+//! of `openssl speed`.
+
+use std::fmt;
+
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::rsa::{Padding, Rsa};
+
+use crate::error::KeyError;
+
+/// Largest PEM text accepted; an RSA-4096 PKCS#8 key is about 3.3 KiB.
+const MAX_PEM_LEN: usize = 16 * 1024;
+/// Smallest RSA modulus accepted. CloudFront itself only takes 2048-bit public keys; 1024-bit keys
+/// are accepted so the AWS SDKs' shared test vectors can be checked.
+const MIN_RSA_BITS: u32 = 1024;
+/// Largest RSA modulus accepted (bounds the cost of one verification).
+const MAX_RSA_BITS: u32 = 4096;
+
+/// The digest used for a signature; selected by the `Hash-Algorithm` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashAlgorithm {
+    /// SHA-1: CloudFront's default when no `Hash-Algorithm` parameter is present.
+    Sha1,
+    /// SHA-256: signalled with `Hash-Algorithm=SHA256`.
+    Sha256,
+}
+
+impl HashAlgorithm {
+    /// The parameter value CloudFront uses (`SHA1` or `SHA256`).
+    pub fn as_param(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha1 => "SHA1",
+            HashAlgorithm::Sha256 => "SHA256",
+        }
+    }
+
+    /// Parses a `Hash-Algorithm` parameter value (exactly `SHA1` or `SHA256`).
+    pub fn from_param(value: &str) -> Option<Self> {
+        match value {
+            "SHA1" => Some(HashAlgorithm::Sha1),
+            "SHA256" => Some(HashAlgorithm::Sha256),
+            _ => None,
+        }
+    }
+
+    fn digest(self, message: &[u8]) -> Digest {
+        match self {
+            HashAlgorithm::Sha1 => Digest::Sha1(openssl::sha::sha1(message)),
+            HashAlgorithm::Sha256 => Digest::Sha256(openssl::sha::sha256(message)),
+        }
+    }
+}
+
+enum Digest {
+    Sha1([u8; 20]),
+    Sha256([u8; 32]),
+}
+
+/// DER `DigestInfo` prefixes for PKCS#1 v1.5 (RFC 8017, section 9.2, note 1).
+const SHA1_PREFIX: [u8; 15] = [
+    0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
+];
+const SHA256_PREFIX: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+impl Digest {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Digest::Sha1(d) => d,
+            Digest::Sha256(d) => d,
+        }
+    }
+
+    /// The PKCS#1 v1.5 `DigestInfo` encoding of this digest.
+    fn digest_info(&self) -> Vec<u8> {
+        let prefix: &[u8] = match self {
+            Digest::Sha1(_) => &SHA1_PREFIX,
+            Digest::Sha256(_) => &SHA256_PREFIX,
+        };
+        let mut out = Vec::with_capacity(prefix.len() + 32);
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(self.bytes());
+        out
+    }
+}
+
+/// The kind of key: what CloudFront trusts in a key group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    /// RSA with PKCS#1 v1.5 signatures (CloudFront requires 2048-bit keys).
+    Rsa,
+    /// ECDSA on the NIST P-256 curve with DER-encoded signatures.
+    EcdsaP256,
+}
+
+impl KeyAlgorithm {
+    /// The digest used when the caller does not choose one: SHA-1 for RSA (CloudFront's default,
+    /// so no `Hash-Algorithm` parameter is needed) and SHA-256 for ECDSA.
+    pub fn default_hash(self) -> HashAlgorithm {
+        match self {
+            KeyAlgorithm::Rsa => HashAlgorithm::Sha1,
+            KeyAlgorithm::EcdsaP256 => HashAlgorithm::Sha256,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::Rsa => "rsa",
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+        })
+    }
+}
+
+/// Normalises PEM text as it arrives from files and environment variables: trims surrounding
+/// whitespace, turns literal `\n` sequences into newlines and drops carriage returns.
+fn normalise_pem(pem: &str) -> Result<String, KeyError> {
+    if pem.len() > MAX_PEM_LEN {
+        return Err(KeyError::TooLarge);
+    }
+    let mut text = pem.trim().replace("\\n", "\n").replace('\r', "");
+    // Indented PEMs (YAML, heredocs) carry leading whitespace on every line.
+    if text.lines().any(|l| l.starts_with([' ', '\t'])) {
+        text = text.lines().map(str::trim).collect::<Vec<_>>().join("\n");
+    }
+    if !text.starts_with("-----BEGIN ") {
+        return Err(KeyError::NotPem);
+    }
+    if text.contains("ENCRYPTED") {
+        return Err(KeyError::Encrypted);
+    }
+    text.push('\n');
+    Ok(text)
+}
+
+/// A private signing key: RSA (1024–4096 bits) or ECDSA P-256.
+///
+/// Parsed once; `Send + Sync` and cheap to share across threads behind an `Arc`. Its `Debug`
+/// output never contains key material.
+#[derive(Clone)]
+pub struct PrivateKey {
+    inner: PrivateInner,
+}
+
+#[derive(Clone)]
+enum PrivateInner {
+    Rsa(Rsa<Private>),
+    Ec(EcKey<Private>),
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrivateKey {
+    /// Parses a private key from PEM: PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) or SEC1
+    /// (`EC PRIVATE KEY`). CRLF line ends, surrounding whitespace and literal `\n` sequences (as
+    /// in environment variables) are tolerated. Encrypted keys and other key types are refused.
+    ///
+    /// ```
+    /// let key = keyhole_sign::PrivateKey::generate(keyhole_sign::KeyAlgorithm::EcdsaP256).unwrap();
+    /// let pem = String::from_utf8(key.to_pem().unwrap().to_vec()).unwrap();
+    /// let escaped = pem.replace('\n', "\\n");
+    /// let again = keyhole_sign::PrivateKey::from_pem(&escaped).unwrap();
+    /// assert_eq!(again.public_key().unwrap().to_pem().unwrap(), key.public_key().unwrap().to_pem().unwrap());
+    /// ```
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let text = normalise_pem(pem)?;
+        // The callback answers any passphrase prompt with an empty passphrase, so OpenSSL never
+        // tries to read one from a terminal.
+        let pkey = PKey::private_key_from_pem_callback(text.as_bytes(), |_buf| Ok(0))
+            .map_err(|_| KeyError::Unparsable)?;
+        Self::from_pkey(pkey)
+    }
+
+    /// Parses a private key from DER (PKCS#8, or the traditional PKCS#1/SEC1 forms).
+    pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
+        let pkey = PKey::private_key_from_der(der).map_err(|_| KeyError::Unparsable)?;
+        Self::from_pkey(pkey)
+    }
+
+    fn from_pkey(pkey: PKey<Private>) -> Result<Self, KeyError> {
+        match pkey.id() {
+            Id::RSA => {
+                let rsa = pkey.rsa().map_err(|_| KeyError::Unparsable)?;
+                check_rsa_bits(rsa.size() * 8)?;
+                Ok(PrivateKey {
+                    inner: PrivateInner::Rsa(rsa),
+                })
+            }
+            Id::EC => {
+                let ec = pkey.ec_key().map_err(|_| KeyError::Unparsable)?;
+                check_curve(ec.group())?;
+                Ok(PrivateKey {
+                    inner: PrivateInner::Ec(ec),
+                })
+            }
+            _ => Err(KeyError::UnsupportedType),
+        }
+    }
+
+    /// Generates a fresh key: RSA-2048 or ECDSA P-256.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
+        let inner = match algorithm {
+            KeyAlgorithm::Rsa => {
+                PrivateInner::Rsa(Rsa::generate(2048).map_err(|_| KeyError::Generate)?)
+            }
+            KeyAlgorithm::EcdsaP256 => {
+                let group = p256().map_err(|_| KeyError::Generate)?;
+                PrivateInner::Ec(EcKey::generate(&group).map_err(|_| KeyError::Generate)?)
+            }
+        };
+        Ok(PrivateKey { inner })
+    }
+
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self.inner {
+            PrivateInner::Rsa(_) => KeyAlgorithm::Rsa,
+            PrivateInner::Ec(_) => KeyAlgorithm::EcdsaP256,
+        }
+    }
+
+    /// The private key as PEM: PKCS#1 (`RSA PRIVATE KEY`) for RSA, as CloudFront's documentation
+    /// and Terraform's `tls_private_key` produce, and PKCS#8 for ECDSA. The buffer is wiped on drop.
+    pub fn to_pem(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        let pem = match &self.inner {
+            PrivateInner::Rsa(rsa) => rsa.private_key_to_pem(),
+            PrivateInner::Ec(ec) => PKey::from_ec_key(ec.clone())
+                .and_then(|p| p.private_key_to_pem_pkcs8()),
+        }
+        .map_err(|_| KeyError::Encode)?;
+        Ok(zeroize::Zeroizing::new(pem))
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> Result<PublicKey, KeyError> {
+        let inner = match &self.inner {
+            PrivateInner::Rsa(rsa) => {
+                let n = rsa.n().to_owned().map_err(|_| KeyError::Encode)?;
+                let e = rsa.e().to_owned().map_err(|_| KeyError::Encode)?;
+                PublicInner::Rsa(Rsa::from_public_components(n, e).map_err(|_| KeyError::Encode)?)
+            }
+            PrivateInner::Ec(ec) => PublicInner::Ec(
+                EcKey::from_public_key(ec.group(), ec.public_key())
+                    .map_err(|_| KeyError::Encode)?,
+            ),
+        };
+        Ok(PublicKey { inner })
+    }
+
+    /// Signs `message` with the given digest: PKCS#1 v1.5 for RSA (deterministic, so identical to
+    /// every other correct signer), a DER-encoded ECDSA signature for P-256.
+    pub fn sign(&self, message: &[u8], hash: HashAlgorithm) -> Result<Vec<u8>, KeyError> {
+        let digest = hash.digest(message);
+        match &self.inner {
+            PrivateInner::Rsa(rsa) => {
+                let mut out = vec![0u8; rsa.size() as usize];
+                let n = rsa
+                    .private_encrypt(&digest.digest_info(), &mut out, Padding::PKCS1)
+                    .map_err(|_| KeyError::Sign)?;
+                out.truncate(n);
+                Ok(out)
+            }
+            PrivateInner::Ec(ec) => EcdsaSig::sign(digest.bytes(), ec)
+                .and_then(|s| s.to_der())
+                .map_err(|_| KeyError::Sign),
+        }
+    }
+}
+
+/// A public verification key: RSA or ECDSA P-256.
+#[derive(Clone)]
+pub struct PublicKey {
+    inner: PublicInner,
+}
+
+#[derive(Clone)]
+enum PublicInner {
+    Rsa(Rsa<Public>),
+    Ec(EcKey<Public>),
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("algorithm", &self.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// Parses a public key from PEM: SubjectPublicKeyInfo (`PUBLIC KEY`, what CloudFront's
+    /// `encoded_key` takes) or PKCS#1 (`RSA PUBLIC KEY`). Same tolerance as
+    /// [`PrivateKey::from_pem`].
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let text = normalise_pem(pem)?;
+        let pkey = if text.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+            Rsa::public_key_from_pem_pkcs1(text.as_bytes())
+                .and_then(PKey::from_rsa)
+                .map_err(|_| KeyError::Unparsable)?
+        } else if text.starts_with("-----BEGIN PUBLIC KEY-----") {
+            PKey::public_key_from_pem(text.as_bytes()).map_err(|_| KeyError::Unparsable)?
+        } else if text.contains("PRIVATE KEY") {
+            return Err(KeyError::PrivateWherePublic);
+        } else {
+            return Err(KeyError::Unparsable);
+        };
+        Self::from_pkey(pkey)
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
+        let pkey = PKey::public_key_from_der(der).map_err(|_| KeyError::Unparsable)?;
+        Self::from_pkey(pkey)
+    }
+
+    fn from_pkey(pkey: PKey<Public>) -> Result<Self, KeyError> {
+        match pkey.id() {
+            Id::RSA => {
+                let rsa = pkey.rsa().map_err(|_| KeyError::Unparsable)?;
+                check_rsa_bits(rsa.size() * 8)?;
+                Ok(PublicKey {
+                    inner: PublicInner::Rsa(rsa),
+                })
+            }
+            Id::EC => {
+                let ec = pkey.ec_key().map_err(|_| KeyError::Unparsable)?;
+                check_curve(ec.group())?;
+                Ok(PublicKey {
+                    inner: PublicInner::Ec(ec),
+                })
+            }
+            _ => Err(KeyError::UnsupportedType),
+        }
+    }
+
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self.inner {
+            PublicInner::Rsa(_) => KeyAlgorithm::Rsa,
+            PublicInner::Ec(_) => KeyAlgorithm::EcdsaP256,
+        }
+    }
+
+    /// The SubjectPublicKeyInfo DER encoding.
+    pub fn to_der(&self) -> Result<Vec<u8>, KeyError> {
+        match &self.inner {
+            PublicInner::Rsa(rsa) => rsa.public_key_to_der(),
+            PublicInner::Ec(ec) => ec.public_key_to_der(),
+        }
+        .map_err(|_| KeyError::Encode)
+    }
+
+    /// The SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`), the form CloudFront's public
+    /// key resource (`encoded_key`) takes.
+    pub fn to_pem(&self) -> Result<String, KeyError> {
+        let pem = match &self.inner {
+            PublicInner::Rsa(rsa) => rsa.public_key_to_pem(),
+            PublicInner::Ec(ec) => ec.public_key_to_pem(),
+        }
+        .map_err(|_| KeyError::Encode)?;
+        String::from_utf8(pem).map_err(|_| KeyError::Encode)
+    }
+
+    /// A stable, file-safe identifier derived from the key: `K` followed by 13 base32 characters
+    /// of the SHA-256 of its SubjectPublicKeyInfo (the shape of a CloudFront public key id).
+    pub fn fingerprint_id(&self) -> Result<String, KeyError> {
+        let digest = openssl::sha::sha256(&self.to_der()?);
+        let mut id = String::from("K");
+        id.push_str(&base32(&digest)[..13]);
+        Ok(id)
+    }
+
+    /// Checks `signature` over `message`. Returns `false` for any wrong, truncated, padded or
+    /// non-canonical signature; never panics.
+    pub fn verify(&self, message: &[u8], signature: &[u8], hash: HashAlgorithm) -> bool {
+        let digest = hash.digest(message);
+        match &self.inner {
+            PublicInner::Rsa(rsa) => {
+                let size = rsa.size() as usize;
+                if signature.len() != size {
+                    return false;
+                }
+                let mut out = vec![0u8; size];
+                let Ok(n) = rsa.public_decrypt(signature, &mut out, Padding::PKCS1) else {
+                    return false;
+                };
+                let expected = digest.digest_info();
+                n == expected.len() && openssl::memcmp::eq(&out[..n], &expected)
+            }
+            PublicInner::Ec(ec) => {
+                let Ok(sig) = EcdsaSig::from_der(signature) else {
+                    return false;
+                };
+                // Refuse non-canonical encodings (trailing bytes, long-form lengths): a signature
+                // is accepted only in the exact bytes a signer produces.
+                match sig.to_der() {
+                    Ok(der) if der == signature => {}
+                    _ => return false,
+                }
+                sig.verify(digest.bytes(), ec).unwrap_or(false)
+            }
+        }
+    }
+}
+
+fn p256() -> Result<EcGroup, openssl::error::ErrorStack> {
+    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
+}
+
+fn check_rsa_bits(bits: u32) -> Result<(), KeyError> {
+    if (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(KeyError::RsaSize(bits))
+    }
+}
+
+fn check_curve(group: &openssl::ec::EcGroupRef) -> Result<(), KeyError> {
+    match group.curve_name() {
+        Some(Nid::X9_62_PRIME256V1) => Ok(()),
+        _ => Err(KeyError::UnsupportedCurve),
+    }
+}
+
+/// RFC 4648 base32 without padding (for key ids).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(base32(b"f"), "MY");
+    }
+
+    #[test]
+    fn refuses_garbage_and_other_types() {
+        assert!(matches!(
+            PrivateKey::from_pem("hello"),
+            Err(KeyError::NotPem)
+        ));
+        let ed = PKey::generate_ed25519().unwrap();
+        let pem = String::from_utf8(ed.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let err = PrivateKey::from_pem(&pem).unwrap_err();
+        assert!(err.to_string().contains("RSA") && err.to_string().contains("ECDSA"));
+        let p384 = EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap();
+        let pem = String::from_utf8(p384.private_key_to_pem().unwrap()).unwrap();
+        assert!(matches!(
+            PrivateKey::from_pem(&pem),
+            Err(KeyError::UnsupportedCurve)
+        ));
+    }
+
+    #[test]
+    fn refuses_encrypted_keys_without_prompting() {
+        let rsa = Rsa::generate(2048).unwrap();
+        let pem = rsa
+            .private_key_to_pem_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"secret")
+            .unwrap();
+        let err = PrivateKey::from_pem(std::str::from_utf8(&pem).unwrap()).unwrap_err();
+        assert!(matches!(err, KeyError::Encrypted));
+    }
+
+    #[test]
+    fn tolerates_crlf_whitespace_and_indentation() {
+        let key = PrivateKey::generate(KeyAlgorithm::Rsa).unwrap();
+        let pem = String::from_utf8(key.to_pem().unwrap().to_vec()).unwrap();
+        let crlf = format!("\n  {}  \n", pem.replace('\n', "\r\n"));
+        let indented = pem
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for text in [crlf, indented] {
+            let again = PrivateKey::from_pem(&text).unwrap();
+            assert_eq!(
+                again.sign(b"x", HashAlgorithm::Sha1).unwrap(),
+                key.sign(b"x", HashAlgorithm::Sha1).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn public_key_pem_round_trips_and_private_is_refused_as_public() {
+        for alg in [KeyAlgorithm::Rsa, KeyAlgorithm::EcdsaP256] {
+            let key = PrivateKey::generate(alg).unwrap();
+            let public = key.public_key().unwrap();
+            let again = PublicKey::from_pem(&public.to_pem().unwrap()).unwrap();
+            assert_eq!(again.to_der().unwrap(), public.to_der().unwrap());
+            let sig = key.sign(b"message", alg.default_hash()).unwrap();
+            assert!(again.verify(b"message", &sig, alg.default_hash()));
+            assert!(!again.verify(b"messagf", &sig, alg.default_hash()));
+            let private_pem = String::from_utf8(key.to_pem().unwrap().to_vec()).unwrap();
+            assert!(matches!(
+                PublicKey::from_pem(&private_pem),
+                Err(KeyError::PrivateWherePublic)
+            ));
+            let id = public.fingerprint_id().unwrap();
+            assert_eq!(id.len(), 14);
+            assert!(id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn ecdsa_refuses_non_canonical_der() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let public = key.public_key().unwrap();
+        let mut sig = key.sign(b"m", HashAlgorithm::Sha256).unwrap();
+        assert!(public.verify(b"m", &sig, HashAlgorithm::Sha256));
+        sig.push(0);
+        assert!(!public.verify(b"m", &sig, HashAlgorithm::Sha256));
+    }
+}

@@ -1,0 +1,62 @@
+//! `keyhole keys ...`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use keyhole_sign::KeyAlgorithm;
+
+use super::CliError;
+use crate::keyfile;
+
+/// Key management.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a key pair: DIR/private.pem (mode 0600; PKCS#1 for RSA, PKCS#8 for ECDSA),
+    /// DIR/public.pem (SubjectPublicKeyInfo, what CloudFront's public key `encoded_key` takes) and
+    /// DIR/key-pair-id. Prints the key pair id.
+    Generate {
+        /// Key algorithm. CloudFront accepts both; RSA-2048 with SHA-1 is what every SDK signs by
+        /// default.
+        #[arg(long, value_enum, default_value_t = Algorithm::Rsa2048)]
+        algorithm: Algorithm,
+        /// Directory to write the key files into (created with mode 0700). Existing keys are never
+        /// overwritten.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Key pair id to record, e.g. the id CloudFront gave the uploaded public key. Default: an
+        /// id derived from the public key (K + 13 base32 characters).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+    },
+}
+
+/// Key algorithms offered by `keys generate`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Algorithm {
+    /// RSA 2048-bit.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// ECDSA on NIST P-256.
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+}
+
+pub(super) fn run(cmd: KeysCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        KeysCommand::Generate { algorithm, out, id } => {
+            let algorithm = match algorithm {
+                Algorithm::Rsa2048 => KeyAlgorithm::Rsa,
+                Algorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
+            };
+            let generated = keyfile::generate_into(&out, algorithm, id.as_deref())?;
+            eprintln!(
+                "wrote {} (private, 0600) and {} (public)",
+                generated.private_path.display(),
+                generated.public_path.display()
+            );
+            println!("{}", generated.key_pair_id);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

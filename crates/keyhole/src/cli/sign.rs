@@ -1,0 +1,120 @@
+//! `keyhole sign`
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, ValueEnum};
+use keyhole_sign::{HashAlgorithm, Policy, Signer};
+
+use super::{now_epoch, CliError};
+use crate::keyfile;
+
+/// Arguments of `keyhole sign`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("expiry").required(true).args(["expires", "ttl"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["url", "stdin"])))]
+pub struct SignArgs {
+    /// Private key PEM (PKCS#1, PKCS#8 or SEC1; RSA or ECDSA P-256).
+    #[arg(long, value_name = "PRIVATE.pem")]
+    key: PathBuf,
+    /// The CloudFront public key id (Key-Pair-Id) the links carry.
+    #[arg(long, value_name = "ID")]
+    key_pair_id: String,
+    /// Expiry as epoch seconds (not milliseconds).
+    #[arg(long, value_name = "EPOCH")]
+    expires: Option<u64>,
+    /// Expiry as a duration from now, e.g. 15m, 1h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
+    /// Refuse the link until after this time (epoch seconds). Makes the policy custom.
+    #[arg(long, value_name = "EPOCH")]
+    not_before: Option<u64>,
+    /// Only clients in this IPv4 CIDR (or single address) may use the link. Makes it custom.
+    #[arg(long, value_name = "CIDR")]
+    ip: Option<String>,
+    /// Sign a resource pattern (`*` any run of characters, `?` one character) instead of the URL
+    /// itself, so the signature covers many URLs. Makes the policy custom.
+    #[arg(long, value_name = "PATTERN")]
+    resource: Option<String>,
+    /// Digest: sha1 (CloudFront's default for RSA) or sha256 (adds Hash-Algorithm=SHA256; the
+    /// default for ECDSA keys).
+    #[arg(long, value_enum)]
+    hash: Option<Hash>,
+    /// Print the signed cookies (one NAME=VALUE per line) instead of a signed URL.
+    #[arg(long)]
+    cookies: bool,
+    /// Read URLs from standard input, one per line, and print one signed URL per line.
+    #[arg(long, conflicts_with = "cookies")]
+    stdin: bool,
+    /// The URL to sign, already percent-encoded (it is never re-encoded).
+    url: Option<String>,
+}
+
+/// Digest choice on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Hash {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+pub(super) fn run(args: SignArgs) -> Result<ExitCode, CliError> {
+    let key = keyfile::read_private_key(&args.key)?;
+    let mut signer = Signer::new(args.key_pair_id.clone(), key)?;
+    if let Some(hash) = args.hash {
+        signer = signer.with_hash(match hash {
+            Hash::Sha1 => HashAlgorithm::Sha1,
+            Hash::Sha256 => HashAlgorithm::Sha256,
+        });
+    }
+    let expires = match (args.expires, args.ttl) {
+        (Some(e), _) => e,
+        (None, Some(ttl)) => now_epoch().saturating_add(ttl.as_secs()),
+        (None, None) => unreachable!("clap requires --expires or --ttl"),
+    };
+    let custom = args.not_before.is_some() || args.ip.is_some() || args.resource.is_some();
+    let mut policy = if custom {
+        Policy::custom(expires)?
+    } else {
+        Policy::canned(expires)?
+    };
+    if let Some(nb) = args.not_before {
+        policy = policy.with_not_before(nb)?;
+    }
+    if let Some(ip) = &args.ip {
+        policy = policy.with_ip(ip)?;
+    }
+    if let Some(resource) = &args.resource {
+        policy = policy.with_resource(resource)?;
+    }
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.stdin {
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line?;
+            let url = line.trim();
+            if url.is_empty() {
+                continue;
+            }
+            let signed = signer
+                .sign_url(url, &policy)
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
+            writeln!(out, "{signed}")?;
+        }
+    } else {
+        let url = args.url.as_deref().unwrap_or_default();
+        if args.cookies {
+            for (name, value) in signer.sign_cookies(url, &policy)?.cookies {
+                writeln!(out, "{name}={value}")?;
+            }
+        } else {
+            writeln!(out, "{}", signer.sign_url(url, &policy)?)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
