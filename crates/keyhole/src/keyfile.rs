@@ -28,7 +28,9 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     /// A key file already exists where a new one would be written.
-    #[error("{0} already exists; refusing to overwrite a key (move it away or choose another --out)")]
+    #[error(
+        "{0} already exists; refusing to overwrite a key (move it away or choose another --out)"
+    )]
     Exists(PathBuf),
     /// The requested key pair id is not usable in a URL.
     #[error("--id: {0}")]

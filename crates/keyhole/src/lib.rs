@@ -4,5 +4,16 @@
 //! The binary's subcommands live in [`cli`]; signing itself is in the `keyhole-sign` crate.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod http;
+pub mod ids;
 pub mod keyfile;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod sweeper;
+pub mod telemetry;

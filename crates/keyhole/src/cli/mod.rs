@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 rejected or failed (the reason is printed), 2 usage error.
 
 mod keys;
+mod serve;
 mod sign;
 mod verify;
 
@@ -23,6 +24,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the file gateway: the API that mints links, the edge that checks them and moves the
+    /// bytes, on local disk and SQLite. The first start generates a key pair.
+    Serve(crate::config::ServeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(serve::TokensCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -36,6 +43,8 @@ pub enum Command {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Tokens(cmd) => serve::tokens(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),

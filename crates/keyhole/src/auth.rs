@@ -1,0 +1,181 @@
+//! Control-plane authentication (static bearer tokens, stored as SHA-256 hashes) and the
+//! per-principal rate limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::{RateLimit, TokenEntry};
+
+/// Who is calling the API. Files belong to their principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal(pub String);
+
+/// The principal used when no tokens are configured (loopback only).
+pub const LOCAL_PRINCIPAL: &str = "local";
+
+/// Why authentication failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// The token matches no configured hash.
+    Invalid,
+}
+
+/// Checks bearer tokens against their configured hashes in constant time.
+pub struct Authenticator {
+    tokens: Vec<([u8; 32], String)>,
+}
+
+impl Authenticator {
+    /// Builds from the configured entries (hex already validated by the config).
+    pub fn new(entries: &[TokenEntry]) -> Self {
+        let tokens = entries
+            .iter()
+            .filter_map(|e| {
+                let bytes = hex::decode(&e.sha256).ok()?;
+                let hash: [u8; 32] = bytes.try_into().ok()?;
+                Some((hash, e.principal.clone()))
+            })
+            .collect();
+        Authenticator { tokens }
+    }
+
+    /// Whether any token is configured (otherwise everyone is [`LOCAL_PRINCIPAL`]).
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The principal for an `Authorization` header value.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        if !self.enabled() {
+            return Ok(Principal(LOCAL_PRINCIPAL.to_owned()));
+        }
+        let header = authorization.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(AuthError::Missing)?
+            .trim();
+        if token.is_empty() || token.len() > 1024 {
+            return Err(AuthError::Invalid);
+        }
+        let presented = openssl::sha::sha256(token.as_bytes());
+        // Compare against every entry so timing does not reveal which one matched.
+        let mut found: Option<&str> = None;
+        for (hash, principal) in &self.tokens {
+            if openssl::memcmp::eq(hash, &presented) {
+                found = Some(principal);
+            }
+        }
+        found
+            .map(|p| Principal(p.to_owned()))
+            .ok_or(AuthError::Invalid)
+    }
+}
+
+/// A new random API token and the SHA-256 hex to configure for it.
+pub fn generate_token() -> (String, String) {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    let _ = openssl::rand::rand_bytes(&mut bytes);
+    let token = format!(
+        "kh_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hex::encode(openssl::sha::sha256(token.as_bytes()));
+    (token, hash)
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Token-bucket rate limit per principal.
+pub struct RateLimiter {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// A limiter with `limit.burst` capacity refilled at `limit.per_second`.
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `principal`, or says how long to wait.
+    pub fn check(&self, principal: &str) -> Result<(), Duration> {
+        self.check_at(principal, Instant::now())
+    }
+
+    fn check_at(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let burst = f64::from(self.limit.burst);
+        let rate = f64::from(self.limit.per_second);
+        let bucket = buckets.entry(principal.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_authenticate_by_hash() {
+        let (token, hash) = generate_token();
+        let auth = Authenticator::new(&[TokenEntry {
+            principal: "alice".into(),
+            sha256: hash,
+        }]);
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {token}"))),
+            Ok(Principal("alice".into()))
+        );
+        assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(
+            auth.authenticate(Some("Bearer nope")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(auth.authenticate(Some(&token)), Err(AuthError::Missing));
+        let open = Authenticator::new(&[]);
+        assert_eq!(
+            open.authenticate(None),
+            Ok(Principal(LOCAL_PRINCIPAL.into()))
+        );
+    }
+
+    #[test]
+    fn bucket_refills() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 2,
+            per_second: 10,
+        });
+        let t0 = Instant::now();
+        assert!(rl.check_at("a", t0).is_ok());
+        assert!(rl.check_at("a", t0).is_ok());
+        let wait = rl.check_at("a", t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100));
+        assert!(rl.check_at("b", t0).is_ok());
+        assert!(rl.check_at("a", t0 + Duration::from_millis(150)).is_ok());
+    }
+}

@@ -1,0 +1,92 @@
+//! `keyhole serve` and `keyhole tokens`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::CliError;
+use crate::config::ServeArgs;
+use crate::{auth, server, telemetry};
+
+pub(super) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let config = args.resolve()?;
+    telemetry::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let public = config.public_origin().to_owned();
+        let running = server::start(config).await?;
+        if running.generated_key {
+            eprintln!(
+                "keyhole: first start: generated an RSA-2048 key pair in {}",
+                data_dir.join("keys").display()
+            );
+        }
+        eprintln!("keyhole: listening on http://{}", running.addr);
+        eprintln!("keyhole: public URL   {public}");
+        eprintln!("keyhole: key pair id  {}", running.key_pair_id);
+        eprintln!("keyhole: data dir     {}", data_dir.display());
+        tracing::info!(listen = %running.addr, public_url = %public, key_pair_id = %running.key_pair_id, "keyhole serving");
+        wait_for_signal().await;
+        tracing::info!("shutting down; waiting for transfers in flight");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok::<_, CliError>(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// API token management.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a random API token for a principal. Prints the token (give it to the client; it is
+    /// not stored) and the hash to configure (`--token PRINCIPAL:SHA256` or `[[tokens]]`).
+    Generate {
+        /// Who the token acts as; files belong to their principal.
+        #[arg(long)]
+        principal: String,
+    },
+}
+
+pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        TokensCommand::Generate { principal } => {
+            if principal.is_empty()
+                || principal.contains(':')
+                || principal.chars().any(char::is_control)
+            {
+                return Err(
+                    "--principal must be non-empty, without ':' or control characters".into(),
+                );
+            }
+            let (token, hash) = auth::generate_token();
+            println!("token:   {token}");
+            println!("config:  --token {principal}:{hash}");
+            println!("toml:    [[tokens]]\n         principal = \"{principal}\"\n         sha256 = \"{hash}\"");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Server configuration: defaults, overridden by a TOML file, overridden by `KEYHOLE_*`
+//! environment variables, overridden by command-line flags. Every key is documented in
+//! `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Errors in the configuration; each names the setting and what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A setting has an unusable value.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting (flag name).
+        setting: &'static str,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// A bearer token allowed to use the API: the SHA-256 of the token (hex) and the principal it
+/// acts as. Tokens themselves are never stored.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who the token acts as; files belong to their principal.
+    pub principal: String,
+    /// Lower-case hex SHA-256 of the token (`keyhole tokens generate` prints it).
+    pub sha256: String,
+}
+
+/// Per-principal request rate limit (token bucket).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Sustained requests per second.
+    pub per_second: u32,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when standard output is not a terminal, text otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// The resolved server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding keys, metadata and objects.
+    pub data_dir: PathBuf,
+    /// The public origin every signed URL carries (`scheme://host[:port]`), e.g. the custom
+    /// domain customers whitelist.
+    pub public_url: String,
+    /// Lifetime of upload links.
+    pub upload_ttl: Duration,
+    /// Lifetime of download links.
+    pub download_ttl: Duration,
+    /// How long an uploaded file is kept; zero keeps it until deleted.
+    pub retention: Duration,
+    /// Largest accepted upload in bytes.
+    pub max_upload_bytes: u64,
+    /// Origins allowed by CORS (exact `scheme://host[:port]`); empty disables CORS.
+    pub cors_origins: Vec<String>,
+    /// API tokens; empty means no authentication (allowed only on loopback).
+    pub tokens: Vec<TokenEntry>,
+    /// Per-principal API rate limit.
+    pub rate_limit: RateLimit,
+    /// How often the sweeper looks for expired files.
+    pub sweep_interval: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Extra time a pending upload record outlives its upload link.
+    pub pending_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Default values, in one place so `docs/configuration.md` and `--help` agree.
+pub mod defaults {
+    /// `127.0.0.1:8080`
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `./keyhole-data`
+    pub const DATA_DIR: &str = "./keyhole-data";
+    /// 15 minutes.
+    pub const UPLOAD_TTL: &str = "15m";
+    /// 1 hour.
+    pub const DOWNLOAD_TTL: &str = "1h";
+    /// 24 hours.
+    pub const RETENTION: &str = "24h";
+    /// 5 GiB, S3's single-PUT limit.
+    pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+    /// Burst of 5000 requests.
+    pub const RATE_BURST: u32 = 5000;
+    /// 10000 requests per second.
+    pub const RATE_PER_SECOND: u32 = 10_000;
+    /// 60 seconds.
+    pub const SWEEP_INTERVAL: &str = "60s";
+    /// 30 seconds.
+    pub const SHUTDOWN_GRACE: &str = "30s";
+    /// 5 minutes.
+    pub const PENDING_GRACE: &str = "5m";
+}
+
+impl Config {
+    /// The defaults with `data_dir` set: what tests and embedders start from.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let d = |s: &str| humantime::parse_duration(s).unwrap_or_default();
+        Config {
+            listen: defaults::LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: data_dir.into(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            upload_ttl: d(defaults::UPLOAD_TTL),
+            download_ttl: d(defaults::DOWNLOAD_TTL),
+            retention: d(defaults::RETENTION),
+            max_upload_bytes: defaults::MAX_UPLOAD_BYTES,
+            cors_origins: Vec::new(),
+            tokens: Vec::new(),
+            rate_limit: RateLimit {
+                burst: defaults::RATE_BURST,
+                per_second: defaults::RATE_PER_SECOND,
+            },
+            sweep_interval: d(defaults::SWEEP_INTERVAL),
+            shutdown_grace: d(defaults::SHUTDOWN_GRACE),
+            pending_grace: d(defaults::PENDING_GRACE),
+            log_format: LogFormat::Auto,
+        }
+    }
+
+    /// Checks the combination of settings; called before the server starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let origin = self.public_url.trim_end_matches('/');
+        let ok = match origin.split_once("://") {
+            Some((scheme, host)) => {
+                (scheme == "http" || scheme == "https")
+                    && !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"/?#\"\\@".contains(&b))
+            }
+            None => false,
+        };
+        if !ok {
+            return Err(invalid(
+                "--public-url",
+                format!(
+                    "must be http(s)://host[:port] with no path (got {:?})",
+                    self.public_url
+                ),
+            ));
+        }
+        for (setting, value) in [
+            ("--upload-ttl", self.upload_ttl),
+            ("--download-ttl", self.download_ttl),
+            ("--sweep-interval", self.sweep_interval),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(setting, "must be longer than zero"));
+            }
+            if value > Duration::from_secs(365 * 24 * 3600) {
+                return Err(invalid(setting, "must be at most a year"));
+            }
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(invalid("--max-upload-bytes", "must be at least 1"));
+        }
+        if self.rate_limit.burst == 0 || self.rate_limit.per_second == 0 {
+            return Err(invalid(
+                "rate_limit",
+                "burst and per_second must be at least 1",
+            ));
+        }
+        for t in &self.tokens {
+            let hex_ok = t.sha256.len() == 64 && t.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok {
+                return Err(invalid(
+                    "tokens",
+                    format!(
+                        "sha256 of principal {:?} must be 64 hex characters",
+                        t.principal
+                    ),
+                ));
+            }
+            if t.principal.is_empty()
+                || t.principal.len() > 128
+                || t.principal.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "tokens",
+                    "principal must be 1 to 128 printable characters",
+                ));
+            }
+        }
+        for o in &self.cors_origins {
+            if o != "*" && !o.contains("://") {
+                return Err(invalid(
+                    "--cors-origin",
+                    format!("{o:?} is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "--listen",
+                format!(
+                    "{} is not a loopback address and no API tokens are configured; \
+                     add tokens (keyhole tokens generate --principal NAME) or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public origin without a trailing slash.
+    pub fn public_origin(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+}
+
+/// The TOML file's shape. Every key is optional; unknown keys are errors (typos surface).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    upload_ttl: Option<String>,
+    download_ttl: Option<String>,
+    retention: Option<String>,
+    max_upload_bytes: Option<u64>,
+    cors_origins: Option<Vec<String>>,
+    tokens: Option<Vec<TokenEntry>>,
+    rate_limit: Option<RateLimit>,
+    sweep_interval: Option<String>,
+    shutdown_grace: Option<String>,
+    pending_grace: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// `keyhole serve` flags. Each also reads a `KEYHOLE_*` environment variable (flag wins), and
+/// falls back to the config file, then to the default.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see docs/configuration.md).
+    #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYHOLE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory for keys, metadata and objects [default: ./keyhole-data].
+    #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Public origin put in every signed URL, e.g. https://files.example.com
+    /// [default: http://LISTEN].
+    #[arg(long, env = "KEYHOLE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Lifetime of upload links [default: 15m].
+    #[arg(long, env = "KEYHOLE_UPLOAD_TTL", value_name = "DURATION")]
+    pub upload_ttl: Option<String>,
+    /// Lifetime of download links [default: 1h].
+    #[arg(long, env = "KEYHOLE_DOWNLOAD_TTL", value_name = "DURATION")]
+    pub download_ttl: Option<String>,
+    /// How long uploaded files are kept; 0 keeps them until deleted [default: 24h].
+    #[arg(long, env = "KEYHOLE_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Largest accepted upload in bytes [default: 5368709120].
+    #[arg(long, env = "KEYHOLE_MAX_UPLOAD_BYTES", value_name = "N")]
+    pub max_upload_bytes: Option<u64>,
+    /// Allowed CORS origin (repeatable; comma-separated in the environment variable).
+    #[arg(
+        long = "cors-origin",
+        env = "KEYHOLE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+    /// API token as PRINCIPAL:SHA256HEX (repeatable; comma-separated in the environment
+    /// variable). `keyhole tokens generate` makes one.
+    #[arg(
+        long = "token",
+        env = "KEYHOLE_TOKENS",
+        value_delimiter = ',',
+        value_name = "PRINCIPAL:SHA256"
+    )]
+    pub tokens: Vec<String>,
+    /// How often expired files are swept [default: 60s].
+    #[arg(long, env = "KEYHOLE_SWEEP_INTERVAL", value_name = "DURATION")]
+    pub sweep_interval: Option<String>,
+    /// How long shutdown waits for transfers in flight [default: 30s].
+    #[arg(long, env = "KEYHOLE_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// Log format [default: auto: JSON unless on a terminal].
+    #[arg(long, env = "KEYHOLE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text.trim())
+        .map_err(|e| invalid(setting, format!("{e} (use e.g. 30s, 15m, 1h, 7d)")))
+}
+
+impl ServeArgs {
+    /// Resolves flags, environment and config file into a [`Config`].
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        let mut config = Config::with_data_dir(data_dir);
+        if let Some(listen) = self.listen.or(file.listen) {
+            config.listen = listen.parse().map_err(|_| {
+                invalid(
+                    "--listen",
+                    format!("{listen:?} is not ADDR:PORT, e.g. 127.0.0.1:8080"),
+                )
+            })?;
+        }
+        config.public_url = match self.public_url.or(file.public_url) {
+            Some(url) => url,
+            None => format!("http://{}", config.listen),
+        };
+        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
+            flag.or(file).unwrap_or_else(|| default.to_owned())
+        };
+        config.upload_ttl = duration(
+            "--upload-ttl",
+            &pick(self.upload_ttl, file.upload_ttl, defaults::UPLOAD_TTL),
+        )?;
+        config.download_ttl = duration(
+            "--download-ttl",
+            &pick(self.download_ttl, file.download_ttl, defaults::DOWNLOAD_TTL),
+        )?;
+        config.retention = duration(
+            "--retention",
+            &pick(self.retention, file.retention, defaults::RETENTION),
+        )?;
+        config.sweep_interval = duration(
+            "--sweep-interval",
+            &pick(
+                self.sweep_interval,
+                file.sweep_interval,
+                defaults::SWEEP_INTERVAL,
+            ),
+        )?;
+        config.shutdown_grace = duration(
+            "--shutdown-grace",
+            &pick(
+                self.shutdown_grace,
+                file.shutdown_grace,
+                defaults::SHUTDOWN_GRACE,
+            ),
+        )?;
+        config.pending_grace = duration(
+            "pending_grace",
+            &file
+                .pending_grace
+                .unwrap_or_else(|| defaults::PENDING_GRACE.to_owned()),
+        )?;
+        if let Some(n) = self.max_upload_bytes.or(file.max_upload_bytes) {
+            config.max_upload_bytes = n;
+        }
+        config.cors_origins = if self.cors_origins.is_empty() {
+            file.cors_origins.unwrap_or_default()
+        } else {
+            self.cors_origins
+        };
+        config.tokens = if self.tokens.is_empty() {
+            file.tokens.unwrap_or_default()
+        } else {
+            self.tokens
+                .iter()
+                .map(|spec| {
+                    let (principal, sha256) = spec.rsplit_once(':').ok_or_else(|| {
+                        invalid(
+                            "--token",
+                            "expected PRINCIPAL:SHA256HEX (keyhole tokens generate prints it)",
+                        )
+                    })?;
+                    Ok(TokenEntry {
+                        principal: principal.to_owned(),
+                        sha256: sha256.to_ascii_lowercase(),
+                    })
+                })
+                .collect::<Result<_, ConfigError>>()?
+        };
+        if let Some(rate) = file.rate_limit {
+            config.rate_limit = rate;
+        }
+        config.log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Auto);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.upload_ttl, Duration::from_secs(900));
+        assert_eq!(config.download_ttl, Duration::from_secs(3600));
+        assert_eq!(config.retention, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "upload_ttl = \"5m\"\nretention = \"0\"\npublic_url = \"https://files.example.com\"\n[rate_limit]\nburst = 3\nper_second = 1\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            download_ttl: Some("2h".into()),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.upload_ttl, Duration::from_secs(300));
+        assert_eq!(c.download_ttl, Duration::from_secs(7200));
+        assert!(c.retention.is_zero());
+        assert_eq!(c.public_url, "https://files.example.com");
+        assert_eq!(c.rate_limit.burst, 3);
+
+        std::fs::write(&path, "uplod_ttl = \"5m\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("uplod_ttl"), "{err}");
+    }
+
+    #[test]
+    fn refuses_open_listen_without_tokens_and_bad_public_url() {
+        let err = ServeArgs {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("tokens"));
+        let err = ServeArgs {
+            public_url: Some("https://x.example/path".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("--public-url"));
+        assert!(ServeArgs {
+            upload_ttl: Some("soon".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err());
+    }
+}

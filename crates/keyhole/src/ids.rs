@@ -1,0 +1,137 @@
+//! File ids: a random 130-bit prefix and a sanitised copy of the client's file name, so ids are
+//! unguessable, readable in logs, and safe in URLs and file systems without any encoding.
+
+/// Length of the random prefix (base32, 5 bits per character: 130 bits).
+const PREFIX_LEN: usize = 26;
+/// Longest sanitised name kept in an id.
+const MAX_NAME_LEN: usize = 100;
+
+/// Reduces a client-supplied file name to `[A-Za-z0-9._-]`, at most 100 bytes, never starting
+/// with a dot; other characters become `-` (runs collapsed). An empty result becomes `file`.
+pub fn sanitise_filename(name: &str) -> String {
+    // Keep only the last path component a client might have sent.
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let mut out = String::with_capacity(base.len().min(MAX_NAME_LEN));
+    for c in base.chars() {
+        let keep = c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let c = if keep { c } else { '-' };
+        if c == '-' && out.ends_with('-') {
+            continue;
+        }
+        if out.len() >= MAX_NAME_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim_start_matches(['.', '-']).trim_end_matches('-');
+    if trimmed.is_empty() {
+        "file".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// A new file id for `filename`: 26 random base32 characters, `_`, the sanitised name.
+pub fn new_file_id(filename: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut random = [0u8; PREFIX_LEN];
+    // The system RNG failing is not something a request can recover from; an id of zeros would
+    // collide and be refused by the store's primary key rather than silently shared.
+    let _ = openssl::rand::rand_bytes(&mut random);
+    let mut id: String = random
+        .iter()
+        .map(|b| ALPHABET[(b & 31) as usize] as char)
+        .collect();
+    id.push('_');
+    id.push_str(&sanitise_filename(filename));
+    id
+}
+
+/// Whether `id` has the shape [`new_file_id`] produces. Anything else is refused before it can
+/// reach a store or a path.
+pub fn is_valid_file_id(id: &str) -> bool {
+    let Some((prefix, name)) = id.split_once('_') else {
+        return false;
+    };
+    prefix.len() == PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        && !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The object key of a file id.
+pub fn object_key(file_id: &str) -> String {
+    format!("uploads/{file_id}")
+}
+
+/// Whether `value` looks like a MIME type (`type/subtype` with optional parameters), printable
+/// ASCII, at most 255 bytes.
+pub fn is_valid_content_type(value: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    if value.len() > 255 || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    let essence = value.split(';').next().unwrap_or("").trim();
+    match essence.split_once('/') {
+        Some((t, s)) => token(t) && token(s),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitises_names() {
+        assert_eq!(sanitise_filename("document.pdf"), "document.pdf");
+        assert_eq!(sanitise_filename("../../etc/passwd"), "passwd");
+        assert_eq!(
+            sanitise_filename("C:\\x\\report 2024 (final).pdf"),
+            "report-2024-final-.pdf"
+        );
+        assert_eq!(sanitise_filename("..."), "file");
+        assert_eq!(sanitise_filename("naïve résumé.txt"), "na-ve-r-sum-.txt");
+        assert_eq!(sanitise_filename("\0\n"), "file");
+        assert_eq!(sanitise_filename(&"a".repeat(500)).len(), 100);
+    }
+
+    #[test]
+    fn ids_validate() {
+        let id = new_file_id("My File.pdf");
+        assert!(is_valid_file_id(&id), "{id}");
+        assert!(id.ends_with("_My-File.pdf"));
+        assert_ne!(new_file_id("x"), new_file_id("x"));
+        for bad in [
+            "",
+            "short_x",
+            "abcdefghijklmnopqrstuvwxyz_",
+            "abcdefghijklmnopqrstuvwxyz_..",
+            "abcdefghijklmnopqrstuvwxyz_a/b",
+            "abcdefghijklmnopqrstuvwxyz_a%2Fb",
+            "abcdefghijklmnopqrstuvwxyz_a\0",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ_a",
+        ] {
+            assert!(!is_valid_file_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_valid_content_type("application/pdf"));
+        assert!(is_valid_content_type("text/plain; charset=utf-8"));
+        assert!(!is_valid_content_type("pdf"));
+        assert!(!is_valid_content_type("text/plain\r\nX: y"));
+        assert!(!is_valid_content_type(""));
+    }
+}

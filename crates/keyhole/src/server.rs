@@ -1,0 +1,319 @@
+//! Assembles and runs `keyhole serve`: data directory, keys, stores, router, sweeper, and a
+//! graceful shutdown that lets transfers in flight finish within a bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::Router;
+use keyhole_sign::{KeyAlgorithm, KeyRing, Signer, Verifier};
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{Authenticator, RateLimiter};
+use crate::config::Config;
+use crate::keyfile;
+use crate::state::{AppState, SharedState};
+use crate::store::objects::{LocalDisk, ObjectStorage};
+use crate::store::sqlite::SqliteStore;
+use crate::store::MetaStore;
+use crate::telemetry::Metrics;
+use crate::{api, edge, http, sweeper};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] keyfile::KeyFileError),
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metadata store could not be opened.
+    #[error(transparent)]
+    Meta(#[from] crate::store::StoreError),
+    /// The object store could not be opened.
+    #[error(transparent)]
+    Objects(#[from] crate::store::objects::ObjectError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The key pair id links are signed with.
+    pub key_pair_id: String,
+    /// Whether this start generated the key pair.
+    pub generated_key: bool,
+    /// Shared state (tests read metrics and stores through it).
+    pub state: SharedState,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, waits up to `shutdown_grace` for requests in flight, then
+    /// returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.sweeper.abort();
+        let grace = self.state.config.shutdown_grace;
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace elapsed; closing remaining connections"
+            );
+            task.abort();
+        }
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path).map_err(|source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads the signing key from `DIR/keys`, generating an RSA-2048 pair on first start. Every
+/// `DIR/keys/trusted/ID.pem` public key is also trusted (for rotation).
+fn load_keys(data_dir: &Path) -> Result<(Signer, KeyRing, bool), StartError> {
+    let dir = data_dir.join("keys");
+    let private = dir.join(keyfile::PRIVATE_KEY_FILE);
+    let mut generated = false;
+    if !private.exists() {
+        keyfile::generate_into(&dir, KeyAlgorithm::Rsa, None)?;
+        generated = true;
+    }
+    let key = keyfile::read_private_key(&private)?;
+    let id_path = dir.join(keyfile::KEY_ID_FILE);
+    let key_pair_id = match std::fs::read_to_string(&id_path) {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => key
+            .public_key()
+            .and_then(|p| p.fingerprint_id())
+            .map_err(|e| StartError::Other(e.to_string()))?,
+    };
+    let mut ring = KeyRing::new();
+    ring.insert(
+        key_pair_id.clone(),
+        key.public_key()
+            .map_err(|e| StartError::Other(e.to_string()))?,
+    );
+    let trusted = dir.join("trusted");
+    if let Ok(entries) = std::fs::read_dir(&trusted) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+                continue;
+            }
+            let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            ring.insert(id.to_owned(), keyfile::read_public_key(&path)?);
+        }
+    }
+    let signer = Signer::new(key_pair_id, key)
+        .map_err(|e| StartError::Other(format!("{}: {e}", id_path.display())))?;
+    Ok((signer, ring, generated))
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::PUT,
+                Method::POST,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::RANGE,
+                header::IF_NONE_MATCH,
+                header::IF_RANGE,
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::CONTENT_RANGE,
+                header::CONTENT_DISPOSITION,
+                header::CONTENT_LENGTH,
+                http::REQUEST_ID.clone(),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// The full router: API, edge, health and metrics.
+pub fn router(state: SharedState) -> Router {
+    let mut app = Router::new()
+        .route("/api/files/upload", post(api::create_upload))
+        .route("/api/files/download/{fileId}", get(api::download_link))
+        .route("/api/files", get(api::list_files))
+        .route(
+            "/api/files/{fileId}",
+            axum::routing::delete(api::delete_file),
+        )
+        .route("/api/config", get(api::public_config))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
+        .route("/files/{*fileId}", get(edge::download))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/uploads", any(http::method_not_allowed))
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed);
+    if let Some(cors) = cors_layer(&state.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        http::observe,
+    ))
+    .with_state(state)
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> impl IntoResponse {
+    let meta = state.meta.ping().await;
+    let objects = state.objects.ping().await;
+    match (meta, objects) {
+        (Ok(()), Ok(())) => (StatusCode::OK, "ready").into_response(),
+        (m, o) => {
+            tracing::error!(metadata = ?m.err(), objects = ?o.err(), "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Builds the state from `config`: data directory (0700), keys, SQLite metadata, local objects.
+pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
+    config.validate()?;
+    create_private_dir(&config.data_dir)?;
+    let (signer, ring, generated) = load_keys(&config.data_dir)?;
+    let verifier = Verifier::new(config.public_origin(), ring)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(SqliteStore::open(&config.data_dir.join("metadata.db"))?);
+    let objects: Arc<dyn ObjectStorage> = Arc::new(LocalDisk::open(
+        config.data_dir.join("objects"),
+        config.data_dir.join("staging"),
+    )?);
+    let state = Arc::new(AppState {
+        auth: Authenticator::new(&config.tokens),
+        limiter: RateLimiter::new(config.rate_limit),
+        metrics: Metrics::new(),
+        config,
+        meta,
+        objects,
+        signer,
+        verifier,
+    });
+    Ok((state, generated))
+}
+
+/// Starts the server on `config.listen` and returns once it accepts connections.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let listen = config.listen;
+    let sweep_interval = config.sweep_interval;
+    let (state, generated_key) = build_state(config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let (tx, mut rx) = watch::channel(false);
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "server failed");
+        }
+    });
+    let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
+    Ok(RunningServer {
+        addr,
+        key_pair_id: state.signer.key_pair_id().to_owned(),
+        generated_key,
+        state,
+        shutdown: tx,
+        task,
+        sweeper,
+    })
+}

@@ -1,0 +1,155 @@
+//! Persistence: file records ([`MetaStore`]) and object bytes ([`objects::ObjectStorage`]).
+//!
+//! Each backend sits behind a small trait and is chosen once at start-up, so the API and edge
+//! handlers never know which one they talk to.
+
+pub mod objects;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Whether the bytes of a file have arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// An upload link was issued; the object is not there yet.
+    Pending,
+    /// The object is stored, complete and checked.
+    Uploaded,
+}
+
+impl Status {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Uploaded => "uploaded",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Status::Pending),
+            "uploaded" => Some(Status::Uploaded),
+            _ => None,
+        }
+    }
+}
+
+/// One file, under the contract's attribute names (see `docs/api.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Random prefix + `_` + sanitised file name.
+    pub file_id: String,
+    /// The name the client gave.
+    pub original_filename: String,
+    /// The declared content type.
+    pub content_type: String,
+    /// Where the bytes live: `uploads/{file_id}`.
+    pub object_key: String,
+    /// When the upload link was issued (epoch milliseconds).
+    pub upload_url_generated_at: i64,
+    /// When the bytes were committed (epoch milliseconds).
+    pub uploaded_at: Option<i64>,
+    /// Stored size in bytes (once uploaded).
+    pub size: Option<u64>,
+    /// Size the client declared up front, enforced during the upload.
+    pub declared_size: Option<u64>,
+    /// SHA-256 the client declared up front (lower-case hex), enforced during the upload.
+    pub declared_sha256: Option<String>,
+    /// SHA-256 of the stored bytes (lower-case hex).
+    pub sha256: Option<String>,
+    /// Strong ETag served with the file (quoted).
+    pub etag: Option<String>,
+    /// Pending or uploaded.
+    pub status: Status,
+    /// The principal the file belongs to.
+    pub owner: String,
+    /// Epoch seconds after which the record and its object are deleted; `None` keeps it.
+    pub ttl: Option<i64>,
+}
+
+impl FileRecord {
+    /// Whether the record is past its TTL at `now` (epoch seconds). Expired records are treated
+    /// as absent even before the sweeper removes them.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.ttl.is_some_and(|ttl| ttl <= now)
+    }
+}
+
+/// The facts recorded when an upload completes.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the bytes (hex).
+    pub sha256: String,
+    /// ETag to serve.
+    pub etag: String,
+    /// Commit time (epoch milliseconds).
+    pub uploaded_at: i64,
+    /// New TTL (retention), or `None` to keep.
+    pub ttl: Option<i64>,
+}
+
+/// A page of a principal's files, newest first.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<FileRecord>,
+    /// Opaque cursor for the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Failures of a metadata backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with that id already exists.
+    #[error("a record with this id already exists")]
+    Conflict,
+    /// The paging cursor is not one this store issued.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// The backend failed.
+    #[error("metadata store: {0}")]
+    Backend(String),
+}
+
+/// File metadata with TTL. Implementations: SQLite (embedded default).
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Inserts a new record; [`StoreError::Conflict`] if the id exists.
+    async fn create(&self, record: &FileRecord) -> Result<(), StoreError>;
+    /// The record of an id, expired or not.
+    async fn get(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// Marks a `pending`, unexpired (at `now`, epoch seconds) record `uploaded`. Returns `false`
+    /// (and changes nothing) when the record is gone, expired or not pending.
+    async fn mark_uploaded(
+        &self,
+        file_id: &str,
+        done: &Completion,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Sets a record's TTL to `now` so it is treated as gone at once; the sweeper (or the caller)
+    /// then removes object and record. Returns `false` if there was no record.
+    async fn expire(&self, file_id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Deletes a record; `false` if there was none.
+    async fn delete(&self, file_id: &str) -> Result<bool, StoreError>;
+    /// Deletes a record only if it is still expired at `now` (the sweeper's guard against a
+    /// record that completed meanwhile).
+    async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError>;
+    /// A principal's unexpired files, newest first.
+    async fn list(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError>;
+    /// Up to `limit` records whose TTL has passed at `now`.
+    async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,319 @@
+//! Object bytes. [`ObjectStorage`] is what the edge and the API use; [`LocalDisk`] keeps objects
+//! as files under the data directory.
+//!
+//! Writes are staged and committed atomically and write-once: bytes stream into a temporary file
+//! in the same file system, which is fsynced and then hard-linked into place (the link fails if
+//! the object exists, so a second upload can never replace the first), and the directory is
+//! fsynced. A crash at any point leaves either no object or the complete one; stray temporary
+//! files are removed at start-up.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// Failures of an object backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object already exists (write-once).
+    #[error("object already exists")]
+    Exists,
+    /// No such object.
+    #[error("object not found")]
+    NotFound,
+    /// The key is not a valid object key.
+    #[error("invalid object key")]
+    InvalidKey,
+    /// The backend failed.
+    #[error("object storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Facts about a stored object.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub last_modified: SystemTime,
+}
+
+/// A byte stream of (part of) an object.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// An upload in progress. Dropping it without [`ObjectWriter::commit`] discards the bytes.
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError>;
+    /// Makes the object visible, atomically and only if it does not exist yet.
+    async fn commit(self: Box<Self>) -> Result<(), ObjectError>;
+}
+
+/// Object storage as the handlers see it.
+#[async_trait]
+pub trait ObjectStorage: Send + Sync + 'static {
+    /// Starts writing `key`; nothing is visible until commit.
+    async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
+    /// Metadata of `key`.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError>;
+    /// Streams `len` bytes of `key` from `offset`.
+    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
+    /// Deletes `key`; `false` if it was not there.
+    async fn delete(&self, key: &str) -> Result<bool, ObjectError>;
+    /// Checks the backend can be written, for readiness.
+    async fn ping(&self) -> Result<(), ObjectError>;
+}
+
+/// Objects as files under a root directory, with a staging directory beside it.
+#[derive(Clone, Debug)]
+pub struct LocalDisk {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+/// Checks an object key: `/`-separated components of `[A-Za-z0-9._-]`, none empty, none
+/// starting with a dot (so never `.` or `..`). Nothing else ever reaches the file system.
+pub fn valid_key(key: &str) -> bool {
+    key.len() <= 512
+        && key.split('/').all(|c| {
+            !c.is_empty()
+                && !c.starts_with('.')
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    // Failure of the system RNG is not recoverable; fall back to time only to keep names unique.
+    if openssl::rand::rand_bytes(&mut buf).is_err() {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return format!("{t:x}");
+    }
+    hex::encode(buf)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+impl LocalDisk {
+    /// Opens (creating) `root` for objects and `staging` for uploads in progress, and removes
+    /// staged files a previous process left behind. Both must be on the same file system.
+    pub fn open(root: PathBuf, staging: PathBuf) -> Result<Self, ObjectError> {
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(&staging)?;
+        for entry in std::fs::read_dir(&staging)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(LocalDisk { root, staging })
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, ObjectError> {
+        if !valid_key(key) {
+            return Err(ObjectError::InvalidKey);
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+struct LocalWriter {
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    temp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for LocalWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
+        match self.file.as_mut() {
+            Some(f) => Ok(f.write_all(&chunk).await?),
+            None => Err(ObjectError::Io(std::io::Error::other(
+                "writer already committed",
+            ))),
+        }
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), ObjectError> {
+        let Some(mut file) = self.file.take() else {
+            return Err(ObjectError::Io(std::io::Error::other(
+                "writer already committed",
+            )));
+        };
+        let temp = self.temp.clone();
+        let dest = self.dest.clone();
+        let result: Result<(), ObjectError> = async {
+            file.flush().await?;
+            file.get_mut().sync_all().await?;
+            drop(file);
+            tokio::task::spawn_blocking(move || -> Result<(), ObjectError> {
+                let parent = dest.parent().ok_or(ObjectError::InvalidKey)?;
+                std::fs::create_dir_all(parent)?;
+                match std::fs::hard_link(&temp, &dest) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Err(ObjectError::Exists)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                sync_dir(parent)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?
+        }
+        .await;
+        // The staged name is removed whether or not the commit succeeded.
+        let _ = tokio::fs::remove_file(&self.temp).await;
+        result
+    }
+}
+
+#[async_trait]
+impl ObjectStorage for LocalDisk {
+    async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        let dest = self.path_of(key)?;
+        if tokio::fs::try_exists(&dest).await? {
+            return Err(ObjectError::Exists);
+        }
+        let temp = self.staging.join(format!("{}.part", random_hex(16)));
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&temp).await?;
+        Ok(Box::new(LocalWriter {
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            temp,
+            dest,
+        }))
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(ObjectMeta {
+                size: m.len(),
+                last_modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ObjectError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
+        use tokio::io::AsyncReadExt;
+        let path = self.path_of(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ObjectError::NotFound)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+        Ok(stream.boxed())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, ObjectError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), ObjectError> {
+        let probe = self.staging.join(format!("ready-{}.probe", random_hex(8)));
+        tokio::fs::write(&probe, b"ok").await?;
+        tokio::fs::remove_file(&probe).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        assert!(valid_key("uploads/abc_file.txt"));
+        for bad in [
+            "",
+            "../x",
+            "uploads/../x",
+            "uploads//x",
+            "/abs",
+            "uploads/.hidden",
+            "a\0b",
+            "a\\b",
+            "uploads/x y",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn write_once_atomic_and_discarded_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path().join("o"), dir.path().join("t")).unwrap();
+        let mut w = disk.begin_write("uploads/a").await.unwrap();
+        w.write(Bytes::from_static(b"hello ")).await.unwrap();
+        assert!(matches!(
+            disk.head("uploads/a").await,
+            Err(ObjectError::NotFound)
+        ));
+        w.write(Bytes::from_static(b"world")).await.unwrap();
+        let mut second = disk.begin_write("uploads/a").await.unwrap();
+        second.write(Bytes::from_static(b"other")).await.unwrap();
+        w.commit().await.unwrap();
+        assert!(matches!(second.commit().await, Err(ObjectError::Exists)));
+        assert_eq!(disk.head("uploads/a").await.unwrap().size, 11);
+        let mut s = disk.read("uploads/a", 6, 5).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = s.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, b"world");
+
+        let mut dropped = disk.begin_write("uploads/b").await.unwrap();
+        dropped.write(Bytes::from_static(b"x")).await.unwrap();
+        drop(dropped);
+        assert_eq!(std::fs::read_dir(dir.path().join("t")).unwrap().count(), 0);
+        assert!(disk.delete("uploads/a").await.unwrap());
+        assert!(!disk.delete("uploads/a").await.unwrap());
+        disk.ping().await.unwrap();
+    }
+}

@@ -1,0 +1,421 @@
+//! The embedded metadata store: one SQLite file in WAL mode, schema versioned with
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{Completion, FileRecord, MetaStore, Page, Status, StoreError};
+
+/// Schema migrations, applied in order; the index + 1 is the `user_version` after each.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE files (
+    file_id                 TEXT PRIMARY KEY NOT NULL,
+    original_filename       TEXT NOT NULL,
+    content_type            TEXT NOT NULL,
+    object_key              TEXT NOT NULL,
+    upload_url_generated_at INTEGER NOT NULL,
+    uploaded_at             INTEGER,
+    size                    INTEGER,
+    declared_size           INTEGER,
+    declared_sha256         TEXT,
+    sha256                  TEXT,
+    etag                    TEXT,
+    status                  TEXT NOT NULL CHECK (status IN ('pending', 'uploaded')),
+    owner                   TEXT NOT NULL,
+    ttl                     INTEGER
+) STRICT;
+CREATE INDEX files_by_owner ON files (owner, upload_url_generated_at DESC, file_id DESC);
+CREATE INDEX files_by_ttl ON files (ttl) WHERE ttl IS NOT NULL;
+"#];
+
+/// SQLite-backed [`MetaStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const COLUMNS: &str = "file_id, original_filename, content_type, object_key, \
+    upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, sha256, etag, \
+    status, owner, ttl";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    let status: String = row.get(11)?;
+    Ok(FileRecord {
+        file_id: row.get(0)?,
+        original_filename: row.get(1)?,
+        content_type: row.get(2)?,
+        object_key: row.get(3)?,
+        upload_url_generated_at: row.get(4)?,
+        uploaded_at: row.get(5)?,
+        size: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        declared_size: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        declared_sha256: row.get(8)?,
+        sha256: row.get(9)?,
+        etag: row.get(10)?,
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        owner: row.get(12)?,
+        ttl: row.get(13)?,
+    })
+}
+
+fn encode_cursor(created: i64, file_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created}:{file_id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    if cursor.len() > 512 {
+        return Err(StoreError::BadCursor);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+    let (created, id) = text.split_once(':').ok_or(StoreError::BadCursor)?;
+    Ok((
+        created.parse().map_err(|_| StoreError::BadCursor)?,
+        id.to_owned(),
+    ))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend)?;
+        Self::migrate(&conn)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn migrate(conn: &Connection) -> Result<(), StoreError> {
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(backend)? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Backend(format!(
+                "database schema version {version} is newer than this keyhole understands ({}); \
+                 upgrade keyhole",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx_sql = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
+            conn.execute_batch(&tx_sql).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| backend("connection lock poisoned"))?;
+            f(&guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn create(&self, r: &FileRecord) -> Result<(), StoreError> {
+        let r = r.clone();
+        self.with(move |c| {
+            let res = c.execute(
+                &format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![
+                    r.file_id,
+                    r.original_filename,
+                    r.content_type,
+                    r.object_key,
+                    r.upload_url_generated_at,
+                    r.uploaded_at,
+                    r.size.map(|v| v as i64),
+                    r.declared_size.map(|v| v as i64),
+                    r.declared_sha256,
+                    r.sha256,
+                    r.etag,
+                    r.status.as_str(),
+                    r.owner,
+                    r.ttl
+                ],
+            );
+            match res {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                Err(e) => Err(backend(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM files WHERE file_id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn mark_uploaded(
+        &self,
+        file_id: &str,
+        d: &Completion,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        let d = d.clone();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE files SET status = 'uploaded', size = ?2, sha256 = ?3, etag = ?4, \
+                     uploaded_at = ?5, ttl = ?6 WHERE file_id = ?1 AND status = 'pending' \
+                     AND (ttl IS NULL OR ttl > ?7)",
+                    params![
+                        id,
+                        d.size as i64,
+                        d.sha256,
+                        d.etag,
+                        d.uploaded_at,
+                        d.ttl,
+                        now
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn expire(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE files SET ttl = ?2 WHERE file_id = ?1",
+                    params![id, now],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete(&self, file_id: &str) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM files WHERE file_id = ?1", [id])
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM files WHERE file_id = ?1 AND ttl IS NOT NULL AND ttl <= ?2",
+                    params![id, now],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let owner = owner.to_owned();
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = limit.clamp(1, 1000);
+        self.with(move |c| {
+            let (created, id) = after.unwrap_or((i64::MAX, String::new()));
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM files WHERE owner = ?1 \
+                     AND (ttl IS NULL OR ttl > ?2) \
+                     AND (upload_url_generated_at < ?3 OR (upload_url_generated_at = ?3 AND file_id < ?4) OR ?4 = '') \
+                     ORDER BY upload_url_generated_at DESC, file_id DESC LIMIT ?5"
+                ))
+                .map_err(backend)?;
+            let mut records = stmt
+                .query_map(params![owner, now, created, id, (limit + 1) as i64], from_row)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let next_cursor = if records.len() > limit {
+                records.truncate(limit);
+                records
+                    .last()
+                    .map(|r| encode_cursor(r.upload_url_generated_at, &r.file_id))
+            } else {
+                None
+            };
+            Ok(Page {
+                records,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM files WHERE ttl IS NOT NULL AND ttl <= ?1 ORDER BY ttl LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now, limit as i64], from_row)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, owner: &str, created: i64, ttl: Option<i64>) -> FileRecord {
+        FileRecord {
+            file_id: id.into(),
+            original_filename: "a.txt".into(),
+            content_type: "text/plain".into(),
+            object_key: format!("uploads/{id}"),
+            upload_url_generated_at: created,
+            uploaded_at: None,
+            size: None,
+            declared_size: Some(3),
+            declared_sha256: None,
+            sha256: None,
+            etag: None,
+            status: Status::Pending,
+            owner: owner.into(),
+            ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn crud_paging_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        for i in 0..5 {
+            store
+                .create(&record(&format!("id{i}"), "alice", 100 + i, Some(1000)))
+                .await
+                .unwrap();
+        }
+        store
+            .create(&record("other", "bob", 50, Some(10)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create(&record("id1", "alice", 1, None)).await,
+            Err(StoreError::Conflict)
+        ));
+        let p1 = store.list("alice", 0, 2, None).await.unwrap();
+        assert_eq!(
+            p1.records
+                .iter()
+                .map(|r| r.file_id.as_str())
+                .collect::<Vec<_>>(),
+            ["id4", "id3"]
+        );
+        let p2 = store
+            .list("alice", 0, 2, p1.next_cursor.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(p2.records[0].file_id, "id2");
+        let p3 = store
+            .list("alice", 0, 2, p2.next_cursor.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(p3.records.len(), 1);
+        assert!(p3.next_cursor.is_none());
+        assert!(store.list("alice", 0, 2, Some("!!")).await.is_err());
+
+        let done = Completion {
+            size: 3,
+            sha256: "ab".into(),
+            etag: "\"ab\"".into(),
+            uploaded_at: 5,
+            ttl: None,
+        };
+        assert!(store.mark_uploaded("id0", &done, 0).await.unwrap());
+        assert!(!store.mark_uploaded("id0", &done, 0).await.unwrap());
+        // An expired pending record cannot complete.
+        assert!(!store.mark_uploaded("id2", &done, 1000).await.unwrap());
+        assert_eq!(
+            store.get("id0").await.unwrap().unwrap().status,
+            Status::Uploaded
+        );
+
+        let expired = store.expired(20, 10).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert!(store.delete_expired("other", 20).await.unwrap());
+        assert!(!store.delete_expired("id1", 20).await.unwrap());
+        assert!(store.expire("id3", 20).await.unwrap());
+        assert_eq!(store.expired(20, 10).await.unwrap().len(), 1);
+        assert!(store.delete("id1").await.unwrap());
+        assert!(!store.delete("id1").await.unwrap());
+        store.ping().await.unwrap();
+        drop(store);
+        // Reopening keeps data and does not re-run migrations.
+        let again = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        assert!(again.get("id0").await.unwrap().is_some());
+    }
+}
