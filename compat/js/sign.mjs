@@ -72,4 +72,21 @@ for (const line of readFileSync(casesPath, "utf8").split("\n")) {
   }
   out.push(JSON.stringify({ id: c.id, sdk: "js", url, cookies }));
 }
+
+// Probes: SDK behaviours worth knowing about, reported by check.py.
+const now = Number(process.env.COMPAT_NOW || Math.floor(Date.now() / 1000));
+const probeExpiry = new Date((now + 3600) * 1000);
+// An ECDSA key with the SDK's default algorithm: an ECDSA-SHA1 signature and no Hash-Algorithm.
+out.push(JSON.stringify({
+  id: "probe-ec-default-hash",
+  sdk: "js",
+  url: getSignedUrl({ ...keys.ec, url: "https://cdn.example.com/files/probe.txt", dateLessThan: probeExpiry }),
+}));
+// A custom policy naming the URL as given, while the SDK re-encodes the URL it returns ('@' -> %40).
+const raw = "https://cdn.example.com/files/a@b.txt";
+out.push(JSON.stringify({
+  id: "probe-raw-resource-policy",
+  sdk: "js",
+  url: getSignedUrl({ ...keys.rsa, url: raw, policy: policyJson(raw, { expires: now + 3600 }) }),
+}));
 process.stdout.write(out.join("\n") + "\n");
