@@ -326,12 +326,14 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        // A `*` is a wildcard even where the text holds a literal `*`: test it first, or it would
+        // be consumed as a one-character literal match and leave no point to backtrack to.
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -421,6 +423,10 @@ mod tests {
         assert!(wildcard_match("*", ""));
         assert!(wildcard_match("a*b*c", "axxbyyc"));
         assert!(!wildcard_match("a*b*c", "axxbyy"));
+        // Literal `*` and `?` in the URL (legal in paths and queries) are still matched by wildcards.
+        assert!(wildcard_match("https://a/x*", "https://a/x*&y=1"));
+        assert!(wildcard_match("https://a/*.txt", "https://a/*.txt"));
+        assert!(wildcard_match("https://a/*/b", "https://a/*/c/b"));
     }
 
     fn naive(p: &[u8], t: &[u8]) -> bool {
@@ -435,7 +441,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn wildcard_agrees_with_reference(p in "[ab*?]{0,8}", t in "[ab]{0,10}") {
+        fn wildcard_agrees_with_reference(p in "[ab*?]{0,8}", t in "[ab*?]{0,10}") {
             prop_assert_eq!(wildcard_match(&p, &t), naive(p.as_bytes(), t.as_bytes()));
         }
 
