@@ -229,12 +229,17 @@ pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), SignError
     Ok(())
 }
 
-/// Validates a URL that is about to be signed: [`check_text`] rules, absolute, and free of the
-/// reserved signing parameters.
-pub(crate) fn check_url(url: &str) -> Result<(), SignError> {
+/// Validates a URL that is about to be signed: [`check_text`] rules, absolute with a host and a
+/// path (a request always names at least `/`, so `https://host` or `https://host?a=1` could never
+/// be verified), and free of the reserved signing parameters. Returns where the path starts.
+pub(crate) fn check_url(url: &str) -> Result<usize, SignError> {
     check_text("url", url)?;
     let scheme_end = url.find("://").ok_or(SignError::NotAbsolute)?;
-    if scheme_end == 0 || url.len() == scheme_end + 3 {
+    let host_start = scheme_end + 3;
+    let path_start = url[host_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| host_start + i);
+    if scheme_end == 0 || path_start == host_start || !url[path_start..].starts_with('/') {
         return Err(SignError::NotAbsolute);
     }
     if let Some((_, query)) = url.split_once('?') {
@@ -245,7 +250,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), SignError> {
             }
         }
     }
-    Ok(())
+    Ok(path_start)
 }
 
 /// A policy as received and parsed by the verifier.
@@ -382,7 +387,12 @@ mod tests {
     #[test]
     fn url_checks() {
         assert!(check_url("https://a.example/x?y=1").is_ok());
+        assert_eq!(check_url("https://a.example/x?y=1"), Ok(17));
         assert!(check_url("/relative").is_err());
+        // No path: the request would be for `/`, which is not what was signed.
+        for no_path in ["https://a.example", "https://a.example?y=1", "https:///x", "://a/x"] {
+            assert_eq!(check_url(no_path), Err(SignError::NotAbsolute), "{no_path}");
+        }
         assert!(check_url("https://a.example/x y").is_err());
         assert!(check_url("https://a.example/é").is_err());
         assert!(check_url("https://a.example/x#f").is_err());

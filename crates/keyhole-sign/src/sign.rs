@@ -4,6 +4,7 @@ use crate::encoding;
 use crate::error::SignError;
 use crate::key::{HashAlgorithm, PrivateKey};
 use crate::policy::{check_url, Policy};
+use crate::verify::{MAX_POLICY_LEN, MAX_TARGET_LEN};
 
 /// Mints CloudFront signed URLs and cookies with one private key.
 ///
@@ -67,6 +68,16 @@ pub fn check_key_pair_id(id: &str) -> Result<(), SignError> {
     }
 }
 
+/// Encodes a custom policy for the `Policy` parameter or cookie, refusing one longer than the
+/// verifier accepts ([`MAX_POLICY_LEN`]): a link carrying it could never be used.
+fn encode_policy(json: &str) -> Result<String, SignError> {
+    let encoded = encoding::encode(json.as_bytes());
+    if encoded.len() > MAX_POLICY_LEN {
+        return Err(SignError::TooLong("the encoded policy", MAX_POLICY_LEN));
+    }
+    Ok(encoded)
+}
+
 impl Signer {
     /// A signer for `key_pair_id` (the CloudFront public key id) using the key's default digest:
     /// SHA-1 for RSA, SHA-256 for ECDSA.
@@ -115,16 +126,24 @@ impl Signer {
     /// parameters in CloudFront's order: `Expires` (canned) or `Policy` (custom), `Signature`,
     /// `Key-Pair-Id`, then `Hash-Algorithm` when SHA-256 is used. The separator is `&` when the URL
     /// already has a `?`, as botocore does.
+    ///
+    /// A link the [`crate::Verifier`] would refuse for its size (an encoded policy over
+    /// [`MAX_POLICY_LEN`], a path and query over [`MAX_TARGET_LEN`]) is refused here instead.
     pub fn sign_url(&self, url: &str, policy: &Policy) -> Result<String, SignError> {
-        check_url(url)?;
+        let path_start = check_url(url)?;
         let json = policy.to_json(url)?;
+        let encoded_policy = if policy.is_custom() {
+            Some(encode_policy(&json)?)
+        } else {
+            None
+        };
         let signature = self.sign_bytes(json.as_bytes())?;
         let mut out = String::with_capacity(url.len() + json.len() * 4 / 3 + signature.len() + 96);
         out.push_str(url);
         out.push(if url.contains('?') { '&' } else { '?' });
-        if policy.is_custom() {
+        if let Some(encoded) = encoded_policy {
             out.push_str("Policy=");
-            out.push_str(&encoding::encode(json.as_bytes()));
+            out.push_str(&encoded);
         } else {
             out.push_str("Expires=");
             out.push_str(&policy.expires().to_string());
@@ -136,17 +155,29 @@ impl Signer {
         if self.hash == HashAlgorithm::Sha256 {
             out.push_str("&Hash-Algorithm=SHA256");
         }
+        if out.len() - path_start > MAX_TARGET_LEN {
+            return Err(SignError::TooLong(
+                "the signed url's path and query",
+                MAX_TARGET_LEN,
+            ));
+        }
         Ok(out)
     }
 
     /// Signs cookies that grant `policy` for `resource` (the URL for a canned policy; the default
-    /// resource of a custom one).
+    /// resource of a custom one). An encoded policy over [`MAX_POLICY_LEN`] is refused, as the
+    /// verifier would refuse it.
     pub fn sign_cookies(&self, resource: &str, policy: &Policy) -> Result<SignedCookies, SignError> {
         let json = policy.to_json(resource)?;
+        let encoded_policy = if policy.is_custom() {
+            Some(encode_policy(&json)?)
+        } else {
+            None
+        };
         let signature = self.sign_bytes(json.as_bytes())?;
         let mut cookies = Vec::with_capacity(4);
-        if policy.is_custom() {
-            cookies.push(("CloudFront-Policy", encoding::encode(json.as_bytes())));
+        if let Some(encoded) = encoded_policy {
+            cookies.push(("CloudFront-Policy", encoded));
         } else {
             cookies.push(("CloudFront-Expires", policy.expires().to_string()));
         }
