@@ -1,0 +1,608 @@
+//! End-to-end behaviour of the file API and the edge against a real server.
+
+mod common;
+
+use common::{now, pseudo_random, sha256_hex, TestServer, PUBLIC};
+use keyhole_sign::{KeyAlgorithm, Policy, PrivateKey, Signer};
+use serde_json::json;
+
+#[tokio::test]
+async fn upload_then_download_is_byte_identical_and_links_carry_the_public_url() {
+    let s = TestServer::start().await;
+    let bytes = pseudo_random(300_000, 1);
+    let link = s
+        .upload_link(
+            "report 2024.pdf",
+            Some(bytes.len() as u64),
+            Some(&sha256_hex(&bytes)),
+        )
+        .await;
+    assert_eq!(link["success"], true);
+    assert_eq!(link["method"], "PUT");
+    let upload_url = link["uploadUrl"].as_str().unwrap();
+    let file_id = link["fileId"].as_str().unwrap();
+    assert!(upload_url.starts_with(&format!("{PUBLIC}/uploads/{file_id}?Expires=")));
+    assert!(file_id.ends_with("_report-2024.pdf"));
+    assert_eq!(link["objectKey"], format!("uploads/{file_id}"));
+
+    let r = s.put(upload_url, bytes.clone()).await;
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", sha256_hex(&bytes)));
+
+    let (status, dl) = s.download_link(file_id).await;
+    assert_eq!(status, 200);
+    let url = dl["downloadUrl"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{PUBLIC}/files/{file_id}?Expires=")));
+    let r = s.client.get(s.local(url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("filename*=UTF-8''report%202024.pdf"));
+    assert!(r.headers().contains_key("last-modified"));
+    let got = r.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&bytes));
+
+    // The config endpoint reports the same public URL and the key pair id in the links.
+    let cfg: serde_json::Value = s
+        .client
+        .get(s.url("/api/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["publicUrl"], PUBLIC);
+    assert!(url.ends_with(&format!(
+        "Key-Pair-Id={}",
+        cfg["keyPairId"].as_str().unwrap()
+    )));
+    assert_eq!(cfg["uploadTtlSeconds"], 900);
+    assert_eq!(cfg["downloadTtlSeconds"], 3600);
+}
+
+#[tokio::test]
+async fn ranges_conditional_requests_and_head() {
+    let s = TestServer::start().await;
+    let bytes = pseudo_random(10_000, 2);
+    let id = s.upload("data.bin", bytes.clone()).await;
+    let (_, dl) = s.download_link(&id).await;
+    let url = s.local(dl["downloadUrl"].as_str().unwrap());
+
+    let r = s
+        .client
+        .get(&url)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[100..200]);
+
+    let r = s
+        .client
+        .get(&url)
+        .header("range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[9990..]);
+
+    let r = s
+        .client
+        .get(&url)
+        .header("range", "bytes=20000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */10000");
+
+    let head = s.client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "10000");
+    let etag = head.headers()["etag"].clone();
+
+    let r = s
+        .client
+        .get(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // If-Range with a stale validator serves the whole file.
+    let r = s
+        .client
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn hundred_megabyte_file_round_trips() {
+    let s = TestServer::start().await;
+    let bytes = pseudo_random(100 * 1024 * 1024, 3);
+    let sum = sha256_hex(&bytes);
+    let link = s
+        .upload_link("big.bin", Some(bytes.len() as u64), Some(&sum))
+        .await;
+    let r = s.put(link["uploadUrl"].as_str().unwrap(), bytes).await;
+    assert_eq!(r.status(), 200);
+    let got = s.download(link["fileId"].as_str().unwrap()).await;
+    assert_eq!(got.len(), 100 * 1024 * 1024);
+    assert_eq!(sha256_hex(&got), sum);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_uploads_list_and_delete() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let bytes = pseudo_random(200_000 + i as usize * 1000, 100 + i);
+            let id = s.upload(&format!("file-{i}.bin"), bytes.clone()).await;
+            (id, bytes)
+        }));
+    }
+    let mut uploaded = Vec::new();
+    for t in tasks {
+        uploaded.push(t.await.unwrap());
+    }
+    let listed = s.list_all().await;
+    assert_eq!(listed.len(), 20);
+    for (id, bytes) in &uploaded {
+        let entry = listed
+            .iter()
+            .find(|f| f["fileId"] == id.as_str())
+            .expect("listed");
+        assert_eq!(entry["status"], "uploaded");
+        assert_eq!(entry["size"], bytes.len() as u64);
+        assert_eq!(entry["sha256"], sha256_hex(bytes));
+        assert_eq!(s.download(id).await, *bytes);
+    }
+    // Newest first.
+    let created: Vec<&str> = listed
+        .iter()
+        .map(|f| f["createdAt"].as_str().unwrap())
+        .collect();
+    let mut sorted = created.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(created, sorted);
+
+    let (victim, _) = &uploaded[0];
+    let (_, dl) = s.download_link(victim).await;
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{victim}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"success": true})
+    );
+    assert!(!s.object_path(victim).exists(), "object removed");
+    assert_eq!(s.list_all().await.len(), 19);
+    let (status, _) = s.download_link(victim).await;
+    assert_eq!(status, 404);
+    // A download link minted before the delete no longer serves anything.
+    let r = s
+        .client
+        .get(s.local(dl["downloadUrl"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{victim}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+async fn xml_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let code = body
+        .split("<Code>")
+        .nth(1)
+        .and_then(|s| s.split("</Code>").next())
+        .unwrap_or("")
+        .to_owned();
+    (status, code)
+}
+
+#[tokio::test]
+async fn signature_refusals_follow_cloudfront() {
+    let s = TestServer::start().await;
+    let id = s.upload("a.txt", b"hello".to_vec()).await;
+    let path = format!("/files/{id}");
+
+    // Expired.
+    let expired = s.sign(&path, now() - 10);
+    let (status, code) = xml_code(s.client.get(s.local(&expired)).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+
+    // Tampered: another file's path with this signature, and a flipped signature character.
+    let good = s.sign(&path, now() + 600);
+    let other = good.replace(&id, &format!("{}x", &id));
+    let (status, _) = xml_code(s.client.get(s.local(&other)).send().await.unwrap()).await;
+    assert_eq!(status, 403);
+    let sig_at = good.find("Signature=").unwrap() + "Signature=".len() + 5;
+    let mut tampered = good.clone().into_bytes();
+    tampered[sig_at] = if tampered[sig_at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let (status, code) = xml_code(s.client.get(s.local(&tampered)).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    let r = s.client.get(s.local(&good)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Unknown key id: a valid signature by a key the server does not trust.
+    let stranger = Signer::new(
+        "KUNKNOWN",
+        PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
+    )
+    .unwrap();
+    let foreign = stranger
+        .sign_url(
+            &format!("{PUBLIC}{path}"),
+            &Policy::canned(now() + 600).unwrap(),
+        )
+        .unwrap();
+    let (status, code) = xml_code(s.client.get(s.local(&foreign)).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "InvalidKey"));
+
+    // No signature at all.
+    let (status, code) = xml_code(s.client.get(s.url(&path)).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "MissingKey"));
+
+    // Signed cookies work in place of URL parameters.
+    let cookies = s
+        .signer()
+        .sign_cookies(
+            &format!("{PUBLIC}{path}"),
+            &Policy::canned(now() + 600).unwrap(),
+        )
+        .unwrap();
+    let r = s
+        .client
+        .get(s.url(&path))
+        .header("cookie", cookies.to_cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Every refusal is counted by reason.
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["expired", "bad_signature", "unknown_key", "no_signature"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("keyhole_edge_rejections_total")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .unwrap_or_else(|| panic!("no metric for {reason}"));
+        assert!(!line.ends_with(" 0"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn method_binding_and_write_once() {
+    let s = TestServer::start().await;
+    let body = b"first".to_vec();
+    let link = s.upload_link("w.txt", None, None).await;
+    let upload_url = link["uploadUrl"].as_str().unwrap().to_owned();
+    let id = link["fileId"].as_str().unwrap().to_owned();
+
+    // An upload link cannot be used to read.
+    let r = s.client.get(s.local(&upload_url)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(s.put(&upload_url, body.clone()).await.status(), 200);
+    // A second PUT on a still-valid upload link changes nothing.
+    let r = s.put(&upload_url, b"second".to_vec()).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(s.download(&id).await, body);
+
+    // A download link cannot be used to write, not even by changing the path.
+    let (_, dl) = s.download_link(&id).await;
+    let download_url = dl["downloadUrl"].as_str().unwrap();
+    let r = s
+        .client
+        .put(s.local(download_url))
+        .body("evil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let as_upload = download_url.replacen("/files/", "/uploads/", 1);
+    let r = s.put(&as_upload, b"evil".to_vec()).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.download(&id).await, body);
+}
+
+#[tokio::test]
+async fn oversize_and_wrong_checksum_keep_nothing() {
+    let s = TestServer::start_with(|c| c.max_upload_bytes = 1000).await;
+    // Declared too large: refused when the link is requested.
+    let (status, v) = s
+        .create_upload(json!({"filename": "x", "contentType": "text/plain", "size": 1001}))
+        .await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large");
+
+    // Undeclared size, body over the limit: 413 while streaming, nothing stored.
+    let link = s.upload_link("big.bin", None, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let stream = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 400]))),
+    );
+    let r = s
+        .put(
+            link["uploadUrl"].as_str().unwrap(),
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await;
+    assert_eq!(r.status(), 413);
+    assert!(!s.object_path(&id).exists());
+    assert_eq!(s.staged(), 0);
+    // The link is still usable for a body within the limit.
+    let r = s
+        .put(link["uploadUrl"].as_str().unwrap(), vec![1u8; 10])
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Declared size, shorter body.
+    let link = s.upload_link("short.bin", Some(100), None).await;
+    let r = s
+        .put(link["uploadUrl"].as_str().unwrap(), vec![1u8; 50])
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(!s.object_path(link["fileId"].as_str().unwrap()).exists());
+
+    // Wrong checksum: refused, nothing stored, record still pending.
+    let body = b"checked".to_vec();
+    let wrong = sha256_hex(b"something else");
+    let link = s
+        .upload_link("c.txt", Some(body.len() as u64), Some(&wrong))
+        .await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let r = s
+        .put(link["uploadUrl"].as_str().unwrap(), body.clone())
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("BadDigest"));
+    assert!(!s.object_path(&id).exists());
+    assert_eq!(s.staged(), 0);
+    let (status, v) = s.download_link(&id).await;
+    assert_eq!(status, 409, "{v}");
+
+    // Content type differing from the declared one.
+    let link = s.upload_link("t.bin", None, None).await;
+    let r = s
+        .client
+        .put(s.local(link["uploadUrl"].as_str().unwrap()))
+        .header("content-type", "text/html")
+        .body("<script>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn authentication_ownership_and_rate_limit() {
+    let (alice_token, alice_hash) = keyhole::auth::generate_token();
+    let (bob_token, bob_hash) = keyhole::auth::generate_token();
+    let s = TestServer::start_with(|c| {
+        c.tokens = vec![
+            keyhole::config::TokenEntry {
+                principal: "alice".into(),
+                sha256: alice_hash,
+            },
+            keyhole::config::TokenEntry {
+                principal: "bob".into(),
+                sha256: bob_hash,
+            },
+        ];
+        c.rate_limit = keyhole::config::RateLimit {
+            burst: 5,
+            per_second: 1,
+        };
+    })
+    .await;
+    let body = json!({"filename": "secret.txt", "contentType": "text/plain"});
+    let r = s
+        .client
+        .post(s.url("/api/files/upload"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = s
+        .client
+        .post(s.url("/api/files/upload"))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let link: serde_json::Value = s
+        .client
+        .post(s.url("/api/files/upload"))
+        .bearer_auth(&alice_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = link["fileId"].as_str().unwrap();
+    // Bob cannot see, link or delete Alice's file.
+    let r = s
+        .client
+        .get(s.url("/api/files"))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["files"],
+        json!([])
+    );
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{id}")))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Alice has used 1 of 5; the burst runs out and 429 carries Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = s
+            .client
+            .get(s.url("/api/files"))
+            .bearer_auth(&alice_token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("rate limited");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_for_configured_origins_only() {
+    let s =
+        TestServer::start_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    let link = s.upload_link("c.txt", None, None).await;
+    let path = s.local(link["uploadUrl"].as_str().unwrap());
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, path.clone())
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("https://app.example.com").await.unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = preflight("https://evil.example.com").await.unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn openapi_health_readiness_and_request_ids() {
+    let s = TestServer::start().await;
+    let doc: serde_json::Value = s
+        .client
+        .get(s.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in [
+        "/api/files/upload",
+        "/api/files/download/{fileId}",
+        "/api/files",
+        "/api/files/{fileId}",
+        "/api/config",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing from OpenAPI");
+    }
+    assert_eq!(
+        s.client
+            .get(s.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.client
+            .get(s.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = s
+        .client
+        .get(s.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = s.client.get(s.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["success"], false);
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let s = TestServer::start().await;
+    let bytes = pseudo_random(5000, 9);
+    let id = s.upload("keep.bin", bytes.clone()).await;
+    let key_id = s.running().key_pair_id.clone();
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(s.running().key_pair_id, key_id, "the key is kept");
+    assert!(!s.running().generated_key);
+    assert_eq!(s.download(&id).await, bytes);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.data().join("keys/private.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
