@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
+import time
 
 from botocore.signers import CloudFrontSigner
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,6 +65,16 @@ def main(argv):
                 continue
             case = json.loads(line)
             out.write(json.dumps({"id": case["id"], "sdk": "botocore", "url": sign_case(case, keys)}) + "\n")
+    # Probe: a custom policy laid out like the examples in CloudFront's documentation (indented,
+    # with spaces and newlines). botocore signs any policy string as given.
+    now = int(os.environ.get("COMPAT_NOW") or time.time())
+    key, key_id = keys["rsa"]
+    pretty = json.dumps({"Statement": [{"Resource": "https://cdn.example.com/files/*",
+                                        "Condition": {"DateLessThan": {"AWS:EpochTime": now + 3600}}}]},
+                        indent=4)
+    url = CloudFrontSigner(key_id, signer_fn(key, "sha1")).generate_presigned_url(
+        "https://cdn.example.com/files/pretty.txt", policy=pretty)
+    out.write(json.dumps({"id": "probe-pretty-policy", "sdk": "botocore", "url": url}) + "\n")
 
 
 if __name__ == "__main__":

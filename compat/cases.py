@@ -23,7 +23,7 @@ ORIGIN = "https://cdn.example.com"
 HOST = "cdn.example.com"
 
 DEFAULT_SEED = 20260301
-DEFAULT_COUNT = 160
+DEFAULT_COUNT = 200
 # The "current time" every verification is made at. Fixed so runs reproduce; moved forward
 # automatically once the wall clock gets close, so expiries always lie in the future.
 DEFAULT_NOW = 1_900_000_000
@@ -161,6 +161,9 @@ def _path(rng: random.Random) -> str:
     segs = [rng.choice(DIRS)]
     for _ in range(rng.choice([0, 1, 1, 2, 3])):
         segs.append(rng.choice(SEGMENTS + DIRS))
+    if rng.random() < 0.03:
+        # A long URL (1-3 KB): still far below CloudFront's 8 KB request line.
+        segs += [rng.choice(SEGMENTS + DIRS) for _ in range(rng.randrange(60, 150))]
     r = rng.random()
     if r < 0.05:
         segs.append("")  # trailing slash

@@ -323,6 +323,7 @@ def main():
                 if c["wrong_ip"]:
                     job(section, f"{cid} client outside IP range", url, IP_MISMATCH, client_ip=c["wrong_ip"], case=c)
                 job(section, f"{cid} client IP unknown", url, IP_MISMATCH, client_ip=None, case=c)
+                job(section, f"{cid} IPv6 client", url, IP_MISMATCH, client_ip="2001:db8::7", case=c)
 
     for cid, c in cases.items():
         for sdk in ("botocore", "js"):
@@ -343,6 +344,14 @@ def main():
     if probe:
         job("JS SDK pitfalls: keyhole verify", "custom policy naming the unencoded URL (SDK re-encodes '@')",
             probe["url"], RES_MISMATCH, client_ip=None)
+    probe = signed.get("probe-pretty-policy", {}).get("botocore")
+    if probe:
+        job("policy layout: keyhole verify", "botocore URL with an indented, multi-line custom policy",
+            probe["url"], VALID, client_ip=None)
+    probe = signed.get("probe-no-resource-policy", {}).get("js")
+    if probe:
+        job("policy layout: keyhole verify", "JS SDK URL with a custom policy without Resource",
+            probe["url"], VALID, client_ip=None)
     probe = signed.get("probe-ec-default-hash", {}).get("js")
     if probe:
         job("probe", "ECDSA key with the JS SDK's default algorithm (ECDSA-SHA1, no Hash-Algorithm)",

@@ -89,4 +89,14 @@ out.push(JSON.stringify({
   sdk: "js",
   url: getSignedUrl({ ...keys.rsa, url: raw, policy: policyJson(raw, { expires: now + 3600 }) }),
 }));
+// A custom policy without a Resource: it covers every URL of every distribution trusting the key.
+out.push(JSON.stringify({
+  id: "probe-no-resource-policy",
+  sdk: "js",
+  url: getSignedUrl({
+    ...keys.rsa,
+    url: "https://cdn.example.com/any/where.txt",
+    policy: JSON.stringify({ Statement: [{ Condition: { DateLessThan: { "AWS:EpochTime": now + 3600 } } }] }),
+  }),
+}));
 process.stdout.write(out.join("\n") + "\n");
