@@ -34,15 +34,24 @@ step() { printf '== %s (%ss)\n' "$*" "$((SECONDS - START))"; }
 
 step "python venv with botocore"
 VENV=${COMPAT_VENV:-$WORK/venv}
-[[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+if [[ ! -x "$VENV/bin/python" ]] && ! python3 -m venv "$VENV" >"$WORK/venv.log" 2>&1; then
+  if python3 -c 'import botocore, cryptography' 2>/dev/null; then
+    echo "   python3 -m venv failed; using the system python3, which has botocore and cryptography"
+    mkdir -p "$VENV/bin" && ln -sf "$(command -v python3)" "$VENV/bin/python" && touch "$VENV/system"
+  else
+    cat "$WORK/venv.log" >&2
+    echo "compat: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
+    exit 2
+  fi
+fi
 PY="$VENV/bin/python"
-if ! "$PY" - "$COMPAT/requirements.txt" <<'PYEOF' 2>/dev/null; then
+if [[ ! -e "$VENV/system" ]] && ! "$PY" - "$COMPAT/requirements.txt" <<'PYEOF' 2>/dev/null; then
 import sys
 from importlib.metadata import version
 want = [l.split("==") for l in open(sys.argv[1]) if "==" in l and not l.startswith("#")]
 sys.exit(any(version(n.strip()) != v.strip() for n, v in want))
 PYEOF
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$COMPAT/requirements.txt"
+  "$PY" -m pip install --quiet --disable-pip-version-check -r "$COMPAT/requirements.txt"
 fi
 
 step "npm ci in compat/js"
