@@ -80,16 +80,30 @@ pub struct CreateUpload {
     /// Lower-case hex SHA-256, checked before the file is committed.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Upload in parts (needs `size`); implied when `size` reaches the multipart threshold.
+    #[serde(default)]
+    pub multipart: bool,
 }
 
-/// An upload link.
+/// One part's signed upload URL.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartLink {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Signed URL to PUT this part to.
+    pub url: String,
+}
+
+/// An upload link (or, for multipart uploads, one link per part).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadLink {
     /// Always true.
     pub success: bool,
-    /// Signed URL to PUT the bytes to.
-    pub upload_url: String,
+    /// Signed URL to PUT the bytes to (single-part uploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
     /// The new file's id.
     pub file_id: String,
     /// Where the bytes will be stored.
@@ -98,6 +112,90 @@ pub struct UploadLink {
     pub method: &'static str,
     /// When the link expires (RFC 3339).
     pub expires_at: String,
+    /// Multipart upload id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// Size of every part but the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
+    /// Number of parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_count: Option<u32>,
+    /// One signed PUT URL per part, in any order and in parallel; then
+    /// `POST /api/files/{fileId}/complete`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<PartLink>>,
+}
+
+/// A stored part.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartInfo {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Bytes stored.
+    pub size: u64,
+    /// The part's ETag.
+    pub etag: String,
+}
+
+/// State of a multipart upload, with fresh links for the missing parts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartsStatus {
+    /// Always true.
+    pub success: bool,
+    /// The file's id.
+    pub file_id: String,
+    /// Multipart upload id.
+    pub upload_id: String,
+    /// Size of every part but the last.
+    pub part_size: u64,
+    /// Number of parts.
+    pub part_count: u32,
+    /// Parts stored so far.
+    pub parts: Vec<PartInfo>,
+    /// Fresh signed URLs for the parts still missing.
+    pub missing: Vec<PartLink>,
+    /// When the fresh links expire (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Request to assemble a multipart upload.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompleteUpload {
+    /// The parts in ascending order with the ETags their PUTs returned; when omitted, the stored
+    /// parts are used.
+    #[serde(default)]
+    pub parts: Option<Vec<CompletePart>>,
+}
+
+/// One part named in a completion request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompletePart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The ETag the part's PUT returned (quotes optional).
+    #[serde(default)]
+    pub etag: Option<String>,
+}
+
+/// A completed upload.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    /// Always true.
+    pub success: bool,
+    /// The file's id.
+    pub file_id: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the whole file (hex).
+    pub sha256: String,
+    /// The file's ETag.
+    pub etag: String,
 }
 
 /// A download link.
@@ -178,6 +276,10 @@ pub struct PublicConfig {
     pub key_pair_id: String,
     /// Largest accepted upload in bytes.
     pub max_upload_bytes: u64,
+    /// Uploads declared at least this large are multipart.
+    pub multipart_threshold: u64,
+    /// Preferred part size of multipart uploads.
+    pub part_size: u64,
     /// Whether the API needs a bearer token.
     pub auth_required: bool,
 }
@@ -265,6 +367,20 @@ pub async fn create_upload(
             ));
         }
     }
+    let multipart = req.multipart
+        || req
+            .size
+            .is_some_and(|s| s >= state.config.multipart_threshold);
+    let part_size = match (multipart, req.size) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ApiError::bad_request(
+                "multipart uploads need the file's size (size)",
+            ))
+        }
+        (true, Some(0)) => return Err(ApiError::bad_request("an empty file cannot be multipart")),
+        (true, Some(size)) => Some(part_size_for(size, state.config.part_size)),
+    };
     let sha256 = match req.sha256 {
         Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Some(s.to_ascii_lowercase())
@@ -279,6 +395,7 @@ pub async fn create_upload(
     let now = now_secs();
     let expires = now + state.config.upload_ttl.as_secs() as i64;
     let file_id = ids::new_file_id(&req.filename);
+    let upload_id = part_size.map(|_| ids::new_upload_id());
     let record = FileRecord {
         object_key: ids::object_key(&file_id),
         file_id: file_id.clone(),
@@ -294,22 +411,225 @@ pub async fn create_upload(
         status: Status::Pending,
         owner: principal.0,
         ttl: Some(expires + state.config.pending_grace.as_secs() as i64),
+        upload_id,
+        part_size,
     };
-    let url = format!("{}/uploads/{}", state.config.public_origin(), file_id);
-    let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
-    let upload_url = state
-        .signer
-        .sign_url(&url, &policy)
-        .map_err(ApiError::internal)?;
+    let (upload_url, parts) = match record.part_count() {
+        Some(count) if record.upload_id.is_some() => {
+            let numbers: Vec<u32> = (1..=count).collect();
+            (None, Some(part_links(&state, &record, &numbers, expires)?))
+        }
+        _ => {
+            let url = format!("{}/uploads/{}", state.config.public_origin(), file_id);
+            let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
+            let signed = state
+                .signer
+                .sign_url(&url, &policy)
+                .map_err(ApiError::internal)?;
+            Metrics::count(&state.metrics.links, "upload");
+            (Some(signed), None)
+        }
+    };
     state.meta.create(&record).await?;
-    Metrics::count(&state.metrics.links, "upload");
     Ok(Json(UploadLink {
         success: true,
         upload_url,
-        object_key: record.object_key,
+        object_key: record.object_key.clone(),
+        part_count: record.part_count().filter(|_| parts.is_some()),
+        upload_id: record.upload_id,
+        part_size: record.part_size,
+        parts,
         file_id,
         method: "PUT",
         expires_at: rfc3339_secs(expires),
+    }))
+}
+
+/// The part size for a file of `size` bytes: the configured size, raised (to a whole MiB) so the
+/// upload needs at most 10,000 parts.
+pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+    use crate::config::defaults::{MAX_PARTS, MIN_PART_SIZE};
+    const MIB: u64 = 1024 * 1024;
+    let needed = size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    preferred.max(needed).max(MIN_PART_SIZE)
+}
+
+/// Signed PUT URLs for the given parts of a multipart upload, valid until `expires`.
+fn part_links(
+    state: &SharedState,
+    record: &FileRecord,
+    numbers: &[u32],
+    expires: i64,
+) -> Result<Vec<PartLink>, ApiError> {
+    let upload_id = record.upload_id.as_deref().unwrap_or_default();
+    let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
+    let origin = state.config.public_origin();
+    numbers
+        .iter()
+        .map(|&n| {
+            let url = format!(
+                "{origin}/uploads/{}?partNumber={n}&uploadId={upload_id}",
+                record.file_id
+            );
+            Metrics::count(&state.metrics.links, "upload_part");
+            Ok(PartLink {
+                part_number: n,
+                url: state
+                    .signer
+                    .sign_url(&url, &policy)
+                    .map_err(ApiError::internal)?,
+            })
+        })
+        .collect()
+}
+
+async fn pending_multipart(
+    state: &SharedState,
+    principal: &Principal,
+    file_id: &str,
+) -> Result<FileRecord, ApiError> {
+    let record = owned_record(state, principal, file_id).await?;
+    if record.status == Status::Uploaded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_uploaded",
+            "the upload is already complete",
+        ));
+    }
+    if record.upload_id.is_none() || record.part_count().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_multipart",
+            "this is a single-part upload; PUT the whole file to its upload URL",
+        ));
+    }
+    Ok(record)
+}
+
+/// List the stored parts of a multipart upload and re-issue links for the missing ones (to
+/// resume after a crash or a dropped connection, from any machine). Extends the upload's expiry.
+#[utoipa::path(get, path = "/api/files/{fileId}/parts",
+    params(("fileId" = String, Path, description = "File id")),
+    responses((status = 200, body = PartsStatus), (status = 404, body = ErrorReply),
+              (status = 409, body = ErrorReply)),
+    security(("bearer" = [])))]
+pub async fn list_parts(
+    State(state): State<SharedState>,
+    principal: Principal,
+    FileId(file_id): FileId,
+) -> Result<Json<PartsStatus>, ApiError> {
+    let record = pending_multipart(&state, &principal, &file_id).await?;
+    let count = record.part_count().unwrap_or(0);
+    let now = now_secs();
+    let expires = now + state.config.upload_ttl.as_secs() as i64;
+    let ttl = expires + state.config.pending_grace.as_secs() as i64;
+    if !state.meta.extend_pending(&file_id, ttl, now).await? {
+        return Err(ApiError::not_found("no such file"));
+    }
+    let stored = state.meta.parts(&file_id).await?;
+    let missing: Vec<u32> = (1..=count)
+        .filter(|n| !stored.iter().any(|p| p.part_number == *n))
+        .collect();
+    Ok(Json(PartsStatus {
+        success: true,
+        upload_id: record.upload_id.clone().unwrap_or_default(),
+        part_size: record.part_size.unwrap_or_default(),
+        part_count: count,
+        parts: stored
+            .iter()
+            .map(|p| PartInfo {
+                part_number: p.part_number,
+                size: p.size,
+                etag: p.etag.clone(),
+            })
+            .collect(),
+        missing: part_links(&state, &record, &missing, expires)?,
+        file_id,
+        expires_at: rfc3339_secs(expires),
+    }))
+}
+
+/// Assemble a multipart upload: checks that every part is there with the right size (and ETag,
+/// when listed), joins them atomically into the object, checks the declared SHA-256 and marks the
+/// file uploaded.
+#[utoipa::path(post, path = "/api/files/{fileId}/complete",
+    params(("fileId" = String, Path, description = "File id")),
+    request_body = CompleteUpload,
+    responses((status = 200, body = Completed), (status = 400, body = ErrorReply),
+              (status = 404, body = ErrorReply), (status = 409, body = ErrorReply)),
+    security(("bearer" = [])))]
+pub async fn complete_upload(
+    State(state): State<SharedState>,
+    principal: Principal,
+    FileId(file_id): FileId,
+    body: axum::body::Bytes,
+) -> Result<Json<Completed>, ApiError> {
+    let request: CompleteUpload = if body.iter().all(u8::is_ascii_whitespace) {
+        CompleteUpload::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let record = pending_multipart(&state, &principal, &file_id).await?;
+    let count = record.part_count().unwrap_or(0);
+    let stored = state.meta.parts(&file_id).await?;
+    if let Some(listed) = &request.parts {
+        let numbers: Vec<u32> = listed.iter().map(|p| p.part_number).collect();
+        if numbers != (1..=count).collect::<Vec<_>>() {
+            return Err(ApiError::bad_request(format!(
+                "parts must list every part from 1 to {count} in ascending order"
+            )));
+        }
+        for p in listed {
+            let Some(etag) = &p.etag else { continue };
+            let have = stored.iter().find(|s| s.part_number == p.part_number);
+            if have.is_some_and(|s| s.etag.trim_matches('"') != etag.trim_matches('"')) {
+                return Err(ApiError::bad_request(format!(
+                    "part {} has another ETag than the one given; upload it again",
+                    p.part_number
+                )));
+            }
+        }
+    }
+    for n in 1..=count {
+        let expected = record.expected_part_size(n).unwrap_or(0);
+        match stored.iter().find(|p| p.part_number == n) {
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "part {n} is missing; GET /api/files/{file_id}/parts for its URL"
+                )))
+            }
+            Some(p) if p.size != expected => {
+                return Err(ApiError::bad_request(format!(
+                    "part {n} has {} bytes, expected {expected}; upload it again",
+                    p.size
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let done = crate::edge::assemble(&state, &record)
+        .await
+        .map_err(|e| match e {
+            crate::edge::AssembleError::Checksum => ApiError::bad_request(
+                "the SHA-256 of the assembled file differs from the declared one",
+            ),
+            crate::edge::AssembleError::Exists => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_uploaded",
+                "the upload is already complete",
+            ),
+            crate::edge::AssembleError::Gone => ApiError::not_found(
+                "the upload expired or was deleted while it was being completed",
+            ),
+            crate::edge::AssembleError::Storage(e) => ApiError::internal(e),
+        })?;
+    Ok(Json(Completed {
+        success: true,
+        file_id,
+        size: done.size,
+        sha256: done.sha256,
+        etag: done.etag,
     }))
 }
 
@@ -421,6 +741,8 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
         retention_seconds: c.retention.as_secs(),
         key_pair_id: state.signer.key_pair_id().to_owned(),
         max_upload_bytes: c.max_upload_bytes,
+        multipart_threshold: c.multipart_threshold,
+        part_size: c.part_size,
         auth_required: state.auth.enabled(),
     })
 }
@@ -429,8 +751,8 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keyhole API", description = "Mint CloudFront-format signed upload and download links on one domain."),
-    paths(create_upload, download_link, list_files, delete_file, public_config),
-    components(schemas(CreateUpload, UploadLink, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody)),
+    paths(create_upload, list_parts, complete_upload, download_link, list_files, delete_file, public_config),
+    components(schemas(CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

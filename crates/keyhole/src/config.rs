@@ -96,6 +96,11 @@ pub struct Config {
     pub retention: Duration,
     /// Largest accepted upload in bytes.
     pub max_upload_bytes: u64,
+    /// Uploads declared at least this large are multipart (one signed URL per part).
+    pub multipart_threshold: u64,
+    /// Preferred part size of multipart uploads (at least 5 MiB; raised so no upload needs more
+    /// than 10,000 parts).
+    pub part_size: u64,
     /// Origins allowed by CORS (exact `scheme://host[:port]`); empty disables CORS.
     pub cors_origins: Vec<String>,
     /// API tokens; empty means no authentication (allowed only on loopback).
@@ -124,8 +129,18 @@ pub mod defaults {
     pub const DOWNLOAD_TTL: &str = "1h";
     /// 24 hours.
     pub const RETENTION: &str = "24h";
-    /// 5 GiB, S3's single-PUT limit.
-    pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+    /// 5 TiB, S3's object size limit (single PUTs are limited to 5 GiB by the multipart threshold).
+    pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+    /// 64 MiB.
+    pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
+    /// 8 MiB.
+    pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+    /// S3's smallest part (all but the last).
+    pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+    /// S3's largest part.
+    pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+    /// S3's most parts.
+    pub const MAX_PARTS: u64 = 10_000;
     /// Burst of 5000 requests.
     pub const RATE_BURST: u32 = 5000;
     /// 10000 requests per second.
@@ -152,6 +167,8 @@ impl Config {
             download_ttl: d(defaults::DOWNLOAD_TTL),
             retention: d(defaults::RETENTION),
             max_upload_bytes: defaults::MAX_UPLOAD_BYTES,
+            multipart_threshold: defaults::MULTIPART_THRESHOLD,
+            part_size: defaults::PART_SIZE,
             cors_origins: Vec::new(),
             tokens: Vec::new(),
             rate_limit: RateLimit {
@@ -201,6 +218,18 @@ impl Config {
         }
         if self.max_upload_bytes == 0 {
             return Err(invalid("--max-upload-bytes", "must be at least 1"));
+        }
+        if !(defaults::MIN_PART_SIZE..=defaults::MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(invalid(
+                "--part-size",
+                "must be between 5 MiB (5242880) and 5 GiB (S3's part limits)",
+            ));
+        }
+        if self.multipart_threshold == 0 || self.multipart_threshold > defaults::MAX_PART_SIZE {
+            return Err(invalid(
+                "--multipart-threshold",
+                "must be between 1 byte and 5 GiB (S3's single-PUT limit)",
+            ));
         }
         if self.rate_limit.burst == 0 || self.rate_limit.per_second == 0 {
             return Err(invalid(
@@ -267,6 +296,8 @@ struct FileConfig {
     download_ttl: Option<String>,
     retention: Option<String>,
     max_upload_bytes: Option<u64>,
+    multipart_threshold: Option<u64>,
+    part_size: Option<u64>,
     cors_origins: Option<Vec<String>>,
     tokens: Option<Vec<TokenEntry>>,
     rate_limit: Option<RateLimit>,
@@ -302,9 +333,16 @@ pub struct ServeArgs {
     /// How long uploaded files are kept; 0 keeps them until deleted [default: 24h].
     #[arg(long, env = "KEYHOLE_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
-    /// Largest accepted upload in bytes [default: 5368709120].
+    /// Largest accepted upload in bytes [default: 5497558138880, 5 TiB].
     #[arg(long, env = "KEYHOLE_MAX_UPLOAD_BYTES", value_name = "N")]
     pub max_upload_bytes: Option<u64>,
+    /// Uploads declared at least this large use multipart, one signed URL per part
+    /// [default: 67108864, 64 MiB].
+    #[arg(long, env = "KEYHOLE_MULTIPART_THRESHOLD", value_name = "BYTES")]
+    pub multipart_threshold: Option<u64>,
+    /// Part size of multipart uploads, 5 MiB to 5 GiB [default: 8388608, 8 MiB].
+    #[arg(long, env = "KEYHOLE_PART_SIZE", value_name = "BYTES")]
+    pub part_size: Option<u64>,
     /// Allowed CORS origin (repeatable; comma-separated in the environment variable).
     #[arg(
         long = "cors-origin",
@@ -404,6 +442,12 @@ impl ServeArgs {
         )?;
         if let Some(n) = self.max_upload_bytes.or(file.max_upload_bytes) {
             config.max_upload_bytes = n;
+        }
+        if let Some(n) = self.multipart_threshold.or(file.multipart_threshold) {
+            config.multipart_threshold = n;
+        }
+        if let Some(n) = self.part_size.or(file.part_size) {
+            config.part_size = n;
         }
         config.cors_origins = if self.cors_origins.is_empty() {
             file.cors_origins.unwrap_or_default()

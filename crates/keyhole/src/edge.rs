@@ -1,6 +1,8 @@
 //! The edge: checks CloudFront signatures on `PUT /uploads/{fileId}` and `GET|HEAD /files/{fileId}`
 //! and moves the bytes. Refusals follow CloudFront (403 with its XML body); the precise reason is
 //! logged and counted, never sent.
+// Helpers here return the finished HTTP refusal as their error; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,7 +17,7 @@ use keyhole_sign::{Rejection, Request as SignedRequest};
 use crate::ids;
 use crate::state::{now_millis, now_secs, SharedState};
 use crate::store::objects::ObjectError;
-use crate::store::{Completion, FileRecord, Status};
+use crate::store::{Completion, FileRecord, PartRecord, Status};
 use crate::telemetry::{Metrics, RejectionLabels};
 
 /// An S3-style XML error (what an S3 origin behind CloudFront would answer).
@@ -108,8 +110,168 @@ fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// `PUT /uploads/{fileId}`: streams the body into storage, enforcing size, content type and
-/// checksum, and commits it atomically and write-once.
+/// Answers an upload that cannot go on: counts the outcome and returns S3's XML error.
+fn refuse(
+    state: &SharedState,
+    outcome: &str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
+    Metrics::count(&state.metrics.uploads, outcome);
+    xml_error(status, code, message)
+}
+
+fn storage_failure(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "object storage failure");
+    xml_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "storage failure",
+    )
+}
+
+/// What a body streamed into a writer amounted to.
+struct Received {
+    size: u64,
+    sha256: String,
+}
+
+/// Streams `body` into `writer`, refusing more than `limit` bytes and, when `exact` is given, any
+/// other length. Returns size and SHA-256; the caller decides whether to commit. On any refusal
+/// the writer is dropped, which discards the staged bytes.
+async fn receive(
+    state: &SharedState,
+    body: Body,
+    limit: u64,
+    exact: Option<u64>,
+    writer: &mut Box<dyn crate::store::objects::ObjectWriter>,
+) -> Result<Received, Response> {
+    let mut hasher = openssl::sha::Sha256::new();
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, received = size, "upload body interrupted");
+                return Err(refuse(
+                    state,
+                    "aborted",
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    "the request body was interrupted",
+                ));
+            }
+        };
+        size += chunk.len() as u64;
+        state.metrics.bytes_received.inc_by(chunk.len() as u64);
+        if size > limit {
+            return Err(refuse(
+                state,
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "EntityTooLarge",
+                "the body is larger than allowed",
+            ));
+        }
+        hasher.update(&chunk);
+        writer.write(chunk).await.map_err(storage_failure)?;
+    }
+    if exact.is_some_and(|e| e != size) {
+        return Err(refuse(
+            state,
+            "size_mismatch",
+            StatusCode::BAD_REQUEST,
+            "IncompleteBody",
+            "the body's length differs from the declared size",
+        ));
+    }
+    Ok(Received {
+        size,
+        sha256: hex::encode(hasher.finish()),
+    })
+}
+
+/// Checks `Content-Length` (when sent) against the limit and the exact size, and `Content-Type`
+/// against the declared type, before any byte is read.
+fn check_headers(
+    state: &SharedState,
+    headers: &HeaderMap,
+    limit: u64,
+    exact: Option<u64>,
+    content_type: Option<&str>,
+) -> Result<(), Response> {
+    if let Some(len) = content_length(headers) {
+        if len > limit {
+            return Err(refuse(
+                state,
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "EntityTooLarge",
+                "the body is larger than allowed",
+            ));
+        }
+        if exact.is_some_and(|e| e != len) {
+            return Err(refuse(
+                state,
+                "size_mismatch",
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Content-Length differs from the declared size",
+            ));
+        }
+    }
+    if let (Some(declared), Some(sent)) = (content_type, headers.get(header::CONTENT_TYPE)) {
+        if essence(sent.to_str().unwrap_or("")) != essence(declared) {
+            return Err(xml_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Content-Type differs from the content type declared when the link was created",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `partNumber` and `uploadId` query parameters of a part upload, if any.
+fn part_params(req: &Request) -> Result<Option<(u32, String)>, Response> {
+    let Some(query) = req.uri().query() else {
+        return Ok(None);
+    };
+    let mut number = None;
+    let mut upload_id = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("partNumber", v)) => number = Some(v),
+            Some(("uploadId", v)) => upload_id = Some(v),
+            _ => {}
+        }
+    }
+    match (number, upload_id) {
+        (None, None) => Ok(None),
+        (Some(text), Some(u)) => match text.parse::<u32>() {
+            Ok(n) if (1..=10_000).contains(&n) && !text.starts_with('0') => {
+                Ok(Some((n, u.to_owned())))
+            }
+            _ => Err(xml_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "partNumber must be between 1 and 10000",
+            )),
+        },
+        _ => Err(xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "partNumber and uploadId go together",
+        )),
+    }
+}
+
+/// `PUT /uploads/{fileId}` (whole file) and `PUT /uploads/{fileId}?partNumber=N&uploadId=U` (one
+/// part of a multipart upload): streams the body into storage, enforcing size, content type and
+/// checksum. Whole files are committed atomically and write-once; a part may be uploaded again
+/// (the retry replaces it) until the upload is completed.
 pub async fn upload(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -124,6 +286,10 @@ pub async fn upload(
             "InvalidArgument",
             "malformed file id",
         );
+    };
+    let part = match part_params(&req) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let now = now_secs();
     let record = match state.meta.get(&file_id).await {
@@ -145,117 +311,86 @@ pub async fn upload(
         }
     };
     if record.status == Status::Uploaded {
-        Metrics::count(&state.metrics.uploads, "conflict");
-        return xml_error(
+        return refuse(
+            &state,
+            "conflict",
             StatusCode::CONFLICT,
             "ObjectAlreadyExists",
             "this file has already been uploaded",
         );
     }
+    let _in_flight = InFlight::new(&state.metrics);
+    match (part, &record.upload_id) {
+        (Some((n, upload_id)), Some(expected_id)) => {
+            if upload_id != *expected_id {
+                return xml_error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchUpload",
+                    "no such multipart upload",
+                );
+            }
+            upload_part(&state, &record, n, req).await
+        }
+        (Some(_), None) => xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "this is a single-part upload; PUT the whole file without partNumber",
+        ),
+        (None, Some(_)) => xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "this is a multipart upload; PUT each part to its own URL",
+        ),
+        (None, None) => upload_whole(&state, &record, req).await,
+    }
+}
+
+async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) -> Response {
+    use crate::config::defaults::MAX_PART_SIZE;
     let limit = record
         .declared_size
         .unwrap_or(state.config.max_upload_bytes)
-        .min(state.config.max_upload_bytes);
-    if let Some(len) = content_length(req.headers()) {
-        if len > limit {
-            Metrics::count(&state.metrics.uploads, "too_large");
-            return xml_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "EntityTooLarge",
-                "the body is larger than allowed",
-            );
-        }
-        if record.declared_size.is_some_and(|d| d != len) {
-            Metrics::count(&state.metrics.uploads, "size_mismatch");
-            return xml_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                "Content-Length differs from the declared size",
-            );
-        }
+        .min(state.config.max_upload_bytes)
+        .min(MAX_PART_SIZE);
+    if let Err(r) = check_headers(
+        state,
+        req.headers(),
+        limit,
+        record.declared_size,
+        Some(&record.content_type),
+    ) {
+        return r;
     }
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if essence(ct) != essence(&record.content_type) {
-            return xml_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                "Content-Type differs from the content type declared when the link was created",
-            );
-        }
-    }
-
-    let _in_flight = InFlight::new(&state.metrics);
     let mut writer = match state.objects.begin_write(&record.object_key).await {
         Ok(w) => w,
         Err(ObjectError::Exists) => {
-            Metrics::count(&state.metrics.uploads, "conflict");
-            return xml_error(
+            return refuse(
+                state,
+                "conflict",
                 StatusCode::CONFLICT,
                 "ObjectAlreadyExists",
                 "this file has already been uploaded",
-            );
+            )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start write");
-            return xml_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "storage failure",
-            );
-        }
+        Err(e) => return storage_failure(e),
     };
-    let mut hasher = openssl::sha::Sha256::new();
-    let mut received: u64 = 0;
-    let mut body = req.into_body().into_data_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                // The client went away or sent a broken body: nothing is kept (the writer's drop
-                // removes the staged bytes).
-                Metrics::count(&state.metrics.uploads, "aborted");
-                tracing::info!(error = %e, received, "upload body interrupted");
-                return xml_error(
-                    StatusCode::BAD_REQUEST,
-                    "IncompleteBody",
-                    "the request body was interrupted",
-                );
-            }
-        };
-        received += chunk.len() as u64;
-        state.metrics.bytes_received.inc_by(chunk.len() as u64);
-        if received > limit {
-            Metrics::count(&state.metrics.uploads, "too_large");
-            return xml_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "EntityTooLarge",
-                "the body is larger than allowed",
-            );
-        }
-        hasher.update(&chunk);
-        if let Err(e) = writer.write(chunk).await {
-            tracing::error!(error = %e, "write failed");
-            return xml_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "storage failure",
-            );
-        }
-    }
-    if record.declared_size.is_some_and(|d| d != received) {
-        Metrics::count(&state.metrics.uploads, "size_mismatch");
-        return xml_error(
-            StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "the body is shorter than the declared size",
-        );
-    }
-    let sha256 = hex::encode(hasher.finish());
+    let received = match receive(
+        state,
+        req.into_body(),
+        limit,
+        record.declared_size,
+        &mut writer,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     if let Some(expected) = &record.declared_sha256 {
-        if !openssl::memcmp::eq(expected.as_bytes(), sha256.as_bytes()) {
-            Metrics::count(&state.metrics.uploads, "checksum_mismatch");
-            return xml_error(
+        if !openssl::memcmp::eq(expected.as_bytes(), received.sha256.as_bytes()) {
+            return refuse(
+                state,
+                "checksum_mismatch",
                 StatusCode::BAD_REQUEST,
                 "BadDigest",
                 "the SHA-256 of the body differs from the declared one",
@@ -265,60 +400,221 @@ pub async fn upload(
     match writer.commit().await {
         Ok(()) => {}
         Err(ObjectError::Exists) => {
-            Metrics::count(&state.metrics.uploads, "conflict");
-            return xml_error(
+            return refuse(
+                state,
+                "conflict",
                 StatusCode::CONFLICT,
                 "ObjectAlreadyExists",
                 "this file has already been uploaded",
-            );
+            )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "commit failed");
-            return xml_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "storage failure",
-            );
-        }
+        Err(e) => return storage_failure(e),
     }
+    match finish(state, record, received.size, received.sha256).await {
+        Ok(etag) => with_etag(StatusCode::OK.into_response(), &etag),
+        Err(r) => r,
+    }
+}
+
+/// Marks a committed object's record uploaded; if the record vanished meanwhile (deleted or
+/// expired), removes the object so nothing is left behind. Returns the ETag.
+async fn finish(
+    state: &SharedState,
+    record: &FileRecord,
+    size: u64,
+    sha256: String,
+) -> Result<String, Response> {
     let etag = format!("\"{sha256}\"");
     let retention = state.config.retention.as_secs() as i64;
     let done = Completion {
-        size: received,
+        size,
         sha256,
         etag: etag.clone(),
         uploaded_at: now_millis(),
         ttl: (retention > 0).then(|| now_secs() + retention),
     };
-    match state.meta.mark_uploaded(&file_id, &done, now_secs()).await {
-        Ok(true) => {}
+    match state
+        .meta
+        .mark_uploaded(&record.file_id, &done, now_secs())
+        .await
+    {
+        Ok(true) => {
+            Metrics::count(&state.metrics.uploads, "committed");
+            tracing::info!(file_id = %record.file_id, size, "upload committed");
+            Ok(etag)
+        }
         Ok(false) => {
-            // Deleted or expired while the bytes were arriving: do not leave an orphan.
             let _ = state.objects.delete(&record.object_key).await;
-            Metrics::count(&state.metrics.uploads, "expired");
-            return xml_error(
+            Err(refuse(
+                state,
+                "expired",
                 StatusCode::NOT_FOUND,
                 "NoSuchUpload",
                 "the upload expired or was deleted while in progress",
-            );
+            ))
         }
         Err(e) => {
             let _ = state.objects.delete(&record.object_key).await;
             tracing::error!(error = %e, "metadata update failed; object removed");
-            return xml_error(
+            Err(xml_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 "try again",
-            );
+            ))
         }
     }
-    Metrics::count(&state.metrics.uploads, "committed");
-    tracing::info!(file_id = %file_id, size = received, "upload committed");
-    let mut r = StatusCode::OK.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+}
+
+fn with_etag(mut r: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         r.headers_mut().insert(header::ETAG, v);
     }
     r
+}
+
+async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Request) -> Response {
+    let (Some(expected), Some(key)) = (record.expected_part_size(n), record.part_key(n)) else {
+        return xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "partNumber is beyond the upload's part count",
+        );
+    };
+    if let Err(r) = check_headers(state, req.headers(), expected, Some(expected), None) {
+        return r;
+    }
+    let mut writer = match state.objects.begin_replace(&key).await {
+        Ok(w) => w,
+        Err(e) => return storage_failure(e),
+    };
+    let received = match receive(
+        state,
+        req.into_body(),
+        expected,
+        Some(expected),
+        &mut writer,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(e) = writer.commit().await {
+        return storage_failure(e);
+    }
+    let etag = format!("\"{}\"", received.sha256);
+    let part = PartRecord {
+        part_number: n,
+        size: received.size,
+        sha256: received.sha256,
+        etag: etag.clone(),
+    };
+    let upload_id = record.upload_id.as_deref().unwrap_or_default();
+    match state
+        .meta
+        .put_part(&record.file_id, upload_id, &part, now_secs())
+        .await
+    {
+        Ok(true) => {
+            Metrics::count(&state.metrics.uploads, "part");
+            with_etag(StatusCode::OK.into_response(), &etag)
+        }
+        Ok(false) => {
+            let _ = state.objects.delete_prefix(&record.parts_prefix()).await;
+            xml_error(
+                StatusCode::NOT_FOUND,
+                "NoSuchUpload",
+                "the upload expired, was completed or was aborted",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metadata update failed");
+            xml_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "try again",
+            )
+        }
+    }
+}
+
+/// Why assembling a multipart upload failed.
+#[derive(Debug)]
+pub enum AssembleError {
+    /// The assembled bytes do not match the declared SHA-256 (nothing was kept).
+    Checksum,
+    /// The object exists already (completed before).
+    Exists,
+    /// The record vanished meanwhile (nothing was kept).
+    Gone,
+    /// Storage failed.
+    Storage(String),
+}
+
+/// What a completed upload amounted to.
+pub struct Assembled {
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 hex.
+    pub sha256: String,
+    /// ETag.
+    pub etag: String,
+}
+
+/// Joins the parts of `record` (all present and checked by the caller) into its object,
+/// atomically and write-once, marks it uploaded and removes the parts.
+pub async fn assemble(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Result<Assembled, AssembleError> {
+    let storage = |e: ObjectError| AssembleError::Storage(e.to_string());
+    let mut writer = match state.objects.begin_write(&record.object_key).await {
+        Ok(w) => w,
+        Err(ObjectError::Exists) => return Err(AssembleError::Exists),
+        Err(e) => return Err(storage(e)),
+    };
+    let mut hasher = openssl::sha::Sha256::new();
+    let mut size = 0u64;
+    for n in 1..=record.part_count().unwrap_or(0) {
+        let (Some(key), Some(len)) = (record.part_key(n), record.expected_part_size(n)) else {
+            return Err(AssembleError::Storage(format!("part {n} out of range")));
+        };
+        let mut stream = state.objects.read(&key, 0, len).await.map_err(storage)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| AssembleError::Storage(e.to_string()))?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+            writer.write(chunk).await.map_err(storage)?;
+        }
+    }
+    if Some(size) != record.declared_size {
+        return Err(AssembleError::Storage(format!(
+            "assembled {size} bytes, expected {:?}",
+            record.declared_size
+        )));
+    }
+    let sha256 = hex::encode(hasher.finish());
+    if let Some(expected) = &record.declared_sha256 {
+        if !openssl::memcmp::eq(expected.as_bytes(), sha256.as_bytes()) {
+            Metrics::count(&state.metrics.uploads, "checksum_mismatch");
+            return Err(AssembleError::Checksum);
+        }
+    }
+    match writer.commit().await {
+        Ok(()) => {}
+        Err(ObjectError::Exists) => return Err(AssembleError::Exists),
+        Err(e) => return Err(storage(e)),
+    }
+    let etag = finish(state, record, size, sha256.clone())
+        .await
+        .map_err(|_| AssembleError::Gone)?;
+    // The parts are no longer needed; a failure here leaves only garbage the sweeper's
+    // reconciliation removes.
+    if let Err(e) = state.objects.delete_prefix(&record.parts_prefix()).await {
+        tracing::warn!(error = %e, "could not remove assembled parts");
+    }
+    let _ = state.meta.delete_parts(&record.file_id).await;
+    Ok(Assembled { size, sha256, etag })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

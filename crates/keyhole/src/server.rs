@@ -206,6 +206,8 @@ pub fn router(state: SharedState) -> Router {
             "/api/files/{fileId}",
             axum::routing::delete(api::delete_file),
         )
+        .route("/api/files/{fileId}/parts", get(api::list_parts))
+        .route("/api/files/{fileId}/complete", post(api::complete_upload))
         .route("/api/config", get(api::public_config))
         .route("/api/openapi.json", get(api::openapi))
         .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
@@ -293,6 +295,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: listen,
         source,
     })?;
+    sweeper::reconcile(&state).await;
     let (tx, mut rx) = watch::channel(false);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {

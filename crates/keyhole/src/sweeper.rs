@@ -11,13 +11,21 @@ use crate::telemetry::Metrics;
 /// Most records handled in one sweep (the next sweep continues).
 pub const BATCH: usize = 500;
 
-/// Removes one expired file: its object, then its record (only if still expired).
+/// Removes one expired file: its object and any multipart parts, then its record (only if still
+/// expired).
 pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Result<bool, String> {
     state
         .objects
         .delete(&record.object_key)
         .await
         .map_err(|e| e.to_string())?;
+    if record.upload_id.is_some() {
+        state
+            .objects
+            .delete_prefix(&record.parts_prefix())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     state
         .meta
         .delete_expired(&record.file_id, now)
@@ -54,6 +62,55 @@ pub async fn sweep_once(state: &SharedState) -> usize {
         tracing::info!(removed, "sweep removed expired files");
     }
     removed
+}
+
+/// Start-up reconciliation after a crash: an object whose record is missing or still pending was
+/// never acknowledged to its client (the crash came between commit and record update), so it is
+/// removed and the client's retry succeeds; parts of uploads that are gone or complete are
+/// removed too. Logs what it did.
+pub async fn reconcile(state: &SharedState) {
+    let mut removed = 0usize;
+    for (prefix, is_parts) in [("uploads", false), ("parts", true)] {
+        let keys = match state.objects.list(prefix).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, prefix, "reconcile: cannot list objects");
+                continue;
+            }
+        };
+        for key in keys {
+            let Some(file_id) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
+                continue;
+            };
+            let keep = match state.meta.get(file_id).await {
+                Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
+                Ok(Some(r)) => r.status == crate::store::Status::Uploaded,
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "reconcile: metadata read failed");
+                    true
+                }
+            };
+            if keep {
+                continue;
+            }
+            let result = if is_parts {
+                state.objects.delete_prefix(&key).await.map(|_| true)
+            } else {
+                state.objects.delete(&key).await
+            };
+            match result {
+                Ok(_) => removed += 1,
+                Err(e) => tracing::error!(error = %e, key, "reconcile: cannot remove"),
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "reconcile: removed unacknowledged objects left by an interrupted run"
+        );
+    }
 }
 
 /// Runs [`sweep_once`] every `interval` until the task is aborted.

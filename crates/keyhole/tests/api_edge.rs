@@ -129,8 +129,9 @@ async fn ranges_conditional_requests_and_head() {
 }
 
 #[tokio::test]
-async fn hundred_megabyte_file_round_trips() {
-    let s = TestServer::start().await;
+async fn hundred_megabyte_file_round_trips_in_one_put() {
+    // Above the default multipart threshold: raise it so this exercises a single 100 MB PUT.
+    let s = TestServer::start_with(|c| c.multipart_threshold = 1 << 30).await;
     let bytes = pseudo_random(100 * 1024 * 1024, 3);
     let sum = sha256_hex(&bytes);
     let link = s

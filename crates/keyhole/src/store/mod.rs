@@ -69,9 +69,62 @@ pub struct FileRecord {
     pub owner: String,
     /// Epoch seconds after which the record and its object are deleted; `None` keeps it.
     pub ttl: Option<i64>,
+    /// Multipart upload id, when the file is uploaded in parts.
+    pub upload_id: Option<String>,
+    /// Size of every part but the last, for multipart uploads.
+    pub part_size: Option<u64>,
+}
+
+/// One stored part of a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartRecord {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Bytes in the part.
+    pub size: u64,
+    /// SHA-256 of the part (hex).
+    pub sha256: String,
+    /// The part's ETag (quoted SHA-256).
+    pub etag: String,
 }
 
 impl FileRecord {
+    /// The object key of one part of a multipart upload.
+    pub fn part_key(&self, part_number: u32) -> Option<String> {
+        let upload_id = self.upload_id.as_deref()?;
+        Some(format!(
+            "parts/{}/{upload_id}/{part_number:05}",
+            self.file_id
+        ))
+    }
+
+    /// The prefix under which all parts of this file's multipart upload live.
+    pub fn parts_prefix(&self) -> String {
+        format!("parts/{}", self.file_id)
+    }
+
+    /// Number of parts of a multipart upload.
+    pub fn part_count(&self) -> Option<u32> {
+        let size = self.declared_size?;
+        let part = self.part_size?.max(1);
+        Some(size.div_ceil(part).max(1) as u32)
+    }
+
+    /// Expected size of part `n` (1-based) of a multipart upload.
+    pub fn expected_part_size(&self, n: u32) -> Option<u64> {
+        let size = self.declared_size?;
+        let part = self.part_size?;
+        let count = self.part_count()?;
+        if n == 0 || n > count {
+            return None;
+        }
+        Some(if n == count {
+            size - part * u64::from(count - 1)
+        } else {
+            part
+        })
+    }
+
     /// Whether the record is past its TTL at `now` (epoch seconds). Expired records are treated
     /// as absent even before the sweeper removes them.
     pub fn is_expired(&self, now: i64) -> bool {
@@ -150,6 +203,21 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Page, StoreError>;
     /// Up to `limit` records whose TTL has passed at `now`.
     async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError>;
+    /// Records (or replaces, for a retried part) a stored part of a pending multipart upload.
+    /// Returns `false` when the record is gone, expired, not pending or of another upload id.
+    async fn put_part(
+        &self,
+        file_id: &str,
+        upload_id: &str,
+        part: &PartRecord,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// The stored parts of a file, by part number.
+    async fn parts(&self, file_id: &str) -> Result<Vec<PartRecord>, StoreError>;
+    /// Forgets the parts of a file (after assembly or abort).
+    async fn delete_parts(&self, file_id: &str) -> Result<(), StoreError>;
+    /// Moves a pending record's TTL to `ttl` (resuming an upload extends it).
+    async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -58,14 +58,22 @@ pub trait ObjectWriter: Send {
 /// Object storage as the handlers see it.
 #[async_trait]
 pub trait ObjectStorage: Send + Sync + 'static {
-    /// Starts writing `key`; nothing is visible until commit.
+    /// Starts writing `key`; nothing is visible until commit, and commit fails with
+    /// [`ObjectError::Exists`] if the key exists by then (write-once).
     async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
+    /// Starts writing `key`, replacing it atomically on commit if it exists (for retried parts).
+    async fn begin_replace(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
+    /// Deletes every object under `prefix` (a key prefix ending at a `/` boundary).
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), ObjectError>;
     /// Metadata of `key`.
     async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError>;
     /// Streams `len` bytes of `key` from `offset`.
     async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
     /// Deletes `key`; `false` if it was not there.
     async fn delete(&self, key: &str) -> Result<bool, ObjectError>;
+    /// The keys one level below `prefix` (`uploads` lists `uploads/{id}` objects, `parts` lists
+    /// `parts/{id}` folders).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Checks the backend can be written, for readiness.
     async fn ping(&self) -> Result<(), ObjectError>;
 }
@@ -141,6 +149,7 @@ struct LocalWriter {
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     temp: PathBuf,
     dest: PathBuf,
+    replace: bool,
 }
 
 impl Drop for LocalWriter {
@@ -170,6 +179,7 @@ impl ObjectWriter for LocalWriter {
         };
         let temp = self.temp.clone();
         let dest = self.dest.clone();
+        let replace = self.replace;
         let result: Result<(), ObjectError> = async {
             file.flush().await?;
             file.get_mut().sync_all().await?;
@@ -177,6 +187,11 @@ impl ObjectWriter for LocalWriter {
             tokio::task::spawn_blocking(move || -> Result<(), ObjectError> {
                 let parent = dest.parent().ok_or(ObjectError::InvalidKey)?;
                 std::fs::create_dir_all(parent)?;
+                if replace {
+                    std::fs::rename(&temp, &dest)?;
+                    sync_dir(parent)?;
+                    return Ok(());
+                }
                 match std::fs::hard_link(&temp, &dest) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -197,11 +212,10 @@ impl ObjectWriter for LocalWriter {
     }
 }
 
-#[async_trait]
-impl ObjectStorage for LocalDisk {
-    async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+impl LocalDisk {
+    async fn writer(&self, key: &str, replace: bool) -> Result<Box<dyn ObjectWriter>, ObjectError> {
         let dest = self.path_of(key)?;
-        if tokio::fs::try_exists(&dest).await? {
+        if !replace && tokio::fs::try_exists(&dest).await? {
             return Err(ObjectError::Exists);
         }
         let temp = self.staging.join(format!("{}.part", random_hex(16)));
@@ -214,7 +228,28 @@ impl ObjectStorage for LocalDisk {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             temp,
             dest,
+            replace,
         }))
+    }
+}
+
+#[async_trait]
+impl ObjectStorage for LocalDisk {
+    async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        self.writer(key, false).await
+    }
+
+    async fn begin_replace(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        self.writer(key, true).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), ObjectError> {
+        let path = self.path_of(prefix.trim_end_matches('/'))?;
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
@@ -253,6 +288,25 @@ impl ObjectStorage for LocalDisk {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let dir = self.path_of(prefix)?;
+        let mut out = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            if let Some(name) = entry.file_name().to_str() {
+                let key = format!("{prefix}/{name}");
+                if valid_key(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), ObjectError> {
@@ -314,6 +368,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("t")).unwrap().count(), 0);
         assert!(disk.delete("uploads/a").await.unwrap());
         assert!(!disk.delete("uploads/a").await.unwrap());
+
+        // Replacing writers overwrite atomically; prefixes delete whole trees.
+        for body in [&b"one"[..], b"two"] {
+            let mut w = disk.begin_replace("parts/f/u/00001").await.unwrap();
+            w.write(Bytes::copy_from_slice(body)).await.unwrap();
+            w.commit().await.unwrap();
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("o/parts/f/u/00001")).unwrap(),
+            b"two"
+        );
+        disk.delete_prefix("parts/f").await.unwrap();
+        assert!(!dir.path().join("o/parts/f").exists());
+        disk.delete_prefix("parts/f").await.unwrap();
+        assert!(disk.delete_prefix("../x").await.is_err());
         disk.ping().await.unwrap();
     }
 }

@@ -9,10 +9,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Completion, FileRecord, MetaStore, Page, Status, StoreError};
+use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError};
 
 /// Schema migrations, applied in order; the index + 1 is the `user_version` after each.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE files (
     file_id                 TEXT PRIMARY KEY NOT NULL,
     original_filename       TEXT NOT NULL,
@@ -31,7 +32,20 @@ CREATE TABLE files (
 ) STRICT;
 CREATE INDEX files_by_owner ON files (owner, upload_url_generated_at DESC, file_id DESC);
 CREATE INDEX files_by_ttl ON files (ttl) WHERE ttl IS NOT NULL;
-"#];
+"#,
+    r#"
+ALTER TABLE files ADD COLUMN upload_id TEXT;
+ALTER TABLE files ADD COLUMN part_size INTEGER;
+CREATE TABLE parts (
+    file_id     TEXT NOT NULL REFERENCES files (file_id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    etag        TEXT NOT NULL,
+    PRIMARY KEY (file_id, part_number)
+) STRICT;
+"#,
+];
 
 /// SQLite-backed [`MetaStore`].
 #[derive(Clone)]
@@ -45,7 +59,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 const COLUMNS: &str = "file_id, original_filename, content_type, object_key, \
     upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, sha256, etag, \
-    status, owner, ttl";
+    status, owner, ttl, upload_id, part_size";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let status: String = row.get(11)?;
@@ -64,6 +78,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         status: Status::parse(&status).unwrap_or(Status::Pending),
         owner: row.get(12)?,
         ttl: row.get(13)?,
+        upload_id: row.get(14)?,
+        part_size: row.get::<_, Option<i64>>(15)?.map(|v| v as u64),
     })
 }
 
@@ -148,7 +164,7 @@ impl MetaStore for SqliteStore {
         let r = r.clone();
         self.with(move |c| {
             let res = c.execute(
-                &format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     r.file_id,
                     r.original_filename,
@@ -163,7 +179,9 @@ impl MetaStore for SqliteStore {
                     r.etag,
                     r.status.as_str(),
                     r.owner,
-                    r.ttl
+                    r.ttl,
+                    r.upload_id,
+                    r.part_size.map(|v| v as i64)
                 ],
             );
             match res {
@@ -320,6 +338,89 @@ impl MetaStore for SqliteStore {
         .await
     }
 
+    async fn put_part(
+        &self,
+        file_id: &str,
+        upload_id: &str,
+        part: &PartRecord,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (id, upload_id, part) = (file_id.to_owned(), upload_id.to_owned(), part.clone());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO parts (file_id, part_number, size, sha256, etag) \
+                     SELECT ?1, ?2, ?3, ?4, ?5 FROM files WHERE file_id = ?1 AND upload_id = ?6 \
+                     AND status = 'pending' AND (ttl IS NULL OR ttl > ?7) \
+                     ON CONFLICT (file_id, part_number) DO UPDATE SET size = excluded.size, \
+                     sha256 = excluded.sha256, etag = excluded.etag",
+                    params![
+                        id,
+                        part.part_number,
+                        part.size as i64,
+                        part.sha256,
+                        part.etag,
+                        upload_id,
+                        now
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn parts(&self, file_id: &str) -> Result<Vec<PartRecord>, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT part_number, size, sha256, etag FROM parts WHERE file_id = ?1 \
+                     ORDER BY part_number",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok(PartRecord {
+                        part_number: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        sha256: r.get(2)?,
+                        etag: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_parts(&self, file_id: &str) -> Result<(), StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            c.execute("DELETE FROM parts WHERE file_id = ?1", [id])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE files SET ttl = ?2 WHERE file_id = ?1 AND status = 'pending' \
+                     AND (ttl IS NULL OR ttl > ?3)",
+                    params![id, ttl, now],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
@@ -346,6 +447,8 @@ mod tests {
             status: Status::Pending,
             owner: owner.into(),
             ttl,
+            upload_id: None,
+            part_size: None,
         }
     }
 
@@ -413,6 +516,43 @@ mod tests {
         assert!(store.delete("id1").await.unwrap());
         assert!(!store.delete("id1").await.unwrap());
         store.ping().await.unwrap();
+
+        // Parts: only for the matching upload id of a pending record; retries replace.
+        let mut multi = record("multi", "alice", 1, Some(1000));
+        multi.upload_id = Some("u1".into());
+        multi.part_size = Some(5);
+        store.create(&multi).await.unwrap();
+        let part = |n, size| PartRecord {
+            part_number: n,
+            size,
+            sha256: "s".into(),
+            etag: "e".into(),
+        };
+        assert!(store.put_part("multi", "u1", &part(2, 5), 0).await.unwrap());
+        assert!(store.put_part("multi", "u1", &part(1, 5), 0).await.unwrap());
+        assert!(store.put_part("multi", "u1", &part(1, 4), 0).await.unwrap());
+        assert!(!store
+            .put_part("multi", "other", &part(3, 5), 0)
+            .await
+            .unwrap());
+        assert!(!store
+            .put_part("multi", "u1", &part(3, 5), 1000)
+            .await
+            .unwrap());
+        let parts = store.parts("multi").await.unwrap();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.part_number, p.size))
+                .collect::<Vec<_>>(),
+            [(1, 4), (2, 5)]
+        );
+        assert!(store.extend_pending("multi", 2000, 0).await.unwrap());
+        store.delete("multi").await.unwrap();
+        assert!(
+            store.parts("multi").await.unwrap().is_empty(),
+            "parts cascade with the record"
+        );
         drop(store);
         // Reopening keeps data and does not re-run migrations.
         let again = SqliteStore::open(&dir.path().join("m.db")).unwrap();

@@ -1,0 +1,345 @@
+//! Multipart uploads: one signed URL per part, parts in any order and retried, resumable from
+//! the parts listing, assembled atomically.
+
+mod common;
+
+use common::{pseudo_random, sha256_hex, TestServer};
+use serde_json::{json, Value};
+
+const MIB: usize = 1024 * 1024;
+
+async fn start() -> TestServer {
+    // 5 MiB parts (S3's minimum) keep the files small.
+    TestServer::start_with(|c| {
+        c.part_size = 5 * MIB as u64;
+        c.multipart_threshold = 8 * MIB as u64;
+    })
+    .await
+}
+
+async fn create(s: &TestServer, bytes: &[u8], sha: Option<&str>) -> Value {
+    let mut body =
+        json!({"filename": "video.mp4", "contentType": "video/mp4", "size": bytes.len()});
+    if let Some(h) = sha {
+        body["sha256"] = json!(h);
+    }
+    let (status, v) = s.create_upload(body).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn part_url(link: &Value, n: u64) -> String {
+    link["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["partNumber"] == n)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn chunk(bytes: &[u8], part_size: usize, n: usize) -> Vec<u8> {
+    let start = (n - 1) * part_size;
+    bytes[start..(start + part_size).min(bytes.len())].to_vec()
+}
+
+async fn put_part(s: &TestServer, url: &str, body: Vec<u8>) -> reqwest::Response {
+    s.client.put(s.local(url)).body(body).send().await.unwrap()
+}
+
+async fn complete(s: &TestServer, file_id: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = s
+        .client
+        .post(s.url(&format!("/api/files/{file_id}/complete")));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn parts_out_of_order_with_a_retry_assemble_byte_identical() {
+    let s = start().await;
+    let bytes = pseudo_random(12 * MIB + 12345, 11);
+    let link = create(&s, &bytes, Some(&sha256_hex(&bytes))).await;
+    assert!(link.get("uploadUrl").is_none());
+    assert_eq!(link["partSize"], 5 * MIB);
+    assert_eq!(link["partCount"], 3);
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let upload_id = link["uploadId"].as_str().unwrap();
+    assert!(part_url(&link, 2).contains(&format!("?partNumber=2&uploadId={upload_id}&Expires=")));
+
+    // Part 3 first, then 1 (first with garbage of the right size, then retried with the real
+    // bytes), then 2; parts 1 and 2 concurrently.
+    let ps = 5 * MIB;
+    assert_eq!(
+        put_part(&s, &part_url(&link, 3), chunk(&bytes, ps, 3))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), vec![0u8; ps])
+            .await
+            .status(),
+        200
+    );
+    let (url1, url2) = (part_url(&link, 1), part_url(&link, 2));
+    let (a, b) = tokio::join!(
+        put_part(&s, &url1, chunk(&bytes, ps, 1)),
+        put_part(&s, &url2, chunk(&bytes, ps, 2)),
+    );
+    assert_eq!(a.status(), 200);
+    let etag1 = a.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(b.status(), 200);
+
+    // Not downloadable before completion.
+    let (status, _) = s.download_link(&id).await;
+    assert_eq!(status, 409);
+
+    // Listing the parts shows all three with their sizes; nothing is missing.
+    let parts: Value = s
+        .client
+        .get(s.url(&format!("/api/files/{id}/parts")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(parts["parts"].as_array().unwrap().len(), 3);
+    assert_eq!(parts["parts"][2]["size"], 2 * MIB + 12345);
+    assert_eq!(parts["missing"], json!([]));
+
+    let (status, done) = complete(
+        &s,
+        &id,
+        Some(json!({"parts": [
+            {"partNumber": 1, "etag": etag1},
+            {"partNumber": 2},
+            {"partNumber": 3}
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["sha256"], sha256_hex(&bytes));
+    assert_eq!(done["size"], bytes.len());
+    assert_eq!(s.download(&id).await, bytes);
+    assert!(
+        !s.data().join("objects/parts").join(&id).exists(),
+        "parts removed after assembly"
+    );
+
+    // Completing twice, or uploading a part afterwards, is refused.
+    let (status, _) = complete(&s, &id, None).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+            .await
+            .status(),
+        409
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_part_is_resumed_from_the_parts_listing() {
+    let s = start().await;
+    let bytes = pseudo_random(11 * MIB, 12);
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let ps = 5 * MIB;
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+            .await
+            .status(),
+        200
+    );
+
+    // Part 2: the connection drops after 1 MiB of the body.
+    let url = s.local(&part_url(&link, 2));
+    let rest = url.strip_prefix(&s.base).unwrap().to_owned();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tokio::net::TcpStream::connect(s.running().addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "PUT {rest} HTTP/1.1\r\nHost: x\r\nContent-Length: {ps}\r\nContent-Type: video/mp4\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&chunk(&bytes, ps, 2)[..MIB]).await.unwrap();
+        tcp.flush().await.unwrap();
+        drop(tcp);
+    }
+    // The dropped part is not recorded; its staged bytes are discarded.
+    let mut parts = Value::Null;
+    for _ in 0..50 {
+        parts = s
+            .client
+            .get(s.url(&format!("/api/files/{id}/parts")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s.staged() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.staged(), 0, "interrupted part left staged bytes");
+    assert_eq!(parts["parts"].as_array().unwrap().len(), 1);
+    let missing: Vec<u64> = parts["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["partNumber"].as_u64().unwrap())
+        .collect();
+    assert_eq!(missing, [2, 3]);
+
+    // Resume with the re-issued URLs, as another machine would.
+    for m in parts["missing"].as_array().unwrap() {
+        let n = m["partNumber"].as_u64().unwrap() as usize;
+        let r = put_part(&s, m["url"].as_str().unwrap(), chunk(&bytes, ps, n)).await;
+        assert_eq!(r.status(), 200);
+    }
+    let (status, done) = complete(&s, &id, None).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(s.download(&id).await, bytes);
+}
+
+#[tokio::test]
+async fn bad_parts_and_incomplete_uploads_are_refused() {
+    let s = start().await;
+    let bytes = pseudo_random(11 * MIB, 13);
+    let wrong_sha = sha256_hex(b"not it");
+    let link = create(&s, &bytes, Some(&wrong_sha)).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let ps = 5 * MIB;
+
+    // Wrong size for a part: refused and not recorded.
+    let r = put_part(&s, &part_url(&link, 1), vec![1u8; ps - 1]).await;
+    assert_eq!(r.status(), 400);
+    let r = put_part(&s, &part_url(&link, 1), vec![1u8; ps + 1]).await;
+    assert_eq!(r.status(), 413);
+    // A part URL cannot be reused for another part number (the signature covers the query).
+    let other = part_url(&link, 1).replace("partNumber=1&", "partNumber=2&");
+    assert_eq!(
+        put_part(&s, &other, chunk(&bytes, ps, 2)).await.status(),
+        403
+    );
+    // A whole-file PUT on a multipart upload is refused.
+    let whole = s.sign(&format!("/uploads/{id}"), common::now() + 600);
+    assert_eq!(put_part(&s, &whole, bytes.clone()).await.status(), 400);
+
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        put_part(&s, &part_url(&link, 3), chunk(&bytes, ps, 3))
+            .await
+            .status(),
+        200
+    );
+    // Missing part 2.
+    let (status, v) = complete(&s, &id, None).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("part 2 is missing"));
+    // A part list that skips a part, or names a wrong ETag.
+    assert_eq!(
+        put_part(&s, &part_url(&link, 2), chunk(&bytes, ps, 2))
+            .await
+            .status(),
+        200
+    );
+    let (status, _) = complete(
+        &s,
+        &id,
+        Some(json!({"parts": [{"partNumber": 1}, {"partNumber": 3}]})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = complete(
+        &s,
+        &id,
+        Some(json!({"parts": [{"partNumber": 1, "etag": "\"nope\""}, {"partNumber": 2}, {"partNumber": 3}]})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // All parts present, but the declared checksum does not match: nothing is stored.
+    let (status, v) = complete(&s, &id, None).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(!s.object_path(&id).exists());
+    assert_eq!(s.staged(), 0);
+}
+
+#[tokio::test]
+async fn aborted_and_expired_uploads_leave_no_parts() {
+    let s = TestServer::start_with(|c| {
+        c.part_size = 5 * MIB as u64;
+        c.multipart_threshold = 8 * MIB as u64;
+        c.upload_ttl = std::time::Duration::from_secs(1);
+        c.pending_grace = std::time::Duration::ZERO;
+        c.sweep_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let bytes = pseudo_random(10 * MIB, 14);
+    let ps = 5 * MIB;
+
+    // Abort: DELETE of a pending multipart upload frees its parts.
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+            .await
+            .status(),
+        200
+    );
+    let parts_dir = s.data().join("objects/parts").join(&id);
+    assert!(parts_dir.exists());
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!parts_dir.exists(), "aborted upload's parts removed");
+    assert_eq!(
+        put_part(&s, &part_url(&link, 2), chunk(&bytes, ps, 2))
+            .await
+            .status(),
+        404
+    );
+
+    // Abandoned: the sweeper removes parts and record once the upload expires.
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+            .await
+            .status(),
+        200
+    );
+    let parts_dir = s.data().join("objects/parts").join(&id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while parts_dir.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !parts_dir.exists(),
+        "expired upload's parts removed by the sweeper"
+    );
+    assert!(s.list_all().await.is_empty());
+}
