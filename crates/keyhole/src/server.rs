@@ -212,6 +212,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/openapi.json", get(api::openapi))
         .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
         .route("/files/{*fileId}", get(edge::download))
+        .route("/", get(crate::ui::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
