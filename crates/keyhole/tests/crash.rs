@@ -1,0 +1,488 @@
+//! The real `keyhole serve` process killed mid-upload (SIGKILL) and stopped mid-download
+//! (SIGTERM): a crash leaves no partial object and no record pointing at a missing object, data
+//! survives a restart, interrupted uploads can be retried with their links, and a graceful stop
+//! lets transfers in flight finish.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{pseudo_random, sha256_hex};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const MIB: usize = 1024 * 1024;
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A `keyhole serve` child process over a data directory.
+struct Keyhole {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Keyhole {
+    /// Starts the binary on `port` (public URL = the listen address) and waits for `/healthz`.
+    async fn start(data: &Path, port: u16, log: &Path) -> Keyhole {
+        let base = format!("http://127.0.0.1:{port}");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyhole"));
+        // Settings from the environment of whoever runs the tests must not leak in.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("KEYHOLE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-url", &base])
+            .args(["--log-format", "text"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("keyhole binary starts");
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "keyhole exited during start-up ({status}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keyhole not healthy after 15 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Keyhole {
+            child,
+            base,
+            log: log.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The request target (path and query) of a signed URL on this server's public origin.
+    fn target(&self, signed: &str) -> String {
+        signed
+            .strip_prefix(&self.base)
+            .unwrap_or_else(|| panic!("{signed} is not on {}", self.base))
+            .to_owned()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("process still running")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `POST /api/files/upload`.
+    async fn upload_link(&self, name: &str, size: Option<usize>, sha256: Option<&str>) -> Value {
+        let mut body = json!({"filename": name, "contentType": "application/octet-stream"});
+        if let Some(size) = size {
+            body["size"] = json!(size);
+        }
+        if let Some(sha) = sha256 {
+            body["sha256"] = json!(sha);
+        }
+        let r = client()
+            .post(self.url("/api/files/upload"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["uploadUrl"].is_string(), "{v}");
+        v
+    }
+
+    /// PUTs `bytes` to a signed upload URL; returns the status.
+    async fn put(&self, upload_url: &str, bytes: Vec<u8>) -> u16 {
+        client()
+            .put(upload_url)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Downloads a file through a fresh link.
+    async fn download(&self, file_id: &str) -> Vec<u8> {
+        let c = client();
+        let r = c
+            .get(self.url(&format!("/api/files/download/{file_id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "download link for {file_id}");
+        let link: Value = r.json().await.unwrap();
+        let r = c
+            .get(link["downloadUrl"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "download of {file_id}");
+        r.bytes().await.unwrap().to_vec()
+    }
+
+    async fn metrics(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// Every regular file under `root`, as `/`-separated paths relative to it.
+fn files_under(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap();
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Staged (in-progress) files and their sizes.
+fn staged(data: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(data.join("staging"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(file_id, object_key, status)` of every record in `DATA/metadata.db`.
+fn records(data: &Path) -> Vec<(String, String, String)> {
+    let db = rusqlite::Connection::open(data.join("metadata.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT file_id, object_key, status FROM files ORDER BY file_id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+/// A body that sends `sent` bytes of `content` and then never another byte.
+fn stalling_body(content: &[u8], sent: usize) -> reqwest::Body {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = content[..sent]
+        .chunks(64 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let stream = futures_util::stream::iter(chunks).chain(futures_util::stream::pending());
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_upload_leaves_no_partial_object_and_uploads_resume_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("keyhole.log");
+    let port = free_port();
+    let server = Keyhole::start(&data, port, &log).await;
+
+    // One upload completes.
+    let done = pseudo_random(3 * MIB, 1);
+    let done_link = server
+        .upload_link("done.bin", Some(done.len()), Some(&sha256_hex(&done)))
+        .await;
+    let done_id = done_link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .put(done_link["uploadUrl"].as_str().unwrap(), done.clone())
+            .await,
+        200
+    );
+
+    // Three uploads stall half-way: two raw PUTs with a Content-Length (declared size and
+    // checksum), one chunked reqwest stream without a declared size.
+    let mut interrupted: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut sockets = Vec::new();
+    for seed in [2u64, 3] {
+        let content = pseudo_random(8 * MIB, seed);
+        let link = server
+            .upload_link(
+                &format!("raw-{seed}.bin"),
+                Some(content.len()),
+                Some(&sha256_hex(&content)),
+            )
+            .await;
+        let url = link["uploadUrl"].as_str().unwrap().to_owned();
+        let head = format!(
+            "PUT {} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            server.target(&url),
+            content.len()
+        );
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&content[..3 * MIB]).await.unwrap();
+        socket.flush().await.unwrap();
+        sockets.push(socket);
+        interrupted.push((link["fileId"].as_str().unwrap().to_owned(), url, content));
+    }
+    let streamed = pseudo_random(6 * MIB, 4);
+    let link = server.upload_link("streamed.bin", None, None).await;
+    let url = link["uploadUrl"].as_str().unwrap().to_owned();
+    let body = stalling_body(&streamed, 3 * MIB);
+    let stalled_request = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let _ = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .put(url)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await;
+        }
+    });
+    interrupted.push((link["fileId"].as_str().unwrap().to_owned(), url, streamed));
+
+    // Wait until all three are being written to staging (the writer flushes every MiB).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = staged(&data);
+        if s.len() == 3 && s.iter().all(|(_, size)| *size >= 2 * MIB as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads not in progress: {s:?}\n{}",
+            server.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server
+        .metrics()
+        .await
+        .contains("keyhole_edge_transfers_in_flight 3"));
+
+    // SIGKILL, mid-transfer.
+    let mut server = server;
+    server.child.kill().await.unwrap();
+    let status = server.child.wait().await.unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status}");
+    }
+    stalled_request.abort();
+    drop(sockets);
+
+    // The crash left staged bytes behind, but nothing partial under objects/.
+    assert_eq!(staged(&data).len(), 3, "the kill came mid-transfer");
+    let objects = data.join("objects");
+    assert_eq!(
+        files_under(&objects),
+        vec![format!("uploads/{done_id}")],
+        "only the completed upload may be visible"
+    );
+    assert_eq!(
+        std::fs::read(objects.join("uploads").join(&done_id)).unwrap(),
+        done
+    );
+    // No `uploaded` record without its object; the interrupted ones are still pending.
+    let rows = records(&data);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (file_id, object_key, status) in &rows {
+        if *file_id == done_id {
+            assert_eq!(status, "uploaded");
+        } else {
+            assert_eq!(status, "pending", "{file_id}");
+            assert!(interrupted.iter().any(|(id, _, _)| id == file_id));
+        }
+        if status == "uploaded" {
+            let object = objects.join(object_key);
+            assert!(
+                object.is_file(),
+                "uploaded record {file_id} without {object:?}"
+            );
+        }
+    }
+
+    // Restart on the same data directory.
+    let server = Keyhole::start(&data, port, &log).await;
+    assert!(
+        staged(&data).is_empty(),
+        "staging not emptied on start: {:?}",
+        staged(&data)
+    );
+    assert_eq!(server.download(&done_id).await, done, "data survives");
+    // The interrupted uploads succeed when retried with the links issued before the crash.
+    for (file_id, url, content) in &interrupted {
+        assert_eq!(
+            server.put(url, content.clone()).await,
+            200,
+            "retry of {file_id}\n{}",
+            server.log_text()
+        );
+        assert_eq!(&server.download(file_id).await, content);
+    }
+    let mut expected: Vec<String> = interrupted
+        .iter()
+        .map(|(id, _, _)| format!("uploads/{id}"))
+        .collect();
+    expected.push(format!("uploads/{done_id}"));
+    expected.sort();
+    assert_eq!(files_under(&objects), expected);
+    assert!(staged(&data).is_empty());
+    assert!(records(&data).iter().all(|(_, _, s)| s == "uploaded"));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("keyhole.log");
+    let port = free_port();
+    let mut server = Keyhole::start(&data, port, &log).await;
+
+    // Bigger than the loopback socket buffers, so the server is still sending when the signal
+    // arrives.
+    let content = pseudo_random(24 * MIB, 9);
+    let link = server
+        .upload_link("big.bin", Some(content.len()), None)
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .put(link["uploadUrl"].as_str().unwrap(), content.clone())
+            .await,
+        200
+    );
+    let c = client();
+    let r = c
+        .get(server.url(&format!("/api/files/download/{file_id}")))
+        .send()
+        .await
+        .unwrap();
+    let download_url = r.json::<Value>().await.unwrap()["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Read at about 8 MiB/s; send SIGTERM once the first MiB is in.
+    let mut response = c.get(&download_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let rate = 8.0 * MIB as f64;
+    let started = Instant::now();
+    let mut received = Vec::with_capacity(content.len());
+    let mut signalled_at: Option<usize> = None;
+    let mut refusals_checked = 0;
+    while let Some(chunk) = response.chunk().await.expect("download continues") {
+        received.extend_from_slice(&chunk);
+        if signalled_at.is_none() && received.len() >= MIB {
+            let pid = server.pid().to_string();
+            let kill = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            signalled_at = Some(received.len());
+        }
+        let due = Duration::from_secs_f64(received.len() as f64 / rate);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        // While draining, the server no longer accepts new connections.
+        if signalled_at.is_some() && received.len() >= 12 * MIB && received.len() < 13 * MIB {
+            let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+            let refused = fresh
+                .get(server.url("/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            assert!(
+                refused.is_err(),
+                "a new request was served during shutdown: {refused:?}"
+            );
+            refusals_checked += 1;
+        }
+    }
+    let signalled_at = signalled_at.expect("signal sent");
+    assert!(refusals_checked > 0);
+    assert!(
+        signalled_at < content.len() / 2,
+        "signal came too late to test anything"
+    );
+    assert_eq!(received.len(), content.len(), "download cut short");
+    assert!(received == content, "download corrupted");
+
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("keyhole exits after the download")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.log_text());
+    let log_text = server.log_text();
+    assert!(log_text.contains("shutting down"), "{log_text}");
+}
