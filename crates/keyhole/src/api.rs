@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AuthError, Principal};
-use crate::http::{ApiError, JsonBody};
+use crate::http::{ApiError, JsonBody, OptionalJsonBody};
 use crate::ids;
 use crate::state::{now_millis, now_secs, SharedState};
 use crate::store::{FileRecord, Status};
@@ -192,8 +192,8 @@ pub struct Completed {
     pub file_id: String,
     /// Bytes stored.
     pub size: u64,
-    /// SHA-256 of the whole file (hex).
-    pub sha256: String,
+    /// SHA-256 of the whole file (hex), when the storage computed it.
+    pub sha256: Option<String>,
     /// The file's ETag.
     pub etag: String,
 }
@@ -395,7 +395,16 @@ pub async fn create_upload(
     let now = now_secs();
     let expires = now + state.config.upload_ttl.as_secs() as i64;
     let file_id = ids::new_file_id(&req.filename);
-    let upload_id = part_size.map(|_| ids::new_upload_id());
+    let upload_id = match part_size {
+        Some(_) => Some(
+            state
+                .objects
+                .create_multipart(&ids::object_key(&file_id))
+                .await
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
     let record = FileRecord {
         object_key: ids::object_key(&file_id),
         file_id: file_id.clone(),
@@ -562,14 +571,9 @@ pub async fn complete_upload(
     State(state): State<SharedState>,
     principal: Principal,
     FileId(file_id): FileId,
-    body: axum::body::Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<CompleteUpload>,
 ) -> Result<Json<Completed>, ApiError> {
-    let request: CompleteUpload = if body.iter().all(u8::is_ascii_whitespace) {
-        CompleteUpload::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let request = body.unwrap_or_default();
     let record = pending_multipart(&state, &principal, &file_id).await?;
     let count = record.part_count().unwrap_or(0);
     let stored = state.meta.parts(&file_id).await?;
@@ -608,7 +612,7 @@ pub async fn complete_upload(
             Some(_) => {}
         }
     }
-    let done = crate::edge::assemble(&state, &record)
+    let done = crate::edge::assemble(&state, &record, &stored)
         .await
         .map_err(|e| match e {
             crate::edge::AssembleError::Checksum => ApiError::bad_request(

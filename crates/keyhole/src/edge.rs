@@ -16,7 +16,7 @@ use keyhole_sign::{Rejection, Request as SignedRequest};
 
 use crate::ids;
 use crate::state::{now_millis, now_secs, SharedState};
-use crate::store::objects::ObjectError;
+use crate::store::objects::{ObjectError, StoredPart};
 use crate::store::{Completion, FileRecord, PartRecord, Status};
 use crate::telemetry::{Metrics, RejectionLabels};
 
@@ -398,7 +398,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
         }
     }
     match writer.commit().await {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(ObjectError::Exists) => {
             return refuse(
                 state,
@@ -410,21 +410,28 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
         }
         Err(e) => return storage_failure(e),
     }
-    match finish(state, record, received.size, received.sha256).await {
+    match finish(state, record, received.size, Some(received.sha256), None).await {
         Ok(etag) => with_etag(StatusCode::OK.into_response(), &etag),
         Err(r) => r,
     }
 }
 
 /// Marks a committed object's record uploaded; if the record vanished meanwhile (deleted or
-/// expired), removes the object so nothing is left behind. Returns the ETag.
+/// expired), removes the object so nothing is left behind. Returns the ETag: the quoted SHA-256
+/// when known, else the backend's.
 async fn finish(
     state: &SharedState,
     record: &FileRecord,
     size: u64,
-    sha256: String,
+    sha256: Option<String>,
+    backend_etag: Option<String>,
 ) -> Result<String, Response> {
-    let etag = format!("\"{sha256}\"");
+    let etag = match (&sha256, backend_etag) {
+        (Some(sha), _) => format!("\"{sha}\""),
+        (None, Some(e)) if e.starts_with('"') => e,
+        (None, Some(e)) => format!("\"{e}\""),
+        (None, None) => format!("\"{}-{size}\"", record.file_id),
+    };
     let retention = state.config.retention.as_secs() as i64;
     let done = Completion {
         size,
@@ -473,7 +480,9 @@ fn with_etag(mut r: Response, etag: &str) -> Response {
 }
 
 async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Request) -> Response {
-    let (Some(expected), Some(key)) = (record.expected_part_size(n), record.part_key(n)) else {
+    let (Some(expected), Some(upload_id)) =
+        (record.expected_part_size(n), record.upload_id.as_deref())
+    else {
         return xml_error(
             StatusCode::BAD_REQUEST,
             "InvalidArgument",
@@ -483,8 +492,19 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
     if let Err(r) = check_headers(state, req.headers(), expected, Some(expected), None) {
         return r;
     }
-    let mut writer = match state.objects.begin_replace(&key).await {
+    let mut writer = match state
+        .objects
+        .begin_part(&record.object_key, upload_id, n, expected)
+        .await
+    {
         Ok(w) => w,
+        Err(ObjectError::NoSuchUpload) => {
+            return xml_error(
+                StatusCode::NOT_FOUND,
+                "NoSuchUpload",
+                "no such multipart upload",
+            )
+        }
         Err(e) => return storage_failure(e),
     };
     let received = match receive(
@@ -499,17 +519,16 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Err(e) = writer.commit().await {
-        return storage_failure(e);
-    }
-    let etag = format!("\"{}\"", received.sha256);
+    let backend_etag = match writer.commit().await {
+        Ok(e) => e,
+        Err(e) => return storage_failure(e),
+    };
     let part = PartRecord {
         part_number: n,
         size: received.size,
+        etag: backend_etag.unwrap_or_else(|| format!("\"{}\"", received.sha256)),
         sha256: received.sha256,
-        etag: etag.clone(),
     };
-    let upload_id = record.upload_id.as_deref().unwrap_or_default();
     match state
         .meta
         .put_part(&record.file_id, upload_id, &part, now_secs())
@@ -517,10 +536,14 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
     {
         Ok(true) => {
             Metrics::count(&state.metrics.uploads, "part");
-            with_etag(StatusCode::OK.into_response(), &etag)
+            with_etag(StatusCode::OK.into_response(), &part.etag)
         }
         Ok(false) => {
-            let _ = state.objects.delete_prefix(&record.parts_prefix()).await;
+            // Completed, aborted or expired meanwhile: the part has no upload to belong to.
+            let _ = state
+                .objects
+                .abort_multipart(&record.object_key, upload_id)
+                .await;
             xml_error(
                 StatusCode::NOT_FOUND,
                 "NoSuchUpload",
@@ -555,66 +578,58 @@ pub enum AssembleError {
 pub struct Assembled {
     /// Bytes.
     pub size: u64,
-    /// SHA-256 hex.
-    pub sha256: String,
+    /// SHA-256 hex, when the storage backend saw the bytes.
+    pub sha256: Option<String>,
     /// ETag.
     pub etag: String,
 }
 
-/// Joins the parts of `record` (all present and checked by the caller) into its object,
-/// atomically and write-once, marks it uploaded and removes the parts.
+/// Joins the stored parts of `record` (all present and checked by the caller) into its object,
+/// atomically and write-once, and marks it uploaded; the backend frees the parts.
 pub async fn assemble(
     state: &SharedState,
     record: &FileRecord,
+    parts: &[PartRecord],
 ) -> Result<Assembled, AssembleError> {
-    let storage = |e: ObjectError| AssembleError::Storage(e.to_string());
-    let mut writer = match state.objects.begin_write(&record.object_key).await {
-        Ok(w) => w,
+    let upload_id = record.upload_id.as_deref().unwrap_or_default();
+    let stored: Vec<StoredPart> = parts
+        .iter()
+        .map(|p| StoredPart {
+            number: p.part_number,
+            size: p.size,
+            etag: p.etag.clone(),
+        })
+        .collect();
+    let done = match state
+        .objects
+        .complete_multipart(
+            &record.object_key,
+            upload_id,
+            &stored,
+            record.declared_sha256.as_deref(),
+        )
+        .await
+    {
+        Ok(d) => d,
         Err(ObjectError::Exists) => return Err(AssembleError::Exists),
-        Err(e) => return Err(storage(e)),
-    };
-    let mut hasher = openssl::sha::Sha256::new();
-    let mut size = 0u64;
-    for n in 1..=record.part_count().unwrap_or(0) {
-        let (Some(key), Some(len)) = (record.part_key(n), record.expected_part_size(n)) else {
-            return Err(AssembleError::Storage(format!("part {n} out of range")));
-        };
-        let mut stream = state.objects.read(&key, 0, len).await.map_err(storage)?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| AssembleError::Storage(e.to_string()))?;
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
-            writer.write(chunk).await.map_err(storage)?;
-        }
-    }
-    if Some(size) != record.declared_size {
-        return Err(AssembleError::Storage(format!(
-            "assembled {size} bytes, expected {:?}",
-            record.declared_size
-        )));
-    }
-    let sha256 = hex::encode(hasher.finish());
-    if let Some(expected) = &record.declared_sha256 {
-        if !openssl::memcmp::eq(expected.as_bytes(), sha256.as_bytes()) {
+        Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");
             return Err(AssembleError::Checksum);
         }
+        Err(e) => return Err(AssembleError::Storage(e.to_string())),
+    };
+    if record.declared_sha256.is_some() && done.sha256.is_none() {
+        tracing::warn!(file_id = %record.file_id, "declared SHA-256 of a multipart upload not verifiable on this storage; parts were checked individually");
     }
-    match writer.commit().await {
-        Ok(()) => {}
-        Err(ObjectError::Exists) => return Err(AssembleError::Exists),
-        Err(e) => return Err(storage(e)),
-    }
-    let etag = finish(state, record, size, sha256.clone())
+    let etag = finish(state, record, done.size, done.sha256.clone(), done.etag)
         .await
         .map_err(|_| AssembleError::Gone)?;
-    // The parts are no longer needed; a failure here leaves only garbage the sweeper's
-    // reconciliation removes.
-    if let Err(e) = state.objects.delete_prefix(&record.parts_prefix()).await {
-        tracing::warn!(error = %e, "could not remove assembled parts");
-    }
     let _ = state.meta.delete_parts(&record.file_id).await;
-    Ok(Assembled { size, sha256, etag })
+    Ok(Assembled {
+        size: done.size,
+        sha256: done.sha256,
+        etag,
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

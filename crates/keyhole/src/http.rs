@@ -119,6 +119,47 @@ impl From<crate::store::StoreError> for ApiError {
 /// A JSON request body, bounded in size, whose errors are JSON API errors.
 pub struct JsonBody<T>(pub T);
 
+/// A JSON request body that may be empty (then `None`), with the same bounds as [`JsonBody`].
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+/// Reads a bounded JSON body: 415 for another content type, 413 past [`MAX_JSON_BYTES`], 400 for
+/// a broken or invalid body. Returns `None` for an empty body.
+async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("JSON bodies are limited to {MAX_JSON_BYTES} bytes"),
+                    );
+                }
+                source = err.source();
+            }
+            ApiError::bad_request("the request body could not be read completely")
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
     S: Send + Sync,
@@ -127,29 +168,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or("");
-            let essence = ct.split(';').next().unwrap_or("").trim();
-            if !essence.eq_ignore_ascii_case("application/json") {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as application/json",
-                ));
-            }
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("JSON bodies are limited to {MAX_JSON_BYTES} bytes"),
-                )
-            })?;
-        serde_json::from_slice(&bytes)
+        read_json(req)
+            .await?
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+            .ok_or_else(|| ApiError::bad_request("a JSON body is required"))
+    }
+}
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        read_json(req).await.map(OptionalJsonBody)
     }
 }
 
@@ -260,9 +294,9 @@ pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 
 /// 405 for known routes with the wrong method.
 pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    let allow = if uri.path().starts_with("/uploads/") {
+    let allow = if uri.path().starts_with("/uploads") {
         "PUT, OPTIONS"
-    } else if uri.path().starts_with("/files/") {
+    } else if uri.path().starts_with("/files") {
         "GET, HEAD, OPTIONS"
     } else {
         ""

@@ -65,13 +65,6 @@ pub fn is_valid_file_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A new multipart upload id: 128 random bits as hex.
-pub fn new_upload_id() -> String {
-    let mut random = [0u8; 16];
-    let _ = openssl::rand::rand_bytes(&mut random);
-    hex::encode(random)
-}
-
 /// The object key of a file id.
 pub fn object_key(file_id: &str) -> String {
     format!("uploads/{file_id}")

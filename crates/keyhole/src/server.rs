@@ -217,6 +217,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/uploads", any(http::method_not_allowed))
+        .route("/files", any(http::method_not_allowed))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed);
     if let Some(cors) = cors_layer(&state.config.cors_origins) {

@@ -19,10 +19,10 @@ pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Resul
         .delete(&record.object_key)
         .await
         .map_err(|e| e.to_string())?;
-    if record.upload_id.is_some() {
+    if let (Some(upload_id), crate::store::Status::Pending) = (&record.upload_id, record.status) {
         state
             .objects
-            .delete_prefix(&record.parts_prefix())
+            .abort_multipart(&record.object_key, upload_id)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -69,6 +69,9 @@ pub async fn sweep_once(state: &SharedState) -> usize {
 /// removed and the client's retry succeeds; parts of uploads that are gone or complete are
 /// removed too. Logs what it did.
 pub async fn reconcile(state: &SharedState) {
+    if !state.objects.single_writer() {
+        return;
+    }
     let mut removed = 0usize;
     for (prefix, is_parts) in [("uploads", false), ("parts", true)] {
         let keys = match state.objects.list(prefix).await {
@@ -94,8 +97,13 @@ pub async fn reconcile(state: &SharedState) {
             if keep {
                 continue;
             }
+            let object_key = format!("uploads/{file_id}");
             let result = if is_parts {
-                state.objects.delete_prefix(&key).await.map(|_| true)
+                state
+                    .objects
+                    .abort_multipart(&object_key, "")
+                    .await
+                    .map(|_| true)
             } else {
                 state.objects.delete(&key).await
             };

@@ -84,25 +84,11 @@ pub struct PartRecord {
     pub size: u64,
     /// SHA-256 of the part (hex).
     pub sha256: String,
-    /// The part's ETag (quoted SHA-256).
+    /// The part's ETag: the storage backend's own (S3) or the quoted SHA-256 (local disk).
     pub etag: String,
 }
 
 impl FileRecord {
-    /// The object key of one part of a multipart upload.
-    pub fn part_key(&self, part_number: u32) -> Option<String> {
-        let upload_id = self.upload_id.as_deref()?;
-        Some(format!(
-            "parts/{}/{upload_id}/{part_number:05}",
-            self.file_id
-        ))
-    }
-
-    /// The prefix under which all parts of this file's multipart upload live.
-    pub fn parts_prefix(&self) -> String {
-        format!("parts/{}", self.file_id)
-    }
-
     /// Number of parts of a multipart upload.
     pub fn part_count(&self) -> Option<u32> {
         let size = self.declared_size?;
@@ -137,8 +123,8 @@ impl FileRecord {
 pub struct Completion {
     /// Bytes stored.
     pub size: u64,
-    /// SHA-256 of the bytes (hex).
-    pub sha256: String,
+    /// SHA-256 of the bytes (hex), when Keyhole saw them.
+    pub sha256: Option<String>,
     /// ETag to serve.
     pub etag: String,
     /// Commit time (epoch milliseconds).

@@ -29,6 +29,12 @@ pub enum ObjectError {
     /// The key is not a valid object key.
     #[error("invalid object key")]
     InvalidKey,
+    /// The assembled bytes differ from the declared SHA-256; nothing was stored.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A multipart upload or part is unknown to the backend.
+    #[error("no such upload")]
+    NoSuchUpload,
     /// The backend failed.
     #[error("object storage: {0}")]
     Io(#[from] std::io::Error),
@@ -51,28 +57,74 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 pub trait ObjectWriter: Send {
     /// Appends bytes.
     async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError>;
-    /// Makes the object visible, atomically and only if it does not exist yet.
-    async fn commit(self: Box<Self>) -> Result<(), ObjectError>;
+    /// Makes the bytes visible (atomically; write-once for whole objects). Returns the backend's
+    /// ETag for the bytes, when it has one of its own (S3 part ETags are needed to complete).
+    async fn commit(self: Box<Self>) -> Result<Option<String>, ObjectError>;
 }
 
-/// Object storage as the handlers see it.
+/// A stored part, as completion needs it.
+#[derive(Clone, Debug)]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub number: u32,
+    /// Bytes in the part.
+    pub size: u64,
+    /// The backend's ETag for the part (what its `commit` returned, or the quoted SHA-256).
+    pub etag: String,
+}
+
+/// The result of assembling a multipart upload.
+#[derive(Clone, Debug)]
+pub struct Assembled {
+    /// Bytes in the object.
+    pub size: u64,
+    /// SHA-256 of the whole object, when the backend saw the bytes (local disk); S3 assembles
+    /// parts server-side without Keyhole reading them.
+    pub sha256: Option<String>,
+    /// The backend's ETag for the object, if any.
+    pub etag: Option<String>,
+}
+
+/// Object storage as the handlers see it: whole objects written atomically and write-once, and
+/// S3's multipart model (create, put parts in any order and again, complete, abort).
 #[async_trait]
 pub trait ObjectStorage: Send + Sync + 'static {
     /// Starts writing `key`; nothing is visible until commit, and commit fails with
-    /// [`ObjectError::Exists`] if the key exists by then (write-once).
+    /// [`ObjectError::Exists`] if the key exists by then.
     async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
-    /// Starts writing `key`, replacing it atomically on commit if it exists (for retried parts).
-    async fn begin_replace(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
-    /// Deletes every object under `prefix` (a key prefix ending at a `/` boundary).
-    async fn delete_prefix(&self, prefix: &str) -> Result<(), ObjectError>;
     /// Metadata of `key`.
     async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError>;
     /// Streams `len` bytes of `key` from `offset`.
     async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
     /// Deletes `key`; `false` if it was not there.
     async fn delete(&self, key: &str) -> Result<bool, ObjectError>;
-    /// The keys one level below `prefix` (`uploads` lists `uploads/{id}` objects, `parts` lists
-    /// `parts/{id}` folders).
+    /// Starts a multipart upload of `key`; returns its upload id.
+    async fn create_multipart(&self, key: &str) -> Result<String, ObjectError>;
+    /// Starts writing part `number` of an upload; a part written again replaces the earlier one.
+    /// `size` is the part's exact length.
+    async fn begin_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        size: u64,
+    ) -> Result<Box<dyn ObjectWriter>, ObjectError>;
+    /// Joins `parts` (every part, ascending) into `key`, atomically and write-once, then frees
+    /// the parts. When `expected_sha256` is given and the backend sees the bytes, a mismatch
+    /// fails with [`ObjectError::Checksum`] and nothing is stored.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[StoredPart],
+        expected_sha256: Option<&str>,
+    ) -> Result<Assembled, ObjectError>;
+    /// Abandons a multipart upload and frees its parts (no error if already gone).
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ObjectError>;
+    /// Whether this process is the only writer, so start-up reconciliation of unacknowledged
+    /// objects is safe (true for local disk, false for shared object stores).
+    fn single_writer(&self) -> bool;
+    /// The keys one level below `prefix` (`uploads` lists `uploads/{id}` objects).
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Checks the backend can be written, for readiness.
     async fn ping(&self) -> Result<(), ObjectError>;
@@ -108,6 +160,17 @@ fn random_hex(n: usize) -> String {
         return format!("{t:x}");
     }
     hex::encode(buf)
+}
+
+/// Where the parts of an upload of `key` live on local disk: `parts/{last component}/{upload id}`.
+fn parts_dir(key: &str, upload_id: &str) -> Result<String, ObjectError> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let dir = format!("parts/{name}/{upload_id}");
+    if valid_key(&dir) {
+        Ok(dir)
+    } else {
+        Err(ObjectError::InvalidKey)
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -171,7 +234,7 @@ impl ObjectWriter for LocalWriter {
         }
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<(), ObjectError> {
+    async fn commit(mut self: Box<Self>) -> Result<Option<String>, ObjectError> {
         let Some(mut file) = self.file.take() else {
             return Err(ObjectError::Io(std::io::Error::other(
                 "writer already committed",
@@ -208,7 +271,7 @@ impl ObjectWriter for LocalWriter {
         .await;
         // The staged name is removed whether or not the commit succeeded.
         let _ = tokio::fs::remove_file(&self.temp).await;
-        result
+        result.map(|()| None)
     }
 }
 
@@ -239,17 +302,78 @@ impl ObjectStorage for LocalDisk {
         self.writer(key, false).await
     }
 
-    async fn begin_replace(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
-        self.writer(key, true).await
+    async fn create_multipart(&self, key: &str) -> Result<String, ObjectError> {
+        self.path_of(key)?;
+        Ok(random_hex(16))
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<(), ObjectError> {
-        let path = self.path_of(prefix.trim_end_matches('/'))?;
+    async fn begin_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        _size: u64,
+    ) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        let part = format!("{}/{number:05}", parts_dir(key, upload_id)?);
+        self.writer(&part, true).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[StoredPart],
+        expected_sha256: Option<&str>,
+    ) -> Result<Assembled, ObjectError> {
+        let dir = parts_dir(key, upload_id)?;
+        let mut writer = self.writer(key, false).await?;
+        let mut hasher = openssl::sha::Sha256::new();
+        let mut size = 0u64;
+        for part in parts {
+            let mut stream = self
+                .read(&format!("{dir}/{:05}", part.number), 0, part.size)
+                .await?;
+            let mut got = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                got += chunk.len() as u64;
+                hasher.update(&chunk);
+                writer.write(chunk).await?;
+            }
+            if got != part.size {
+                return Err(ObjectError::NoSuchUpload);
+            }
+            size += got;
+        }
+        let sha256 = hex::encode(hasher.finish());
+        if expected_sha256.is_some_and(|e| !openssl::memcmp::eq(e.as_bytes(), sha256.as_bytes())) {
+            return Err(ObjectError::Checksum);
+        }
+        writer.commit().await?;
+        self.abort_multipart(key, upload_id).await?;
+        Ok(Assembled {
+            size,
+            sha256: Some(sha256),
+            etag: None,
+        })
+    }
+
+    async fn abort_multipart(&self, key: &str, _upload_id: &str) -> Result<(), ObjectError> {
+        // Every upload of a file lives under parts/{file}; all of them go.
+        let file_parts = parts_dir(key, "x")?;
+        let file_parts = file_parts
+            .rsplit_once('/')
+            .map_or(file_parts.as_str(), |(d, _)| d);
+        let path = self.path_of(file_parts)?;
         match tokio::fs::remove_dir_all(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn single_writer(&self) -> bool {
+        true
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
@@ -369,20 +493,57 @@ mod tests {
         assert!(disk.delete("uploads/a").await.unwrap());
         assert!(!disk.delete("uploads/a").await.unwrap());
 
-        // Replacing writers overwrite atomically; prefixes delete whole trees.
-        for body in [&b"one"[..], b"two"] {
-            let mut w = disk.begin_replace("parts/f/u/00001").await.unwrap();
+        // Multipart: parts replace each other, complete checks and joins, abort frees.
+        let id = disk.create_multipart("uploads/m").await.unwrap();
+        for (n, body) in [(2u32, &b"world"[..]), (1, b"xxxxxx"), (1, b"hello ")] {
+            let mut w = disk
+                .begin_part("uploads/m", &id, n, body.len() as u64)
+                .await
+                .unwrap();
             w.write(Bytes::copy_from_slice(body)).await.unwrap();
             w.commit().await.unwrap();
         }
+        let parts = [
+            StoredPart {
+                number: 1,
+                size: 6,
+                etag: String::new(),
+            },
+            StoredPart {
+                number: 2,
+                size: 5,
+                etag: String::new(),
+            },
+        ];
+        let wrong = hex::encode(openssl::sha::sha256(b"other"));
+        assert!(matches!(
+            disk.complete_multipart("uploads/m", &id, &parts, Some(&wrong))
+                .await,
+            Err(ObjectError::Checksum)
+        ));
+        assert!(matches!(
+            disk.head("uploads/m").await,
+            Err(ObjectError::NotFound)
+        ));
+        let right = hex::encode(openssl::sha::sha256(b"hello world"));
+        let done = disk
+            .complete_multipart("uploads/m", &id, &parts, Some(&right))
+            .await
+            .unwrap();
+        assert_eq!(done.size, 11);
         assert_eq!(
-            std::fs::read(dir.path().join("o/parts/f/u/00001")).unwrap(),
-            b"two"
+            std::fs::read(dir.path().join("o/uploads/m")).unwrap(),
+            b"hello world"
         );
-        disk.delete_prefix("parts/f").await.unwrap();
-        assert!(!dir.path().join("o/parts/f").exists());
-        disk.delete_prefix("parts/f").await.unwrap();
-        assert!(disk.delete_prefix("../x").await.is_err());
+        assert!(!dir.path().join("o/parts/m").exists());
+        let id2 = disk.create_multipart("uploads/n").await.unwrap();
+        let mut w = disk.begin_part("uploads/n", &id2, 1, 1).await.unwrap();
+        w.write(Bytes::from_static(b"z")).await.unwrap();
+        w.commit().await.unwrap();
+        disk.abort_multipart("uploads/n", &id2).await.unwrap();
+        assert!(!dir.path().join("o/parts/n").exists());
+        disk.abort_multipart("uploads/n", &id2).await.unwrap();
+        assert!(disk.begin_part("uploads/n", "../..", 1, 1).await.is_err());
         disk.ping().await.unwrap();
     }
 }

@@ -493,7 +493,7 @@ mod tests {
 
         let done = Completion {
             size: 3,
-            sha256: "ab".into(),
+            sha256: Some("ab".into()),
             etag: "\"ab\"".into(),
             uploaded_at: 5,
             ttl: None,
