@@ -115,6 +115,44 @@ pub struct Config {
     pub pending_grace: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where objects live.
+    pub storage: Storage,
+}
+
+/// The object storage backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Files under `DATA/objects` (the embedded default).
+    Local,
+    /// An S3 bucket (or S3-compatible server), shared by replicas.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket.
+        prefix: String,
+        /// Endpoint of an S3-compatible server; `None` for AWS.
+        endpoint: Option<String>,
+    },
+}
+
+impl Storage {
+    /// Parses `local` or `s3://BUCKET[/PREFIX]`.
+    pub fn parse(text: &str, endpoint: Option<String>) -> Result<Self, ConfigError> {
+        if text == "local" {
+            return Ok(Storage::Local);
+        }
+        let s = crate::store::s3::S3Settings::parse(text).ok_or_else(|| {
+            invalid(
+                "--storage",
+                format!("{text:?} is neither `local` nor s3://BUCKET[/PREFIX]"),
+            )
+        })?;
+        Ok(Storage::S3 {
+            bucket: s.bucket,
+            prefix: s.prefix,
+            endpoint,
+        })
+    }
 }
 
 /// Default values, in one place so `docs/configuration.md` and `--help` agree.
@@ -179,6 +217,7 @@ impl Config {
             shutdown_grace: d(defaults::SHUTDOWN_GRACE),
             pending_grace: d(defaults::PENDING_GRACE),
             log_format: LogFormat::Auto,
+            storage: Storage::Local,
         }
     }
 
@@ -223,6 +262,12 @@ impl Config {
             return Err(invalid(
                 "--part-size",
                 "must be between 5 MiB (5242880) and 5 GiB (S3's part limits)",
+            ));
+        }
+        if matches!(self.storage, Storage::S3 { .. }) && self.part_size > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "--part-size",
+                "with S3 storage a part passes through memory once; use at most 64 MiB",
             ));
         }
         if self.multipart_threshold == 0 || self.multipart_threshold > defaults::MAX_PART_SIZE {
@@ -305,6 +350,8 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     pending_grace: Option<String>,
     log_format: Option<LogFormat>,
+    storage: Option<String>,
+    s3_endpoint: Option<String>,
 }
 
 /// `keyhole serve` flags. Each also reads a `KEYHOLE_*` environment variable (flag wins), and
@@ -366,6 +413,13 @@ pub struct ServeArgs {
     /// How long shutdown waits for transfers in flight [default: 30s].
     #[arg(long, env = "KEYHOLE_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// Object storage: `local` (DATA/objects) or s3://BUCKET[/PREFIX] (credentials from the
+    /// standard AWS variables) [default: local].
+    #[arg(long, env = "KEYHOLE_STORAGE", value_name = "local|s3://BUCKET/PREFIX")]
+    pub storage: Option<String>,
+    /// Endpoint of an S3-compatible server (MinIO, s3s, moto), path-style.
+    #[arg(long, env = "KEYHOLE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
     /// Log format [default: auto: JSON unless on a terminal].
     #[arg(long, env = "KEYHOLE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -480,6 +534,11 @@ impl ServeArgs {
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Auto);
+        let storage = self
+            .storage
+            .or(file.storage)
+            .unwrap_or_else(|| "local".to_owned());
+        config.storage = Storage::parse(&storage, self.s3_endpoint.or(file.s3_endpoint))?;
         config.validate()?;
         Ok(config)
     }

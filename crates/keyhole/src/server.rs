@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Authenticator, RateLimiter};
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::keyfile;
 use crate::state::{AppState, SharedState};
 use crate::store::objects::{LocalDisk, ObjectStorage};
+use crate::store::s3::{S3Settings, S3Storage};
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetaStore;
 use crate::telemetry::Metrics;
@@ -265,10 +266,22 @@ pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
         .map_err(|e| StartError::Other(e.to_string()))?;
     let meta: Arc<dyn MetaStore> =
         Arc::new(SqliteStore::open(&config.data_dir.join("metadata.db"))?);
-    let objects: Arc<dyn ObjectStorage> = Arc::new(LocalDisk::open(
-        config.data_dir.join("objects"),
-        config.data_dir.join("staging"),
-    )?);
+    let objects: Arc<dyn ObjectStorage> = match &config.storage {
+        Storage::Local => Arc::new(LocalDisk::open(
+            config.data_dir.join("objects"),
+            config.data_dir.join("staging"),
+        )?),
+        Storage::S3 {
+            bucket,
+            prefix,
+            endpoint,
+        } => Arc::new(S3Storage::connect(&S3Settings {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: endpoint.clone(),
+            region: None,
+        })?),
+    };
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.tokens),
         limiter: RateLimiter::new(config.rate_limit),

@@ -3,7 +3,9 @@
 //! Each backend sits behind a small trait and is chosen once at start-up, so the API and edge
 //! handlers never know which one they talk to.
 
+pub mod conformance_objects;
 pub mod objects;
+pub mod s3;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,421 @@
+//! Objects on S3 (or any S3-compatible server) through the `object_store` crate, for stateless
+//! replicas sharing one bucket.
+//!
+//! Whole objects stream into an S3 multipart upload and become visible only when it completes;
+//! multipart uploads map one-to-one onto S3's, so parts are assembled by S3 itself. S3 offers no
+//! portable "create only" for multipart completion, so write-once is enforced by a check just
+//! before completion plus the metadata store's conditional `pending → uploaded` change: a file
+//! that is uploaded is never written again. Two PUTs of the same link racing to the last
+//! millisecond may both reach S3; declare the SHA-256 so they are identical.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+
+use super::objects::{
+    valid_key, Assembled, ByteStream, ObjectError, ObjectMeta, ObjectStorage, ObjectWriter,
+    StoredPart,
+};
+
+/// Size of the parts a whole-object upload is cut into (S3 needs at least 5 MiB but the last).
+const CHUNK: usize = 8 * 1024 * 1024;
+
+/// S3 connection settings.
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (empty, or ending without a slash).
+    pub prefix: String,
+    /// Endpoint for S3-compatible servers (path-style requests); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Region (default from `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+}
+
+impl S3Settings {
+    /// Parses `s3://BUCKET[/PREFIX]`.
+    pub fn parse(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let ok_bucket = !bucket.is_empty()
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        (ok_bucket && (prefix.is_empty() || valid_key(prefix))).then(|| S3Settings {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: None,
+            region: None,
+        })
+    }
+}
+
+fn backend(e: object_store::Error) -> ObjectError {
+    match e {
+        object_store::Error::NotFound { .. } => ObjectError::NotFound,
+        object_store::Error::AlreadyExists { .. } => ObjectError::Exists,
+        other => ObjectError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// Objects in an S3 bucket.
+#[derive(Clone, Debug)]
+pub struct S3Storage {
+    store: Arc<AmazonS3>,
+    prefix: String,
+}
+
+impl S3Storage {
+    /// Connects with credentials from the standard AWS environment variables (and the instance
+    /// or container role where `object_store` finds one).
+    pub fn connect(settings: &S3Settings) -> Result<Self, ObjectError> {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        builder = builder.with_region(region);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(backend)?;
+        Ok(S3Storage {
+            store: Arc::new(store),
+            prefix: settings.prefix.clone(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<Path, ObjectError> {
+        if !valid_key(key) {
+            return Err(ObjectError::InvalidKey);
+        }
+        Ok(if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        })
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool, ObjectError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+/// Streams a whole object into an S3 multipart upload, `CHUNK` bytes per part.
+struct S3Writer {
+    store: Arc<AmazonS3>,
+    path: Path,
+    upload: Option<String>,
+    parts: Vec<PartId>,
+    buffer: BytesMut,
+    done: bool,
+}
+
+impl S3Writer {
+    async fn flush_part(&mut self) -> Result<(), ObjectError> {
+        let upload = match &self.upload {
+            Some(u) => u.clone(),
+            None => {
+                let id = self
+                    .store
+                    .create_multipart(&self.path)
+                    .await
+                    .map_err(backend)?;
+                self.upload = Some(id.clone());
+                id
+            }
+        };
+        let data = self.buffer.split().freeze();
+        let part = self
+            .store
+            .put_part(
+                &self.path,
+                &upload,
+                self.parts.len(),
+                PutPayload::from(data),
+            )
+            .await
+            .map_err(backend)?;
+        self.parts.push(part);
+        Ok(())
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let (Some(upload), Ok(handle)) =
+            (self.upload.take(), tokio::runtime::Handle::try_current())
+        {
+            let store = self.store.clone();
+            let path = self.path.clone();
+            handle.spawn(async move {
+                let _ = store.abort_multipart(&path, &upload).await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
+        self.buffer.extend_from_slice(&chunk);
+        if self.buffer.len() >= CHUNK {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<Option<String>, ObjectError> {
+        if self.store.head(&self.path).await.is_ok() {
+            return Err(ObjectError::Exists);
+        }
+        let result = if self.upload.is_none() {
+            // Small object: one request.
+            let data = self.buffer.split().freeze();
+            self.store
+                .put(&self.path, PutPayload::from(data))
+                .await
+                .map_err(backend)?
+        } else {
+            if !self.buffer.is_empty() {
+                self.flush_part().await?;
+            }
+            let upload = self.upload.clone().unwrap_or_default();
+            let parts = std::mem::take(&mut self.parts);
+            self.store
+                .complete_multipart(&self.path, &upload, parts)
+                .await
+                .map_err(backend)?
+        };
+        self.done = true;
+        Ok(result.e_tag)
+    }
+}
+
+/// Buffers one part (bounded by its declared size) and sends it as an S3 UploadPart.
+struct S3PartWriter {
+    store: Arc<AmazonS3>,
+    path: Path,
+    upload: String,
+    index: usize,
+    buffer: BytesMut,
+    limit: u64,
+}
+
+#[async_trait]
+impl ObjectWriter for S3PartWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
+        if (self.buffer.len() + chunk.len()) as u64 > self.limit {
+            return Err(ObjectError::Io(std::io::Error::other(
+                "part larger than declared",
+            )));
+        }
+        self.buffer.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<Option<String>, ObjectError> {
+        let data = self.buffer.split().freeze();
+        let part = self
+            .store
+            .put_part(&self.path, &self.upload, self.index, PutPayload::from(data))
+            .await
+            .map_err(|e| match backend(e) {
+                ObjectError::NotFound => ObjectError::NoSuchUpload,
+                other => other,
+            })?;
+        Ok(Some(part.content_id))
+    }
+}
+
+#[async_trait]
+impl ObjectStorage for S3Storage {
+    async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        let path = self.path(key)?;
+        if self.exists(&path).await? {
+            return Err(ObjectError::Exists);
+        }
+        Ok(Box::new(S3Writer {
+            store: self.store.clone(),
+            path,
+            upload: None,
+            parts: Vec::new(),
+            buffer: BytesMut::with_capacity(CHUNK),
+            done: false,
+        }))
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
+        let meta = self.store.head(&self.path(key)?).await.map_err(backend)?;
+        Ok(ObjectMeta {
+            size: meta.size,
+            last_modified: meta.last_modified.into(),
+        })
+    }
+
+    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
+        let path = self.path(key)?;
+        if len == 0 {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset + len)),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&path, options).await.map_err(backend)?;
+        Ok(result
+            .into_stream()
+            .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))
+            .boxed())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, ObjectError> {
+        let path = self.path(key)?;
+        let existed = self.exists(&path).await?;
+        if existed {
+            self.store.delete(&path).await.map_err(backend)?;
+        }
+        Ok(existed)
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String, ObjectError> {
+        let path = self.path(key)?;
+        self.store.create_multipart(&path).await.map_err(backend)
+    }
+
+    async fn begin_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        size: u64,
+    ) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        Ok(Box::new(S3PartWriter {
+            store: self.store.clone(),
+            path: self.path(key)?,
+            upload: upload_id.to_owned(),
+            index: number.saturating_sub(1) as usize,
+            buffer: BytesMut::with_capacity(size.min(64 * 1024 * 1024) as usize),
+            limit: size,
+        }))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[StoredPart],
+        _expected_sha256: Option<&str>,
+    ) -> Result<Assembled, ObjectError> {
+        let path = self.path(key)?;
+        if self.exists(&path).await? {
+            return Err(ObjectError::Exists);
+        }
+        let ids = parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.etag.clone(),
+            })
+            .collect();
+        let result = self
+            .store
+            .complete_multipart(&path, &upload_id.to_owned(), ids)
+            .await
+            .map_err(backend)?;
+        Ok(Assembled {
+            size: parts.iter().map(|p| p.size).sum(),
+            sha256: None,
+            etag: result.e_tag,
+        })
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
+        let path = self.path(key)?;
+        match self
+            .store
+            .abort_multipart(&path, &upload_id.to_owned())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn single_writer(&self) -> bool {
+        false
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let path = self.path(prefix)?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(backend)?;
+        let strip = |p: &Path| {
+            let s = p.as_ref();
+            let s = if self.prefix.is_empty() {
+                s
+            } else {
+                s.strip_prefix(&self.prefix)
+                    .unwrap_or(s)
+                    .trim_start_matches('/')
+            };
+            s.to_owned()
+        };
+        Ok(listing
+            .objects
+            .iter()
+            .map(|o| strip(&o.location))
+            .chain(listing.common_prefixes.iter().map(strip))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), ObjectError> {
+        let path = self.path("uploads")?;
+        self.store
+            .list_with_delimiter(Some(&path))
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_storage_urls() {
+        let s = S3Settings::parse("s3://my-bucket/keyhole/files").unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.prefix.as_str()),
+            ("my-bucket", "keyhole/files")
+        );
+        let s = S3Settings::parse("s3://my-bucket").unwrap();
+        assert_eq!(s.prefix, "");
+        for bad in ["s3://", "s3://Bad_Bucket", "http://x", "s3://b/../x"] {
+            assert!(S3Settings::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
