@@ -58,8 +58,12 @@ step "npm ci in compat/js"
 (cd "$COMPAT/js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
 step "fresh keys from keyhole keys generate"
-RSA_ID=$("$KEYHOLE" keys generate --algorithm rsa-2048 --out "$WORK/rsa" | tr -d '[:space:]')
-EC_ID=$("$KEYHOLE" keys generate --algorithm ecdsa-p256 --out "$WORK/ec" | tr -d '[:space:]')
+generate() { # $1 = algorithm, $2 = directory; prints the key id
+  "$KEYHOLE" keys generate --algorithm "$1" --out "$2" 2>"$WORK/keys.log" | tr -d '[:space:]' \
+    || { cat "$WORK/keys.log" >&2; echo "compat: keyhole keys generate --algorithm $1 failed" >&2; return 1; }
+}
+RSA_ID=$(generate rsa-2048 "$WORK/rsa")
+EC_ID=$(generate ecdsa-p256 "$WORK/ec")
 for d in rsa ec; do
   [[ -s "$WORK/$d/private.pem" && -s "$WORK/$d/public.pem" ]] || { echo "compat: keys generate wrote no $d key" >&2; exit 1; }
 done
