@@ -432,6 +432,8 @@ pub async fn create_upload(
             let url = format!("{}/uploads/{}", state.config.public_origin(), file_id);
             let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
             let signed = state
+                .keys
+                .current()
                 .signer
                 .sign_url(&url, &policy)
                 .map_err(ApiError::internal)?;
@@ -484,6 +486,8 @@ fn part_links(
             Ok(PartLink {
                 part_number: n,
                 url: state
+                    .keys
+                    .current()
                     .signer
                     .sign_url(&url, &policy)
                     .map_err(ApiError::internal)?,
@@ -675,6 +679,8 @@ pub async fn download_link(
     let url = format!("{}/files/{}", state.config.public_origin(), file_id);
     let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
     let download_url = state
+        .keys
+        .current()
         .signer
         .sign_url(&url, &policy)
         .map_err(ApiError::internal)?;
@@ -743,7 +749,7 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
         upload_ttl_seconds: c.upload_ttl.as_secs(),
         download_ttl_seconds: c.download_ttl.as_secs(),
         retention_seconds: c.retention.as_secs(),
-        key_pair_id: state.signer.key_pair_id().to_owned(),
+        key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
         max_upload_bytes: c.max_upload_bytes,
         multipart_threshold: c.multipart_threshold,
         part_size: c.part_size,

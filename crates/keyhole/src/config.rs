@@ -117,6 +117,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where objects live.
     pub storage: Storage,
+    /// Where the signing key comes from.
+    pub key_source: crate::keys::KeySource,
+    /// The key pair id links carry (the CloudFront public key id); default: recorded with the
+    /// key, else derived from it.
+    pub key_pair_id: Option<String>,
+    /// Extra trusted public keys (id, PEM path), for rotation.
+    pub trusted_keys: Vec<(String, PathBuf)>,
 }
 
 /// The object storage backend.
@@ -218,6 +225,9 @@ impl Config {
             pending_grace: d(defaults::PENDING_GRACE),
             log_format: LogFormat::Auto,
             storage: Storage::Local,
+            key_source: crate::keys::KeySource::DataDir,
+            key_pair_id: None,
+            trusted_keys: Vec::new(),
         }
     }
 
@@ -352,6 +362,9 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     storage: Option<String>,
     s3_endpoint: Option<String>,
+    key: Option<String>,
+    key_pair_id: Option<String>,
+    trusted_keys: Option<Vec<String>>,
 }
 
 /// `keyhole serve` flags. Each also reads a `KEYHOLE_*` environment variable (flag wins), and
@@ -420,6 +433,23 @@ pub struct ServeArgs {
     /// Endpoint of an S3-compatible server (MinIO, s3s, moto), path-style.
     #[arg(long, env = "KEYHOLE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
+    /// Signing key: `data-dir` (DATA/keys, generated on first start), `file:PATH` (a PEM file)
+    /// or `env:VARIABLE` (a PEM in that environment variable) [default: data-dir].
+    #[arg(long, env = "KEYHOLE_KEY", value_name = "SOURCE")]
+    pub key: Option<String>,
+    /// Key pair id put in links (the CloudFront public key id) [default: the one recorded with
+    /// the key, else derived from it].
+    #[arg(long, env = "KEYHOLE_KEY_PAIR_ID", value_name = "ID")]
+    pub key_pair_id: Option<String>,
+    /// Also trust this public key, as ID=PUBLIC.pem (repeatable; comma-separated in the
+    /// environment variable), e.g. the previous key during a rotation.
+    #[arg(
+        long = "trust",
+        env = "KEYHOLE_TRUSTED_KEYS",
+        value_delimiter = ',',
+        value_name = "ID=PUBLIC.pem"
+    )]
+    pub trusted_keys: Vec<String>,
     /// Log format [default: auto: JSON unless on a terminal].
     #[arg(long, env = "KEYHOLE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -539,6 +569,28 @@ impl ServeArgs {
             .or(file.storage)
             .unwrap_or_else(|| "local".to_owned());
         config.storage = Storage::parse(&storage, self.s3_endpoint.or(file.s3_endpoint))?;
+        if let Some(key) = self.key.or(file.key) {
+            config.key_source = crate::keys::KeySource::parse(&key).ok_or_else(|| {
+                invalid(
+                    "--key",
+                    format!("{key:?} is not data-dir, file:PATH or env:VARIABLE"),
+                )
+            })?;
+        }
+        config.key_pair_id = self.key_pair_id.or(file.key_pair_id);
+        let trusted = if self.trusted_keys.is_empty() {
+            file.trusted_keys.unwrap_or_default()
+        } else {
+            self.trusted_keys
+        };
+        config.trusted_keys = trusted
+            .iter()
+            .map(|spec| {
+                spec.split_once('=')
+                    .map(|(id, path)| (id.to_owned(), PathBuf::from(path)))
+                    .ok_or_else(|| invalid("--trust", format!("{spec:?} is not ID=PUBLIC.pem")))
+            })
+            .collect::<Result<_, _>>()?;
         config.validate()?;
         Ok(config)
     }

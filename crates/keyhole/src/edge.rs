@@ -78,7 +78,7 @@ fn check_signature(state: &SharedState, req: &Request, peer: SocketAddr) -> Resu
         now: now_secs().max(0) as u64,
         cookies: cookie_header.as_deref(),
     };
-    match state.verifier.verify(&request) {
+    match state.keys.current().verifier.verify(&request) {
         Ok(_) => Ok(()),
         Err(rejection) => {
             state

@@ -12,6 +12,7 @@ pub mod edge;
 pub mod http;
 pub mod ids;
 pub mod keyfile;
+pub mod keys;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -9,7 +9,6 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
-use keyhole_sign::{KeyAlgorithm, KeyRing, Signer, Verifier};
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -110,49 +109,6 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// Loads the signing key from `DIR/keys`, generating an RSA-2048 pair on first start. Every
-/// `DIR/keys/trusted/ID.pem` public key is also trusted (for rotation).
-fn load_keys(data_dir: &Path) -> Result<(Signer, KeyRing, bool), StartError> {
-    let dir = data_dir.join("keys");
-    let private = dir.join(keyfile::PRIVATE_KEY_FILE);
-    let mut generated = false;
-    if !private.exists() {
-        keyfile::generate_into(&dir, KeyAlgorithm::Rsa, None)?;
-        generated = true;
-    }
-    let key = keyfile::read_private_key(&private)?;
-    let id_path = dir.join(keyfile::KEY_ID_FILE);
-    let key_pair_id = match std::fs::read_to_string(&id_path) {
-        Ok(s) => s.trim().to_owned(),
-        Err(_) => key
-            .public_key()
-            .and_then(|p| p.fingerprint_id())
-            .map_err(|e| StartError::Other(e.to_string()))?,
-    };
-    let mut ring = KeyRing::new();
-    ring.insert(
-        key_pair_id.clone(),
-        key.public_key()
-            .map_err(|e| StartError::Other(e.to_string()))?,
-    );
-    let trusted = dir.join("trusted");
-    if let Ok(entries) = std::fs::read_dir(&trusted) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("pem") {
-                continue;
-            }
-            let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            ring.insert(id.to_owned(), keyfile::read_public_key(&path)?);
-        }
-    }
-    let signer = Signer::new(key_pair_id, key)
-        .map_err(|e| StartError::Other(format!("{}: {e}", id_path.display())))?;
-    Ok((signer, ring, generated))
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -261,9 +217,14 @@ async fn metrics(
 pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
     config.validate()?;
     create_private_dir(&config.data_dir)?;
-    let (signer, ring, generated) = load_keys(&config.data_dir)?;
-    let verifier = Verifier::new(config.public_origin(), ring)
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    let loaded = crate::keys::load(
+        &config.key_source,
+        &config.data_dir,
+        config.key_pair_id.as_deref(),
+        &config.trusted_keys,
+    )?;
+    let generated = loaded.generated;
+    let keys = crate::keys::Keys::new(loaded.signer, loaded.ring, config.public_origin())?;
     let meta: Arc<dyn MetaStore> =
         Arc::new(SqliteStore::open(&config.data_dir.join("metadata.db"))?);
     let objects: Arc<dyn ObjectStorage> = match &config.storage {
@@ -289,8 +250,7 @@ pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
         config,
         meta,
         objects,
-        signer,
-        verifier,
+        keys,
     });
     Ok((state, generated))
 }
@@ -327,7 +287,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
     Ok(RunningServer {
         addr,
-        key_pair_id: state.signer.key_pair_id().to_owned(),
+        key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
         generated_key,
         state,
         shutdown: tx,

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keyhole_sign::{Signer, Verifier};
-
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
 use crate::store::objects::ObjectStorage;
@@ -19,10 +17,8 @@ pub struct AppState {
     pub meta: Arc<dyn MetaStore>,
     /// Object bytes.
     pub objects: Arc<dyn ObjectStorage>,
-    /// Mints links with the active key.
-    pub signer: Signer,
-    /// Checks links against every trusted key.
-    pub verifier: Verifier,
+    /// The active signing key and the trusted keys.
+    pub keys: crate::keys::Keys,
     /// API token check.
     pub auth: Authenticator,
     /// Per-principal rate limit.

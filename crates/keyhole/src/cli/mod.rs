@@ -26,7 +26,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the file gateway: the API that mints links, the edge that checks them and moves the
     /// bytes, on local disk and SQLite. The first start generates a key pair.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(serve::TokensCommand),
@@ -43,7 +43,7 @@ pub enum Command {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Tokens(cmd) => serve::tokens(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Sign(args) => sign::run(args),
