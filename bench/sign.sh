@@ -91,6 +91,11 @@ if [[ "${BENCH_CRITERION:-1}" == 1 ]]; then
   R[keyhole_rsa_verify]=$(criterion_rate rsa2048_sha1/verify_url_canned "$WORK/criterion.txt")
   R[keyhole_ec_sign]=$(criterion_rate ecdsa_p256/sign_url_canned "$WORK/criterion.txt")
   R[keyhole_ec_verify]=$(criterion_rate ecdsa_p256/verify_url_canned "$WORK/criterion.txt")
+  # Custom policy (wildcard resource, not-before, IP), when the bench has it.
+  R[keyhole_rsa_sign_custom]=$(criterion_rate rsa2048_sha1/sign_url_custom "$WORK/criterion.txt")
+  R[keyhole_rsa_verify_custom]=$(criterion_rate rsa2048_sha1/verify_url_custom "$WORK/criterion.txt")
+  R[keyhole_ec_sign_custom]=$(criterion_rate ecdsa_p256/sign_url_custom "$WORK/criterion.txt")
+  R[keyhole_ec_verify_custom]=$(criterion_rate ecdsa_p256/verify_url_custom "$WORK/criterion.txt")
   [[ -n "${R[keyhole_rsa_sign]}" ]] || log "  no rsa2048_sha1/sign_url_canned estimate in the criterion output"
 fi
 
@@ -105,7 +110,7 @@ if [[ -x "$KEYHOLE" ]]; then
   now=$(date +%s)
   for alg in rsa-2048 ecdsa-p256; do
     short=${alg%%-*}; [[ $short == ecdsa ]] && short=ec
-    id=$("$KEYHOLE" keys generate --algorithm "$alg" --out "$WORK/$short" | tr -d '[:space:]')
+    id=$("$KEYHOLE" keys generate --algorithm "$alg" --out "$WORK/$short" 2>"$WORK/keys.log" | tr -d '[:space:]')
     t0=$(date +%s.%N)
     if "${PIN[@]}" "$KEYHOLE" sign --key "$WORK/$short/private.pem" --key-pair-id "$id" --expires $((now + 3600)) \
         --stdin <"$WORK/urls.txt" >"$WORK/signed-$short.txt" 2>"$WORK/err.txt"; then
@@ -197,6 +202,10 @@ ratio() { # $1 / $2
   row "openssl speed: verify (raw digest)"                  openssl_rsa_verify openssl_ec_verify
   row "keyhole-sign library: sign canned URL (criterion)"   keyhole_rsa_sign   keyhole_ec_sign
   row "keyhole-sign library: verify canned URL (criterion)" keyhole_rsa_verify keyhole_ec_verify
+  if [[ -n "${R[keyhole_rsa_sign_custom]:-}${R[keyhole_ec_sign_custom]:-}" ]]; then
+    row "keyhole-sign library: sign custom-policy URL"      keyhole_rsa_sign_custom   keyhole_ec_sign_custom
+    row "keyhole-sign library: verify custom-policy URL"    keyhole_rsa_verify_custom keyhole_ec_verify_custom
+  fi
   row "keyhole CLI --stdin: sign ($CLI_URLS URLs, 1 process)"    cli_rsa_sign       cli_ec_sign
   row "keyhole CLI --stdin: verify ($CLI_URLS URLs, 1 process)"  cli_rsa_verify     cli_ec_verify
   row "botocore generate_presigned_url (cryptography)"      botocore_rsa_sign  none

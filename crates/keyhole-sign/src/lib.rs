@@ -37,6 +37,8 @@
 
 pub mod encoding;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod policy;
 mod sign;
