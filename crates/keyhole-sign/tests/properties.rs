@@ -500,6 +500,14 @@ fn in_padding(signed: &Signed, i: usize) -> bool {
 // Every combination, deterministically
 // ---------------------------------------------------------------------------------------------
 
+/// A policy shape: custom or not, a not-before time, an IP range, a resource pattern.
+type Shape = (
+    bool,
+    Option<u64>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 /// Each algorithm × hash × policy shape × transport, on a URL with percent-encoding and a query.
 #[test]
 fn every_combination_round_trips() {
@@ -509,7 +517,7 @@ fn every_combination_round_trips() {
     for algorithm in [KeyAlgorithm::Rsa, KeyAlgorithm::EcdsaP256] {
         for hash in [HashAlgorithm::Sha1, HashAlgorithm::Sha256] {
             for transport in [Transport::Url, Transport::Cookies] {
-                let shapes: [(bool, Option<u64>, Option<&str>, Option<&str>); 6] = [
+                let shapes: [Shape; 6] = [
                     (false, None, None, None),
                     (true, None, None, None),
                     (true, Some(now - 60), None, None),
