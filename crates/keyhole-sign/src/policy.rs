@@ -390,7 +390,12 @@ mod tests {
         assert_eq!(check_url("https://a.example/x?y=1"), Ok(17));
         assert!(check_url("/relative").is_err());
         // No path: the request would be for `/`, which is not what was signed.
-        for no_path in ["https://a.example", "https://a.example?y=1", "https:///x", "://a/x"] {
+        for no_path in [
+            "https://a.example",
+            "https://a.example?y=1",
+            "https:///x",
+            "://a/x",
+        ] {
             assert_eq!(check_url(no_path), Err(SignError::NotAbsolute), "{no_path}");
         }
         assert!(check_url("https://a.example/x y").is_err());
