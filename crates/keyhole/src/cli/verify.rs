@@ -28,8 +28,8 @@ pub struct VerifyArgs {
     /// A cookie sent with the request, as NAME=VALUE (repeatable), for signed cookies.
     #[arg(long = "cookie", value_name = "NAME=VALUE")]
     cookies: Vec<String>,
-    /// Read URLs from standard input, one per line; print one result per line. Exits 0 only if
-    /// every URL is valid.
+    /// Read URLs from standard input, one per line; print one result per line (`error (...)` for
+    /// a line that is not a URL). Exits 0 only if every URL is valid.
     #[arg(long)]
     stdin: bool,
     /// The full URL as the client requests it (scheme://host/path?query).
@@ -89,7 +89,8 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
             if url.is_empty() {
                 continue;
             }
-            let result = check(url)?;
+            // One result line per input line, even for a line that is not a URL.
+            let result = check(url).unwrap_or_else(|e| format!("error ({e})"));
             all_valid &= result == "valid";
             writeln!(out, "{result}")?;
         }
