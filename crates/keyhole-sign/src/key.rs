@@ -240,8 +240,9 @@ impl PrivateKey {
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
         let pem = match &self.inner {
             PrivateInner::Rsa(rsa) => rsa.private_key_to_pem(),
-            PrivateInner::Ec(ec) => PKey::from_ec_key(ec.clone())
-                .and_then(|p| p.private_key_to_pem_pkcs8()),
+            PrivateInner::Ec(ec) => {
+                PKey::from_ec_key(ec.clone()).and_then(|p| p.private_key_to_pem_pkcs8())
+            }
         }
         .map_err(|_| KeyError::Encode)?;
         Ok(zeroize::Zeroizing::new(pem))
@@ -532,7 +533,9 @@ mod tests {
             ));
             let id = public.fingerprint_id().unwrap();
             assert_eq!(id.len(), 14);
-            assert!(id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
         }
     }
 

@@ -46,7 +46,9 @@ mod verify;
 
 pub use error::{KeyError, SignError};
 pub use key::{HashAlgorithm, KeyAlgorithm, PrivateKey, PublicKey};
-pub use policy::{parse_policy, wildcard_match, Ipv4Cidr, ParsedPolicy, Policy, MAX_EPOCH, SIGNING_PARAMETERS};
+pub use policy::{
+    parse_policy, wildcard_match, Ipv4Cidr, ParsedPolicy, Policy, MAX_EPOCH, SIGNING_PARAMETERS,
+};
 pub use sign::{check_key_pair_id, SignedCookies, Signer};
 pub use verify::{
     ErrorCode, KeyRing, OriginError, Reason, Rejection, Request, Source, Verified, Verifier,

@@ -14,8 +14,13 @@ pub const MAX_EPOCH: u64 = 2_147_483_647;
 /// Longest URL or resource pattern accepted (CloudFront's request URL limit).
 pub const MAX_URL_LEN: usize = 8192;
 /// The query parameters CloudFront reserves for signed URLs.
-pub const SIGNING_PARAMETERS: [&str; 5] =
-    ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
+pub const SIGNING_PARAMETERS: [&str; 5] = [
+    "Expires",
+    "Policy",
+    "Signature",
+    "Key-Pair-Id",
+    "Hash-Algorithm",
+];
 
 /// An IPv4 address range for the `AWS:SourceIp` condition. A bare address parses as `/32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,8 +372,19 @@ mod tests {
         assert!(!c.contains("2001:db8::1".parse().unwrap()));
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
-        assert_eq!("10.1.2.3".parse::<Ipv4Cidr>().unwrap().to_string(), "10.1.2.3/32");
-        for bad in ["", "10.0.0.0/33", "10.0.0/8", "::1", "1.2.3.4/", "1.2.3.4/+8", "1.2.3.4/8\""] {
+        assert_eq!(
+            "10.1.2.3".parse::<Ipv4Cidr>().unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "::1",
+            "1.2.3.4/",
+            "1.2.3.4/+8",
+            "1.2.3.4/8\"",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
     }
@@ -430,7 +446,10 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(wildcard_match("https://a/images/*", "https://a/images/x.jpg"));
+        assert!(wildcard_match(
+            "https://a/images/*",
+            "https://a/images/x.jpg"
+        ));
         assert!(wildcard_match("https://a/images/*", "https://a/images/"));
         assert!(!wildcard_match("https://a/images/*", "https://a/image"));
         assert!(wildcard_match("http*://a/?.txt", "https://a/1.txt"));

@@ -167,7 +167,11 @@ impl Signer {
     /// Signs cookies that grant `policy` for `resource` (the URL for a canned policy; the default
     /// resource of a custom one). An encoded policy over [`MAX_POLICY_LEN`] is refused, as the
     /// verifier would refuse it.
-    pub fn sign_cookies(&self, resource: &str, policy: &Policy) -> Result<SignedCookies, SignError> {
+    pub fn sign_cookies(
+        &self,
+        resource: &str,
+        policy: &Policy,
+    ) -> Result<SignedCookies, SignError> {
         let json = policy.to_json(resource)?;
         let encoded_policy = if policy.is_custom() {
             Some(encode_policy(&json)?)

@@ -364,7 +364,9 @@ impl Verifier {
                 !scheme.is_empty()
                     && scheme.bytes().all(|b| b.is_ascii_alphanumeric())
                     && !host.is_empty()
-                    && host.bytes().all(|b| b.is_ascii_graphic() && !b"/?#\"\\".contains(&b))
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"/?#\"\\".contains(&b))
             }
             None => false,
         };
@@ -423,7 +425,8 @@ impl Verifier {
                     return Err(reject(ErrorCode::AccessDenied, Reason::TooLarge));
                 }
                 for cookie in header.split(';') {
-                    let (name, value) = cookie.trim().split_once('=').unwrap_or((cookie.trim(), ""));
+                    let (name, value) =
+                        cookie.trim().split_once('=').unwrap_or((cookie.trim(), ""));
                     let Some(field) = name.strip_prefix("CloudFront-") else {
                         continue;
                     };
@@ -471,14 +474,23 @@ impl Verifier {
 
         let signature = match fields.signature {
             None | Some("") => {
-                return Err(reject(ErrorCode::MalformedSignature, Reason::MissingSignature))
+                return Err(reject(
+                    ErrorCode::MalformedSignature,
+                    Reason::MissingSignature,
+                ))
             }
             Some(s) if s.len() > MAX_SIGNATURE_LEN => {
-                return Err(reject(ErrorCode::MalformedSignature, Reason::MalformedSignature))
+                return Err(reject(
+                    ErrorCode::MalformedSignature,
+                    Reason::MalformedSignature,
+                ))
             }
             Some(s) => percent_decode(s)
                 .and_then(|s| encoding::decode(&s))
-                .ok_or(reject(ErrorCode::MalformedSignature, Reason::MalformedSignature))?,
+                .ok_or(reject(
+                    ErrorCode::MalformedSignature,
+                    Reason::MalformedSignature,
+                ))?,
         };
 
         let malformed_policy = reject(ErrorCode::MalformedPolicy, Reason::MalformedPolicy);
