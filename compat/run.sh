@@ -94,11 +94,37 @@ status=0
   > "$WORK/report.txt" || status=$?
 summary=$(tail -n 1 "$WORK/report.txt")
 head -n -1 "$WORK/report.txt"
-echo "compat: finished in $((SECONDS - START))s"
 if [[ ! "$summary" =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then
   echo "compat: the checker did not finish (exit $status)"
   echo "0 passed, 1 failed"
   exit 1
 fi
-echo "$summary"
-exit "$status"
+
+step "botocore-signed links on a running keyhole serve"
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$KEYHOLE" serve --data-dir "$WORK/serve" --listen "127.0.0.1:$PORT" --public-url "http://127.0.0.1:$PORT" \
+  --log-format text > "$WORK/serve.log" 2>&1 &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null || true; [[ "${COMPAT_KEEP:-0}" == 1 ]] || rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+edge_status=0
+edge=$("$PY" "$COMPAT/edge_check.py" "http://127.0.0.1:$PORT" "$WORK/serve") || edge_status=$?
+echo "$edge" | head -n -1
+edge_summary=$(echo "$edge" | tail -n 1)
+echo "   edge: $edge_summary"
+kill "$SERVE_PID" 2>/dev/null || true
+echo "compat: finished in $((SECONDS - START))s"
+if [[ ! "$edge_summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  echo "compat: the edge check did not finish (exit $edge_status)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+edge_passed=${BASH_REMATCH[1]}
+edge_failed=${BASH_REMATCH[2]}
+[[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]
+echo "$((BASH_REMATCH[1] + edge_passed)) passed, $((BASH_REMATCH[2] + edge_failed)) failed"
+if ((status != 0 || edge_status != 0)); then exit 1; fi
+exit 0
