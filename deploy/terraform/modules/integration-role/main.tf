@@ -1,0 +1,251 @@
+# Least-privilege IAM for Keyhole on AWS:
+#  - the Lambda's execution role: its own log group, the signing-key secret, the file table and
+#    its indexes, the bucket's upload prefix, the event queue and the dead-letter queue;
+#  - a signer policy (and, when principals are given, a role) for applications that sign links
+#    themselves: read the signing-key secret, nothing else.
+# Data-plane statements require TLS (aws:SecureTransport) and KMS use is limited to calls made
+# through the services that need it (kms:ViaService).
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+
+  log_group_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${var.function_name}"
+  via_services  = [for service in ["secretsmanager", "s3", "dynamodb", "sqs", "lambda"] : "${service}.${local.region}.amazonaws.com"]
+}
+
+# --- Lambda execution role ---
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  name                 = "${var.name}-lambda"
+  description          = "Keyhole API, S3 upload events and sweeps"
+  assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid       = "OwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${local.log_group_arn}:*"]
+  }
+
+  statement {
+    sid       = "ReadSigningKey"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [var.secret_arn]
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid = "FileRecords"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:BatchGetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:Query",
+      "dynamodb:Scan",
+      "dynamodb:DescribeTable",
+    ]
+    resources = [var.table_arn, "${var.table_arn}/index/*"]
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid = "ObjectsUnderPrefix"
+    actions = [
+      "s3:GetObject",
+      "s3:PutObject",
+      "s3:DeleteObject",
+      "s3:AbortMultipartUpload",
+      "s3:ListMultipartUploadParts",
+    ]
+    resources = ["${var.bucket_arn}/${var.object_prefix}*"]
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "ListPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [var.object_prefix, "${var.object_prefix}*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  # Start-up reconciliation and sweeps find stale multipart uploads (s3:prefix does not apply
+  # to this action).
+  statement {
+    sid       = "ListMultipartUploads"
+    actions   = ["s3:ListBucketMultipartUploads"]
+    resources = [var.bucket_arn]
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid = "ConsumeUploadEvents"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [var.event_queue_arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [var.dead_letter_queue_arn]
+  }
+
+  statement {
+    sid       = "KeyThroughServices"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = local.via_services
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  name   = "keyhole"
+  role   = aws_iam_role.lambda.id
+  policy = data.aws_iam_policy_document.lambda.json
+}
+
+resource "aws_iam_role_policy_attachment" "lambda_xray" {
+  role       = aws_iam_role.lambda.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+# --- applications that sign links themselves ---
+
+data "aws_iam_policy_document" "signer" {
+  statement {
+    sid       = "ReadSigningKey"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [var.secret_arn]
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "DecryptSigningKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_policy" "signer" {
+  name        = "${var.name}-signer"
+  description = "Read the Keyhole signing key to mint CloudFront signed links"
+  policy      = data.aws_iam_policy_document.signer.json
+}
+
+data "aws_iam_policy_document" "signer_assume" {
+  count = length(var.signer_principal_arns) > 0 ? 1 : 0
+
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "AWS"
+      identifiers = var.signer_principal_arns
+    }
+
+    dynamic "condition" {
+      for_each = var.signer_external_id == null ? [] : [var.signer_external_id]
+      content {
+        test     = "StringEquals"
+        variable = "sts:ExternalId"
+        values   = [condition.value]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "signer" {
+  count = length(var.signer_principal_arns) > 0 ? 1 : 0
+
+  name                 = "${var.name}-signer"
+  description          = "Applications that sign Keyhole links themselves"
+  assume_role_policy   = data.aws_iam_policy_document.signer_assume[0].json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy_attachment" "signer" {
+  count = length(var.signer_principal_arns) > 0 ? 1 : 0
+
+  role       = aws_iam_role.signer[0].name
+  policy_arn = aws_iam_policy.signer.arn
+}

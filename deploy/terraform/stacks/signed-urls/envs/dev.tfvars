@@ -1,0 +1,22 @@
+# Keyhole signed URLs: dev. Developers' shared environment; the first to receive a new Lambda build.
+# terraform -chdir=deploy/terraform/stacks/signed-urls plan -var-file=envs/dev.tfvars
+
+environment         = "dev"
+allowed_account_ids = ["222222222222"]
+owner               = "platform-team"
+cost_center         = "CC-4711"
+
+dns_zone_name = "dev.example.com"
+files_domain  = "files.dev.example.com"
+api_domain    = "files-api.dev.example.com"
+
+lambda_memory_mb       = 512
+point_in_time_recovery = false
+price_class            = "PriceClass_100"
+
+alarm_email        = "keyhole-alerts+dev@example.com"
+monthly_budget_usd = 100
+
+lambda_reserved_concurrency = 50
+log_retention_days          = 90
+cors_allowed_origins        = ["https://app.dev.example.com"]

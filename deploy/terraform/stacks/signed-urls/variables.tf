@@ -1,0 +1,204 @@
+# --- identity and tags (required) ---
+
+variable "environment" {
+  description = "Environment name; also the Environment tag."
+  type        = string
+
+  validation {
+    condition     = contains(["infra-test", "dev", "test", "prod"], var.environment)
+    error_message = "environment must be infra-test, dev, test or prod."
+  }
+}
+
+variable "allowed_account_ids" {
+  description = "AWS account(s) this environment may be applied to; the provider refuses any other, so a wrong profile cannot touch another environment."
+  type        = list(string)
+}
+
+variable "owner" {
+  description = "Owner tag: the team answerable for the environment."
+  type        = string
+}
+
+variable "cost_center" {
+  description = "CostCenter tag."
+  type        = string
+}
+
+# --- domains (required) ---
+
+variable "dns_zone_name" {
+  description = "Route 53 public hosted zone that holds the domains below, e.g. dev.example.com."
+  type        = string
+}
+
+variable "files_domain" {
+  description = "The one domain customers whitelist; every signed link uses it (CloudFront), e.g. files.dev.example.com."
+  type        = string
+}
+
+variable "api_domain" {
+  description = "Custom domain of the API that mints links, e.g. files-api.dev.example.com; null keeps only the execute-api endpoint."
+  type        = string
+}
+
+# --- sizing and durability (required: they differ per environment) ---
+
+variable "lambda_memory_mb" {
+  description = "Memory of the Lambda."
+  type        = number
+}
+
+variable "point_in_time_recovery" {
+  description = "DynamoDB point-in-time recovery of the file records."
+  type        = bool
+}
+
+variable "price_class" {
+  description = "CloudFront price class."
+  type        = string
+}
+
+variable "alarm_email" {
+  description = "Address that receives alarms (null: none; subscribe something to the topics instead)."
+  type        = string
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget of the environment."
+  type        = number
+}
+
+# --- optional ---
+
+variable "project" {
+  description = "Project tag and name prefix."
+  type        = string
+  default     = "keyhole"
+}
+
+variable "region" {
+  description = "Region of the bucket, table, Lambda and API."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "extra_tags" {
+  description = "More default tags (the four required ones always win)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "lambda_zip" {
+  description = "Lambda package from scripts/build-lambda.sh, relative to this directory."
+  type        = string
+  default     = "../../../../target/lambda/keyhole-lambda/bootstrap.zip"
+}
+
+variable "lambda_architecture" {
+  description = "x86_64 or arm64 (match the build)."
+  type        = string
+  default     = "x86_64"
+}
+
+variable "lambda_reserved_concurrency" {
+  description = "Concurrent executions reserved for the Lambda."
+  type        = number
+  default     = 100
+}
+
+variable "lambda_alias_version" {
+  description = "Pin the `live` alias to an earlier published version (rollback); null serves the newest."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambda and API access logs."
+  type        = number
+  default     = 365
+}
+
+variable "upload_ttl" {
+  description = "Lifetime of upload links (KEYHOLE_UPLOAD_TTL)."
+  type        = string
+  default     = "15m"
+}
+
+variable "download_ttl" {
+  description = "Lifetime of download links (KEYHOLE_DOWNLOAD_TTL)."
+  type        = string
+  default     = "1h"
+}
+
+variable "retention" {
+  description = "How long uploaded files are kept (KEYHOLE_RETENTION); keep object_expiration_days above it."
+  type        = string
+  default     = "24h"
+}
+
+variable "object_expiration_days" {
+  description = "S3 lifecycle backstop for objects (days); the sweep deletes on time."
+  type        = number
+  default     = 2
+}
+
+variable "cors_allowed_origins" {
+  description = "Browser origins allowed to call the API and transfer files directly."
+  type        = list(string)
+  default     = []
+}
+
+variable "jwt_issuer" {
+  description = "OIDC issuer for an API Gateway JWT authorizer (Cognito or any OIDC); null leaves authentication to Keyhole's bearer tokens."
+  type        = string
+  default     = null
+}
+
+variable "jwt_audience" {
+  description = "Accepted JWT audiences."
+  type        = list(string)
+  default     = []
+}
+
+variable "signing_key_algorithm" {
+  description = "RSA (2048) or ECDSA (P-256)."
+  type        = string
+  default     = "RSA"
+}
+
+variable "signing_key_slots" {
+  description = "Generated signing keys; two during a rotation."
+  type        = set(string)
+  default     = ["a"]
+}
+
+variable "active_signing_key_slot" {
+  description = "The slot that signs new links."
+  type        = string
+  default     = "a"
+}
+
+variable "additional_public_keys" {
+  description = "More public keys (PEM) CloudFront trusts, by name."
+  type        = map(string)
+  default     = {}
+}
+
+variable "signer_principal_arns" {
+  description = "Principals of applications allowed to assume the signer role."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_web_acl" {
+  description = "Create and associate a WAF web ACL with the distribution."
+  type        = bool
+  default     = true
+}
+
+variable "sweep_schedule_expression" {
+  description = "When expired files are swept."
+  type        = string
+  default     = "rate(15 minutes)"
+}

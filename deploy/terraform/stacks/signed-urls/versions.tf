@@ -1,0 +1,17 @@
+terraform {
+  required_version = ">= 1.10"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.80, < 6.0"
+    }
+    tls = {
+      source  = "hashicorp/tls"
+      version = ">= 4.0, < 5.0"
+    }
+  }
+
+  # Partial configuration: `terraform init -backend-config=envs/ENV.backend.hcl`.
+  backend "s3" {}
+}
