@@ -289,7 +289,8 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
     let s = TestServer::start_with(|c| {
         c.part_size = 5 * MIB as u64;
         c.multipart_threshold = 8 * MIB as u64;
-        c.upload_ttl = std::time::Duration::from_secs(1);
+        // Long enough for a part to arrive on a loaded machine, short enough to watch expire.
+        c.upload_ttl = std::time::Duration::from_secs(4);
         c.pending_grace = std::time::Duration::ZERO;
         c.sweep_interval = std::time::Duration::from_millis(200);
     })
@@ -333,7 +334,7 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
         200
     );
     let parts_dir = s.data().join("objects/parts").join(&id);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while parts_dir.exists() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

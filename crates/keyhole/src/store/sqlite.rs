@@ -48,9 +48,18 @@ CREATE TABLE parts (
 ];
 
 /// SQLite-backed [`MetaStore`].
+///
+/// Three connections to one WAL database: reads have their own, so they never wait behind a
+/// write; new pending records are written with `synchronous = NORMAL` (a power cut may forget the
+/// newest link records — their uploads then get 404 and the client asks for a new link — but
+/// never corrupts anything); every state change a client is told about (uploaded, parts,
+/// deletions) is written with `synchronous = FULL`, on disk before the answer goes out. Minting
+/// a link then costs no fsync.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    durable: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -105,13 +114,19 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 5000;",
-        )
-        .map_err(backend)?;
-        Self::migrate(&conn)?;
+        let connect = |synchronous: &str| -> Result<Connection, StoreError> {
+            let conn = Connection::open(path).map_err(backend)?;
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            ))
+            .map_err(backend)?;
+            Ok(conn)
+        };
+        let durable = connect("FULL")?;
+        Self::migrate(&durable)?;
+        let conn = connect("NORMAL")?;
+        let reader = connect("NORMAL")?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -119,6 +134,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            durable: Arc::new(Mutex::new(durable)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -140,13 +157,38 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the fast connection on the blocking pool.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        Self::run(Arc::clone(&self.conn), f).await
+    }
+
+    /// Runs `f` with the read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::run(Arc::clone(&self.reader), f).await
+    }
+
+    /// Runs `f` with the durable (fsync on commit) connection on the blocking pool.
+    async fn durably<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::run(Arc::clone(&self.durable), f).await
+    }
+
+    async fn run<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let guard = conn
                 .lock()
@@ -163,9 +205,10 @@ impl MetaStore for SqliteStore {
     async fn create(&self, r: &FileRecord) -> Result<(), StoreError> {
         let r = r.clone();
         self.with(move |c| {
-            let res = c.execute(
-                &format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
-                params![
+            let mut insert = c
+                .prepare_cached(&format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"))
+                .map_err(backend)?;
+            let res = insert.execute(params![
                     r.file_id,
                     r.original_filename,
                     r.content_type,
@@ -182,8 +225,7 @@ impl MetaStore for SqliteStore {
                     r.ttl,
                     r.upload_id,
                     r.part_size.map(|v| v as i64)
-                ],
-            );
+                ]);
             match res {
                 Ok(_) => Ok(()),
                 Err(rusqlite::Error::SqliteFailure(e, _))
@@ -199,7 +241,7 @@ impl MetaStore for SqliteStore {
 
     async fn get(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM files WHERE file_id = ?1"),
                 [id],
@@ -219,7 +261,7 @@ impl MetaStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
         let d = d.clone();
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute(
                     "UPDATE files SET status = 'uploaded', size = ?2, sha256 = ?3, etag = ?4, \
@@ -243,7 +285,7 @@ impl MetaStore for SqliteStore {
 
     async fn expire(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute(
                     "UPDATE files SET ttl = ?2 WHERE file_id = ?1",
@@ -257,7 +299,7 @@ impl MetaStore for SqliteStore {
 
     async fn delete(&self, file_id: &str) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute("DELETE FROM files WHERE file_id = ?1", [id])
                 .map_err(backend)?;
@@ -268,7 +310,7 @@ impl MetaStore for SqliteStore {
 
     async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute(
                     "DELETE FROM files WHERE file_id = ?1 AND ttl IS NOT NULL AND ttl <= ?2",
@@ -290,7 +332,7 @@ impl MetaStore for SqliteStore {
         let owner = owner.to_owned();
         let after = cursor.map(decode_cursor).transpose()?;
         let limit = limit.clamp(1, 1000);
-        self.with(move |c| {
+        self.read(move |c| {
             let (created, id) = after.unwrap_or((i64::MAX, String::new()));
             let mut stmt = c
                 .prepare_cached(&format!(
@@ -322,7 +364,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM files WHERE ttl IS NOT NULL AND ttl <= ?1 ORDER BY ttl LIMIT ?2"
@@ -346,7 +388,7 @@ impl MetaStore for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let (id, upload_id, part) = (file_id.to_owned(), upload_id.to_owned(), part.clone());
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute(
                     "INSERT INTO parts (file_id, part_number, size, sha256, etag) \
@@ -372,7 +414,7 @@ impl MetaStore for SqliteStore {
 
     async fn parts(&self, file_id: &str) -> Result<Vec<PartRecord>, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT part_number, size, sha256, etag FROM parts WHERE file_id = ?1 \
@@ -398,7 +440,7 @@ impl MetaStore for SqliteStore {
 
     async fn delete_parts(&self, file_id: &str) -> Result<(), StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.durably(move |c| {
             c.execute("DELETE FROM parts WHERE file_id = ?1", [id])
                 .map_err(backend)?;
             Ok(())
@@ -408,7 +450,7 @@ impl MetaStore for SqliteStore {
 
     async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
-        self.with(move |c| {
+        self.durably(move |c| {
             let n = c
                 .execute(
                     "UPDATE files SET ttl = ?2 WHERE file_id = ?1 AND status = 'pending' \
@@ -422,7 +464,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
     }
 }
