@@ -1,0 +1,161 @@
+"""The API: the Lambda from the build script's zip, the contract's routes, throttling, logs."""
+
+from pathlib import Path
+
+from hcl import ROOT, block, conditions, module, one, stack, statements
+
+API = module("api")
+FUNCTION = API.resource("aws_lambda_function", "this")
+STACK = stack("signed-urls")
+CALL = STACK.modules["api"]
+REPO = ROOT.parents[1]
+
+CONTRACT_ROUTES = {
+    "POST /api/files/upload",
+    "GET /api/files/download/{fileId}",
+    "GET /api/files",
+    "DELETE /api/files/{fileId}",
+    "GET /api/files/{fileId}/parts",
+    "POST /api/files/{fileId}/complete",
+    "GET /api/config",
+}
+
+
+def test_lambda_runs_the_cargo_lambda_zip_on_al2023():
+    assert FUNCTION["runtime"] == "provided.al2023"
+    assert FUNCTION["handler"] == "bootstrap"
+    assert FUNCTION["filename"] == "${var.lambda_zip}"
+    assert FUNCTION["source_code_hash"] == "${filebase64sha256(var.lambda_zip)}"
+    assert FUNCTION["memory_size"] == "${var.memory_mb}"
+    assert CALL["memory_mb"] == "${var.lambda_memory_mb}"
+    default = "../../../../target/lambda/keyhole-lambda/bootstrap.zip"
+    assert API.variables["lambda_zip"]["default"] == default
+    assert STACK.variables["lambda_zip"]["default"] == default
+    # Terraform runs in the stack directory: the path lands in the workspace's target/.
+    resolved = (ROOT / "stacks" / "signed-urls" / default).resolve()
+    assert resolved == REPO / "target" / "lambda" / "keyhole-lambda" / "bootstrap.zip"
+
+
+def test_lambda_environment_names_its_backends():
+    env = API.locals["environment"]
+    for expected in (
+        "KEYHOLE_PUBLIC_URL  = var.public_url",
+        'KEYHOLE_METADATA    = "dynamodb://${var.table_name}"',
+        "KEYHOLE_STORAGE     = var.storage_url",
+        'KEYHOLE_KEY         = "secretsmanager://${var.secret_arn}"',
+        "KEYHOLE_KEY_PAIR_ID = var.key_pair_id",
+    ):
+        assert expected.replace(" ", "") in env.replace(" ", ""), expected
+    assert CALL["storage_url"] == "s3://${module.files_bucket.bucket_id}"
+    assert CALL["public_url"] == "${local.public_url}"
+    assert STACK.locals["public_url"] == "https://${var.files_domain}"
+    assert CALL["key_pair_id"] == "${module.signing_keys.active_key_pair_id}"
+    assert one(FUNCTION, "environment")["variables"] == "${local.environment}"
+    assert FUNCTION["kms_key_arn"] == "${var.kms_key_arn}"
+
+
+def test_the_contract_routes_are_all_there():
+    routes = set(API.locals["routes"])
+    assert CONTRACT_ROUTES <= routes
+    route = API.resource("aws_apigatewayv2_route", "this")
+    assert route["for_each"] == "${local.routes}"
+    assert route["route_key"] == "${each.key}"
+
+
+def test_throttling_cors_and_json_access_logs():
+    stage = API.resource("aws_apigatewayv2_stage", "default")
+    settings = one(stage, "default_route_settings")
+    assert settings["throttling_burst_limit"] == "${var.throttling_burst_limit}"
+    assert settings["throttling_rate_limit"] == "${var.throttling_rate_limit}"
+    assert API.variables["throttling_burst_limit"]["default"] == 5000
+    assert API.variables["throttling_rate_limit"]["default"] == 10000
+    logs = one(stage, "access_log_settings")
+    assert logs["destination_arn"] == "${aws_cloudwatch_log_group.access.arn}"
+    assert logs["format"].startswith("${jsonencode(")
+    api = API.resource("aws_apigatewayv2_api", "this")
+    assert block(api, "dynamic")[0]["cors_configuration"]["content"][0]["allow_origins"] == "${var.cors_allowed_origins}"
+
+
+def test_log_groups_are_encrypted_and_retained():
+    for group in API.resources["aws_cloudwatch_log_group"].values():
+        assert group["kms_key_id"] == "${var.kms_key_arn}"
+        assert group["retention_in_days"] == "${var.log_retention_days}"
+    assert one(FUNCTION, "logging_config")["log_group"] == "${aws_cloudwatch_log_group.function.name}"
+
+
+def test_optional_jwt_authorizer_guards_the_private_routes():
+    authorizer = API.resource("aws_apigatewayv2_authorizer", "jwt")
+    assert authorizer["authorizer_type"] == "JWT"
+    assert authorizer["count"] == "${local.jwt ? 1 : 0}"
+    assert API.variables["jwt_issuer"]["default"] is None
+    route = API.resource("aws_apigatewayv2_route", "this")
+    assert route["authorization_type"] == '${local.jwt && !each.value.public ? "JWT" : "NONE"}'
+    public = {key for key, value in API.locals["routes"].items() if value["public"]}
+    assert public == {"GET /api/config", "GET /api/openapi.json"}
+
+
+def test_invocations_go_through_the_live_alias():
+    integration = API.resource("aws_apigatewayv2_integration", "lambda")
+    assert integration["integration_uri"] == "${aws_lambda_alias.live.invoke_arn}"
+    assert FUNCTION["publish"] is True
+    permission = API.resource("aws_lambda_permission", "api")
+    assert permission["qualifier"] == "${aws_lambda_alias.live.name}"
+    assert permission["source_arn"].startswith("${aws_apigatewayv2_api.this.execution_arn}")
+
+
+def test_lambda_role_is_least_privilege():
+    iam = module("integration-role")
+    doc = iam.data["aws_iam_policy_document"]["lambda"]
+    for statement in statements(doc):
+        assert statement.get("effect", "Allow") == "Allow"
+        assert "*" not in statement["resources"], statement["sid"]
+        assert not any(a.endswith(":*") or a == "*" for a in statement["actions"]), statement["sid"]
+        service = statement["actions"][0].split(":")[0]
+        if service in ("secretsmanager", "dynamodb", "s3"):
+            assert ("Bool", "aws:SecureTransport", ["true"]) in conditions(statement), statement["sid"]
+        if service == "kms":
+            assert any(v == "kms:ViaService" for _, v, _ in conditions(statement))
+    by_sid = {s["sid"]: s for s in statements(doc)}
+    assert by_sid["ReadSigningKey"]["resources"] == ["${var.secret_arn}"]
+    assert by_sid["FileRecords"]["resources"] == ["${var.table_arn}", "${var.table_arn}/index/*"]
+    assert by_sid["ObjectsUnderPrefix"]["resources"] == ["${var.bucket_arn}/${var.object_prefix}*"]
+    assert ("StringLike", "s3:prefix", ["${var.object_prefix}", "${var.object_prefix}*"]) in conditions(by_sid["ListPrefix"])
+
+
+def test_signer_policy_reads_only_the_signing_key():
+    iam = module("integration-role")
+    doc = iam.data["aws_iam_policy_document"]["signer"]
+    actions = {a for s in statements(doc) for a in s["actions"]}
+    assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt"}
+    for statement in statements(doc):
+        assert statement["resources"] in (["${var.secret_arn}"], ["${var.kms_key_arn}"])
+
+
+def test_metadata_table_matches_the_file_record_schema():
+    table = module("metadata-table").resource("aws_dynamodb_table", "this")
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["hash_key"] == "file_id"
+    attributes = {a["name"]: a["type"] for a in block(table, "attribute")}
+    assert attributes == {"file_id": "S", "owner": "S", "upload_url_generated_at": "N"}
+    index = one(table, "global_secondary_index")
+    assert (index["name"], index["hash_key"], index["range_key"]) == ("owner-index", "owner", "upload_url_generated_at")
+    assert one(table, "ttl") == {"attribute_name": "ttl", "enabled": True}
+    sse = one(table, "server_side_encryption")
+    assert sse["enabled"] is True and sse["kms_key_arn"] == "${var.kms_key_arn}"
+    assert one(table, "point_in_time_recovery")["enabled"] == "${var.point_in_time_recovery}"
+    assert STACK.modules["metadata_table"]["point_in_time_recovery"] == "${var.point_in_time_recovery}"
+
+
+def test_signing_key_is_terraform_generated_and_kept_in_a_kms_encrypted_secret():
+    keys = module("signing-keys")
+    private = keys.resource("tls_private_key", "this")
+    assert private["rsa_bits"] == '${var.algorithm == "RSA" ? 2048 : null}'
+    assert private["ecdsa_curve"] == '${var.algorithm == "ECDSA" ? "P256" : null}'
+    assert keys.variables["algorithm"]["default"] == "RSA"
+    secret = module("private-key-secret")
+    assert secret.resource("aws_secretsmanager_secret", "this")["kms_key_id"] == "${var.kms_key_arn}"
+    assert secret.resource("aws_secretsmanager_secret_version", "this")["secret_string"] == "${var.private_key_pem}"
+    assert STACK.modules["private_key_secret"]["private_key_pem"] == "${module.signing_keys.active_private_key_pem}"
+    group = keys.resource("aws_cloudfront_key_group", "this")
+    assert "aws_cloudfront_public_key.generated" in group["items"]
+    assert "aws_cloudfront_public_key.additional" in group["items"], "room for a second key"
