@@ -168,6 +168,7 @@ module "api" {
   storage_url = "s3://${module.files_bucket.bucket_id}"
 
   environment_variables = merge(
+    var.lambda_environment,
     {
       KEYHOLE_UPLOAD_TTL   = var.upload_ttl
       KEYHOLE_DOWNLOAD_TTL = var.download_ttl

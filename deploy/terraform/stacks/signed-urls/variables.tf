@@ -143,6 +143,12 @@ variable "object_expiration_days" {
   default     = 2
 }
 
+variable "lambda_environment" {
+  description = "More KEYHOLE_* settings for the Lambda (docs/configuration.md), e.g. KEYHOLE_TOKENS = \"billing:3f2a...\" for bearer tokens stored hashed. The backends and the public URL are set by the stack and cannot be overridden here."
+  type        = map(string)
+  default     = {}
+}
+
 variable "cors_allowed_origins" {
   description = "Browser origins allowed to call the API and transfer files directly."
   type        = list(string)
