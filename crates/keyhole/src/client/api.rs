@@ -1,0 +1,538 @@
+//! A client of the JSON API under `/api`. The wire types mirror the server's (`crate::api`), which
+//! only serialise; these only deserialise, and ignore fields they do not know so an older client
+//! keeps working against a newer server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{reason, Backoff, ClientError};
+
+/// How long one API call may take (completing a large upload gets longer: the server joins the
+/// parts while the request waits).
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+const COMPLETE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Characters escaped in a file id used as a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// `GET /api/config`: the server's public settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Origin every signed URL carries.
+    pub public_url: String,
+    /// Largest accepted upload in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads at least this large are multipart.
+    pub multipart_threshold: u64,
+    /// Preferred part size.
+    pub part_size: u64,
+    /// Whether the API needs a bearer token.
+    #[serde(default)]
+    pub auth_required: bool,
+    /// Upload link lifetime in seconds.
+    #[serde(default)]
+    pub upload_ttl_seconds: u64,
+}
+
+/// `POST /api/files/upload` request.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUpload<'a> {
+    /// The file's name.
+    pub filename: &'a str,
+    /// MIME type the upload will carry.
+    pub content_type: &'a str,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256; the server refuses bytes that do not match.
+    pub sha256: &'a str,
+    /// Whether to upload in parts.
+    pub multipart: bool,
+}
+
+/// One part's signed upload URL.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartLink {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Signed URL to PUT the part to.
+    pub url: String,
+}
+
+/// `POST /api/files/upload` answer: a single upload URL, or one URL per part.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadLink {
+    /// Signed URL for the whole file (single-part uploads).
+    #[serde(default)]
+    pub upload_url: Option<String>,
+    /// The new file's id.
+    pub file_id: String,
+    /// When the links expire (RFC 3339).
+    pub expires_at: String,
+    /// Multipart upload id.
+    #[serde(default)]
+    pub upload_id: Option<String>,
+    /// Size of every part but the last.
+    #[serde(default)]
+    pub part_size: Option<u64>,
+    /// Number of parts.
+    #[serde(default)]
+    pub part_count: Option<u32>,
+    /// One URL per part.
+    #[serde(default)]
+    pub parts: Option<Vec<PartLink>>,
+}
+
+/// A stored part.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartInfo {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Bytes stored.
+    pub size: u64,
+    /// The part's ETag.
+    pub etag: String,
+}
+
+/// `GET /api/files/{fileId}/parts` answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartsStatus {
+    /// Multipart upload id.
+    pub upload_id: String,
+    /// Size of every part but the last.
+    pub part_size: u64,
+    /// Number of parts.
+    pub part_count: u32,
+    /// Parts stored so far.
+    pub parts: Vec<PartInfo>,
+    /// Fresh URLs for the missing parts.
+    pub missing: Vec<PartLink>,
+    /// When those URLs expire (RFC 3339).
+    pub expires_at: String,
+}
+
+/// One part named in `POST /api/files/{fileId}/complete`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletePart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The ETag the part's PUT returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// `POST /api/files/{fileId}/complete` answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    /// The file's id.
+    pub file_id: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the whole file, when the storage computed it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// `GET /api/files/download/{fileId}` answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadLink {
+    /// Signed URL to GET the bytes from.
+    pub download_url: String,
+}
+
+/// One file as listed by `GET /api/files`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileInfo {
+    /// Id.
+    pub file_id: String,
+    /// Original name.
+    pub filename: String,
+    /// MIME type.
+    #[serde(default)]
+    pub content_type: String,
+    /// `pending` or `uploaded`.
+    pub status: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// SHA-256 hex, once uploaded.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// When the file will be deleted (RFC 3339); absent when kept.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// A page of `GET /api/files`, files kept as the server sent them (for `ls --json`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePage {
+    /// Files, newest first.
+    pub files: Vec<serde_json::Value>,
+    /// Cursor of the next page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorReply {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The API client: the server's origin, the optional bearer token, and one HTTP connection pool
+/// that the transfers share.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    server: String,
+    token: Option<String>,
+    backoff: Backoff,
+    /// Whether the server has answered once: until it has, a refused connection is reported at
+    /// once (it is down or the address is wrong); afterwards it is retried (it may be
+    /// restarting).
+    reached: Arc<AtomicBool>,
+}
+
+impl ApiClient {
+    /// A client of the server at `server` (`http(s)://host[:port]`), retrying throttled and failed
+    /// calls per `backoff`.
+    pub fn new(server: &str, token: Option<String>, backoff: Backoff) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("keyhole/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Failed(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            backoff,
+            reached: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The HTTP client, for transfers through signed links.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The server's origin.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn file_path(&self, file_id: &str, suffix: &str) -> String {
+        self.url(&format!(
+            "/api/files/{}{suffix}",
+            utf8_percent_encode(file_id, SEGMENT)
+        ))
+    }
+
+    /// `GET /api/config`. Not retried: this is the first call, and an unreachable server should
+    /// say so at once. Also checks that a token is given when the server needs one.
+    pub async fn config(&self) -> Result<ServerConfig, ClientError> {
+        let url = self.url("/api/config");
+        let config: ServerConfig = self
+            .call(
+                "reading the server's settings",
+                Backoff::none(),
+                API_TIMEOUT,
+                |h| h.get(&url),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::Http { status, .. } if status == 404 || status == 405 => {
+                    ClientError::Failed(format!(
+                        "{} does not look like a Keyhole server (GET /api/config answered HTTP \
+                         {status}); check --server or KEYHOLE_SERVER",
+                        self.server
+                    ))
+                }
+                other => other,
+            })?;
+        if config.auth_required && self.token.is_none() {
+            return Err(ClientError::TokenMissing {
+                server: self.server.clone(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// `POST /api/files/upload`.
+    pub async fn create_upload(&self, req: &NewUpload<'_>) -> Result<UploadLink, ClientError> {
+        let url = self.url("/api/files/upload");
+        self.call(
+            &format!("creating the upload of {}", req.filename),
+            self.backoff,
+            API_TIMEOUT,
+            |h| h.post(&url).json(req),
+        )
+        .await
+    }
+
+    /// `GET /api/files/{fileId}/parts`: stored parts and fresh URLs for the missing ones (this
+    /// also extends the upload's expiry).
+    pub async fn parts(&self, file_id: &str) -> Result<PartsStatus, ClientError> {
+        let url = self.file_path(file_id, "/parts");
+        self.call(
+            &format!("listing the stored parts of {file_id}"),
+            self.backoff,
+            API_TIMEOUT,
+            |h| h.get(&url),
+        )
+        .await
+    }
+
+    /// `POST /api/files/{fileId}/complete`.
+    pub async fn complete(
+        &self,
+        file_id: &str,
+        parts: &[CompletePart],
+    ) -> Result<Completed, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            parts: &'a [CompletePart],
+        }
+        let url = self.file_path(file_id, "/complete");
+        self.call(
+            &format!("completing the upload of {file_id}"),
+            self.backoff,
+            COMPLETE_TIMEOUT,
+            |h| h.post(&url).json(&Body { parts }),
+        )
+        .await
+    }
+
+    /// `GET /api/files/download/{fileId}`.
+    pub async fn download_link(&self, file_id: &str) -> Result<DownloadLink, ClientError> {
+        let url = self.url(&format!(
+            "/api/files/download/{}",
+            utf8_percent_encode(file_id, SEGMENT)
+        ));
+        self.call(
+            &format!("getting a download link for {file_id}"),
+            self.backoff,
+            API_TIMEOUT,
+            |h| h.get(&url),
+        )
+        .await
+        .map_err(|e| match (e.status(), e.code()) {
+            (Some(404), _) => ClientError::Failed(format!(
+                "no file {file_id} on {} (it may have expired or been deleted); `keyhole ls` \
+                 lists your files",
+                self.server
+            )),
+            (Some(409), Some("not_uploaded")) => ClientError::Failed(format!(
+                "{file_id} has not been uploaded completely yet; finish the upload (run the same \
+                 `keyhole upload` again to resume it) and download it then"
+            )),
+            _ => e,
+        })
+    }
+
+    /// One page of `GET /api/files`.
+    pub async fn list_page(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<FilePage, ClientError> {
+        let url = self.url("/api/files");
+        let limit = limit.to_string();
+        self.call("listing files", self.backoff, API_TIMEOUT, |h| {
+            let mut req = h.get(&url).query(&[("limit", limit.as_str())]);
+            if let Some(c) = cursor {
+                req = req.query(&[("cursor", c)]);
+            }
+            req
+        })
+        .await
+    }
+
+    /// Finds one file in the listing (there is no per-file lookup in the API).
+    pub async fn find_file(&self, file_id: &str) -> Result<Option<FileInfo>, ClientError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_page(1000, cursor.as_deref()).await?;
+            for v in page.files {
+                if v.get("fileId").and_then(|f| f.as_str()) == Some(file_id) {
+                    return serde_json::from_value(v).map(Some).map_err(|e| {
+                        ClientError::Failed(format!(
+                            "the server listed {file_id} in an unexpected shape: {e}"
+                        ))
+                    });
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// `DELETE /api/files/{fileId}`.
+    pub async fn delete(&self, file_id: &str) -> Result<(), ClientError> {
+        let url = self.file_path(file_id, "");
+        let _: serde_json::Value = self
+            .call(
+                &format!("deleting {file_id}"),
+                self.backoff,
+                API_TIMEOUT,
+                |h| h.delete(&url),
+            )
+            .await
+            .map_err(|e| match e.status() {
+                Some(404) => ClientError::Failed(format!(
+                    "no file {file_id} on {} (already deleted or expired?); `keyhole ls` lists \
+                     your files",
+                    self.server
+                )),
+                _ => e,
+            })?;
+        Ok(())
+    }
+
+    /// Sends the request `build` makes (with the token), retrying per `backoff`, and reads the
+    /// JSON answer or turns the error reply into a [`ClientError`].
+    async fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        backoff: Backoff,
+        timeout: Duration,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let mut attempt = 0;
+        loop {
+            let mut req = build(&self.http).timeout(timeout);
+            if let Some(token) = &self.token {
+                req = req.bearer_auth(token);
+            }
+            let result = match req.send().await {
+                Ok(resp) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    self.read(what, resp).await
+                }
+                Err(e) => Err(self.transport(what, &e)),
+            };
+            match result {
+                Err(e @ ClientError::Unreachable { .. })
+                    if !self.reached.load(Ordering::Relaxed) =>
+                {
+                    return Err(e)
+                }
+                Err(e) => backoff.wait(attempt, e).await?,
+                ok => return ok,
+            }
+            attempt += 1;
+        }
+    }
+
+    fn transport(&self, what: &str, e: &reqwest::Error) -> ClientError {
+        if e.is_connect() {
+            ClientError::Unreachable {
+                server: self.server.clone(),
+                reason: reason(e),
+            }
+        } else {
+            ClientError::Network {
+                what: what.to_owned(),
+                reason: reason(e),
+            }
+        }
+    }
+
+    async fn read<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let bytes = resp.bytes().await.map_err(|e| self.transport(what, &e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::Failed(format!(
+                    "{what}: the server at {} answered with unexpected JSON ({e}); is it a \
+                     Keyhole server of a matching version?",
+                    self.server
+                ))
+            });
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorReply>(&bytes) {
+            Ok(r) => (r.error.code, r.error.message),
+            Err(_) => (String::new(), summary(status, &bytes)),
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(match self.token {
+                None => ClientError::TokenMissing {
+                    server: self.server.clone(),
+                },
+                Some(_) => ClientError::TokenRefused {
+                    server: self.server.clone(),
+                    message,
+                },
+            });
+        }
+        Err(ClientError::Http {
+            what: what.to_owned(),
+            status: status.as_u16(),
+            code,
+            message,
+            retry_after,
+        })
+    }
+}
+
+/// `Retry-After` in seconds (the form Keyhole and S3 send).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A one-line description of a non-JSON error body.
+fn summary(status: StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no explanation given")
+            .to_owned()
+    } else {
+        text
+    }
+}

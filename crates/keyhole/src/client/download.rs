@@ -1,0 +1,468 @@
+//! `keyhole download`: streams a file through a fresh signed link into `PATH.part`, continues an
+//! interrupted download from the partial file's length (`Range`, with `If-Range` and the ETag
+//! recorded when it started, so bytes of two versions are never mixed), checks the SHA-256 the
+//! listing gives, and renames the partial file into place.
+
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use super::api::{retry_after, ApiClient};
+use super::progress::Ui;
+use super::resume::StateDir;
+use super::upload::xml_error;
+use super::{origin_of, reason, Backoff, ClientError};
+
+/// How `keyhole download` behaves.
+#[derive(Clone, Debug)]
+pub struct DownloadOptions {
+    /// Where to write: a file path, or a directory to put the file's own name in. Default: the
+    /// file's name in the current directory.
+    pub output: Option<PathBuf>,
+    /// Replace an existing file at the destination.
+    pub force: bool,
+    /// Retries of a failed or broken transfer (each continues where the last stopped).
+    pub backoff: Backoff,
+}
+
+/// What one pass of the transfer needs.
+struct Transfer<'a> {
+    api: &'a ApiClient,
+    ui: &'a Ui,
+    states: Option<&'a StateDir>,
+    file_id: &'a str,
+    name: &'a str,
+    part: PathBuf,
+    state_key: PathBuf,
+    url: String,
+    backoff: Backoff,
+    bar: ProgressBar,
+    /// Whether the edge has answered once (until then an unreachable edge is not retried).
+    reached: bool,
+}
+
+/// Downloads `file_id` and returns the path written.
+pub async fn download(
+    api: &ApiClient,
+    ui: &Ui,
+    states: Option<&StateDir>,
+    file_id: &str,
+    options: &DownloadOptions,
+) -> Result<PathBuf, ClientError> {
+    let link = api.download_link(file_id).await?;
+    let info = api.find_file(file_id).await?;
+    let name = safe_name(
+        info.as_ref().map_or(file_id, |i| i.filename.as_str()),
+        file_id,
+    );
+    let target = match &options.output {
+        Some(p) if p.is_dir() => p.join(&name),
+        Some(p) => p.clone(),
+        None => PathBuf::from(&name),
+    };
+    if target.exists() && !options.force {
+        return Err(ClientError::Failed(format!(
+            "{} exists already; pass --force to replace it or -o to choose another path",
+            target.display()
+        )));
+    }
+    let mut part_name = target
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| name.clone().into());
+    part_name.push(".part");
+    let part = target.with_file_name(part_name);
+    let state_key = std::path::absolute(&part).unwrap_or_else(|_| part.clone());
+    let expected_sha = info
+        .as_ref()
+        .and_then(|i| i.sha256.as_deref())
+        .map(str::to_ascii_lowercase);
+    let expected_size = info.as_ref().and_then(|i| i.size);
+
+    let mut transfer = Transfer {
+        api,
+        ui,
+        states,
+        file_id,
+        name: &name,
+        part,
+        state_key,
+        url: link.download_url,
+        backoff: options.backoff,
+        bar: ui.bar(&name, expected_size.unwrap_or(0)),
+        reached: false,
+    };
+    let result = transfer.run(expected_sha.as_deref(), expected_size).await;
+    ui.finish(
+        &transfer.bar,
+        &name,
+        result.as_ref().ok().map(|_| "downloaded"),
+    );
+    result?;
+    tokio::fs::rename(&transfer.part, &target)
+        .await
+        .map_err(ClientError::file(&target))?;
+    if let Some(states) = states {
+        states.remove_download(&transfer.state_key);
+    }
+    Ok(target)
+}
+
+impl Transfer<'_> {
+    async fn run(
+        &mut self,
+        expected_sha: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let existing = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
+        let saved = self.states.and_then(|s| s.load_download(&self.state_key));
+        // Continue a partial file only when we know whose bytes it holds (recorded ETag), or
+        // when the result can be checked against the listing's SHA-256.
+        let (mut start, mut if_range, checked_only) = match saved {
+            _ if existing == 0 => (0, None, false),
+            Some(s) if s.file_id == self.file_id && s.server == self.api.server() => {
+                (existing, Some(s.etag), false)
+            }
+            None if expected_sha.is_some() => (existing, None, true),
+            _ => (0, None, false),
+        };
+        if expected_size.is_some_and(|size| start > size) {
+            start = 0;
+            if_range = None;
+        }
+        let sha = self.fetch(start, if_range).await?;
+        match expected_sha {
+            Some(expected) if sha != expected && checked_only && start > 0 => {
+                // The partial file was not the beginning of this file: start over, once.
+                self.ui.note(format!(
+                    "{}: the partial download held other bytes; starting over",
+                    self.name
+                ));
+                let sha = self.fetch(0, None).await?;
+                self.verify(&sha, expected)
+            }
+            Some(expected) => self.verify(&sha, expected),
+            None => Ok(()),
+        }
+    }
+
+    fn verify(&self, actual: &str, expected: &str) -> Result<(), ClientError> {
+        if actual == expected {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&self.part);
+        if let Some(states) = self.states {
+            states.remove_download(&self.state_key);
+        }
+        Err(ClientError::Failed(format!(
+            "{}: the downloaded bytes have SHA-256 {actual}, but the server lists {expected}; the \
+             partial file was removed: run the command again",
+            self.name
+        )))
+    }
+
+    /// Downloads into the partial file from byte `start` on (keeping the bytes before it),
+    /// retrying and continuing after failures; returns the SHA-256 of the whole file.
+    async fn fetch(
+        &mut self,
+        mut start: u64,
+        mut if_range: Option<String>,
+    ) -> Result<String, ClientError> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.part)
+            .await
+            .map_err(ClientError::file(&self.part))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = openssl::sha::Sha256::new();
+        self.restart_at(&mut out, &mut hasher, start).await?;
+        if start > 0 {
+            self.ui.note(format!(
+                "{}: resuming: {start} bytes already downloaded",
+                self.name
+            ));
+        }
+        let what = format!("downloading {}", self.name);
+        let mut attempt = 0;
+        let mut renewals = 0;
+        let mut total: Option<u64> = None;
+        loop {
+            if total == Some(start) {
+                break;
+            }
+            let outcome = self
+                .one_request(&what, &mut out, &mut hasher, &mut start, &mut if_range)
+                .await;
+            let error = match outcome {
+                Ok(Some(size)) => {
+                    total = Some(size);
+                    if size == start {
+                        break;
+                    }
+                    ClientError::Network {
+                        what: what.clone(),
+                        reason: "the connection closed before the end of the file".into(),
+                    }
+                }
+                Ok(None) => continue,
+                Err(e) => e,
+            };
+            if error.status() == Some(403) && renewals < 2 {
+                renewals += 1;
+                self.url = self.api.download_link(self.file_id).await?.download_url;
+                continue;
+            }
+            if matches!(error, ClientError::EdgeUnreachable { .. }) && !self.reached {
+                return Err(error);
+            }
+            let shown = error.to_string();
+            self.backoff.wait(attempt, error).await?;
+            attempt += 1;
+            self.ui.note(format!("{shown}; continuing"));
+        }
+        out.flush().await.map_err(ClientError::file(&self.part))?;
+        out.get_ref()
+            .sync_all()
+            .await
+            .map_err(ClientError::file(&self.part))?;
+        Ok(hex::encode(hasher.finish()))
+    }
+
+    /// One GET from `start`. `Ok(Some(total))`: the body ended (check `start == total`);
+    /// `Ok(None)`: the partial file was dropped, ask again from 0.
+    async fn one_request(
+        &mut self,
+        what: &str,
+        out: &mut BufWriter<tokio::fs::File>,
+        hasher: &mut openssl::sha::Sha256,
+        start: &mut u64,
+        if_range: &mut Option<String>,
+    ) -> Result<Option<u64>, ClientError> {
+        let mut req = self.api.http().get(&self.url);
+        if *start > 0 {
+            req = req.header(RANGE, format!("bytes={start}-"));
+            if let Some(etag) = if_range.as_deref() {
+                req = req.header(IF_RANGE, etag);
+            }
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| edge_error(&self.url, what, &e))?;
+        self.reached = true;
+        let status = resp.status();
+        let content_range = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let total = match status {
+            StatusCode::PARTIAL_CONTENT => {
+                match content_range.as_deref().and_then(parse_content_range) {
+                    Some((first, Some(size))) if first == *start => size,
+                    _ => {
+                        self.note_restart("the server answered another range");
+                        self.restart_at(out, hasher, 0).await?;
+                        *start = 0;
+                        *if_range = None;
+                        return Ok(None);
+                    }
+                }
+            }
+            StatusCode::OK => {
+                if *start > 0 {
+                    self.note_restart("the file on the server is not the one partially downloaded");
+                    self.restart_at(out, hasher, 0).await?;
+                    *start = 0;
+                }
+                resp.content_length().unwrap_or(0)
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let size = content_range
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix("bytes */"))
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if size == Some(*start) {
+                    // The partial file is complete already.
+                    return Ok(size);
+                }
+                self.note_restart("the partial file is longer than the file on the server");
+                self.restart_at(out, hasher, 0).await?;
+                *start = 0;
+                *if_range = None;
+                return Ok(None);
+            }
+            _ => return Err(http_error(what, resp).await),
+        };
+        self.bar.set_length(total);
+        if let Some(etag) = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()) {
+            if if_range.as_deref() != Some(etag) {
+                *if_range = Some(etag.to_owned());
+                if let Some(states) = self.states {
+                    if let Err(e) =
+                        states.save_download(&self.state_key, self.api.server(), self.file_id, etag)
+                    {
+                        self.ui.note(format!(
+                            "{}: cannot record the download for resuming ({e})",
+                            self.name
+                        ));
+                    }
+                }
+            }
+        }
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    out.flush().await.map_err(ClientError::file(&self.part))?;
+                    return Err(edge_error(&self.url, what, &e));
+                }
+            };
+            out.write_all(&chunk)
+                .await
+                .map_err(ClientError::file(&self.part))?;
+            hasher.update(&chunk);
+            *start += chunk.len() as u64;
+            self.bar.inc(chunk.len() as u64);
+        }
+        out.flush().await.map_err(ClientError::file(&self.part))?;
+        Ok(Some(total))
+    }
+
+    fn note_restart(&self, why: &str) {
+        self.ui.note(format!("{}: {why}; starting over", self.name));
+    }
+
+    /// Cuts the partial file to `start` bytes, hashes what stays and positions the writer after
+    /// it.
+    async fn restart_at(
+        &self,
+        out: &mut BufWriter<tokio::fs::File>,
+        hasher: &mut openssl::sha::Sha256,
+        start: u64,
+    ) -> Result<(), ClientError> {
+        let err = ClientError::file(&self.part);
+        out.flush().await.map_err(ClientError::file(&self.part))?;
+        let file = out.get_mut();
+        file.set_len(start).await.map_err(err)?;
+        *hasher = openssl::sha::Sha256::new();
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(ClientError::file(&self.part))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = start;
+        while left > 0 {
+            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = file
+                .read(&mut buf[..want])
+                .await
+                .map_err(ClientError::file(&self.part))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ClientError::file(&self.part))?;
+        self.bar.set_position(start);
+        self.bar.reset_eta();
+        Ok(())
+    }
+}
+
+/// The error of a refused download request (XML from the edge, or anything else).
+async fn http_error(what: &str, resp: reqwest::Response) -> ClientError {
+    let status = resp.status();
+    let retry_after = retry_after(resp.headers());
+    let body = resp.text().await.unwrap_or_default();
+    let (code, message) = xml_error(&body).unwrap_or_else(|| {
+        (
+            String::new(),
+            status
+                .canonical_reason()
+                .unwrap_or("no explanation")
+                .to_owned(),
+        )
+    });
+    ClientError::Http {
+        what: what.to_owned(),
+        status: status.as_u16(),
+        code,
+        message,
+        retry_after,
+    }
+}
+
+fn edge_error(url: &str, what: &str, e: &reqwest::Error) -> ClientError {
+    if e.is_connect() {
+        ClientError::EdgeUnreachable {
+            origin: origin_of(url),
+            reason: reason(e),
+        }
+    } else {
+        ClientError::Network {
+            what: what.to_owned(),
+            reason: reason(e),
+        }
+    }
+}
+
+/// `bytes FIRST-LAST/SIZE` → (FIRST, SIZE) (`None` for an unknown `*` size).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, size) = rest.split_once('/')?;
+    let (first, _) = range.split_once('-')?;
+    let size = match size.trim() {
+        "*" => None,
+        s => Some(s.parse().ok()?),
+    };
+    Some((first.trim().parse().ok()?, size))
+}
+
+/// A file name safe to create in the current directory: the last path component of the
+/// server's name, or the file id when that is empty or a dot name.
+fn safe_name(name: &str, file_id: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        file_id.to_owned()
+    } else {
+        clean.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes x-1/2"), None);
+    }
+
+    #[test]
+    fn names_stay_in_the_directory() {
+        assert_eq!(safe_name("report.pdf", "id"), "report.pdf");
+        assert_eq!(safe_name("../../etc/passwd", "id"), "passwd");
+        assert_eq!(safe_name("a\\b.txt", "id"), "b.txt");
+        assert_eq!(safe_name("..", "id"), "id");
+        assert_eq!(safe_name("", "id"), "id");
+    }
+}
