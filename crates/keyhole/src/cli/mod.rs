@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 rejected or failed (the reason is printed), 2 usage error.
 
+mod client;
 mod keys;
 mod serve;
 mod sign;
@@ -38,6 +39,25 @@ pub enum Command {
     /// Check a signed URL (or cookies) as CloudFront would: prints `valid` (exit 0) or the
     /// CloudFront error code and the precise reason (exit 1).
     Verify(verify::VerifyArgs),
+    /// Upload files to a running server, with progress bars.
+    ///
+    /// Each file's SHA-256 is computed first and declared, so the server refuses bytes that do
+    /// not match. Files at or above the server's multipart threshold go up in parts, several at
+    /// a time (--parallel); failed parts are retried with exponential backoff. An interrupted
+    /// multipart upload resumes when the same command is run again: only the missing parts are
+    /// sent (state in $XDG_CACHE_HOME/keyhole/uploads, else ~/.cache/keyhole/uploads). Prints
+    /// each file's id on standard output, one per line.
+    Upload(client::UploadArgs),
+    /// Download a file from a running server, with a progress bar.
+    ///
+    /// The bytes go to PATH.part and are renamed to PATH once complete and checked against the
+    /// SHA-256 the server lists. An interrupted download continues from PATH.part when the same
+    /// command is run again (Range requests, with If-Range so bytes of two versions never mix).
+    Download(client::DownloadArgs),
+    /// List your files on a running server, newest first: id, name, size, status, expiry.
+    Ls(client::LsArgs),
+    /// Delete files on a running server (object and record); pending uploads are aborted.
+    Rm(client::RmArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -48,6 +68,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Upload(args) => client::upload(args),
+        Command::Download(args) => client::download_file(args),
+        Command::Ls(args) => client::ls(args),
+        Command::Rm(args) => client::rm(args),
     };
     match result {
         Ok(code) => code,
