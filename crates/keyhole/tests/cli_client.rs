@@ -1,0 +1,539 @@
+//! The client commands (`keyhole upload|download|ls|rm`) as a user runs them: the real binary
+//! against a real server on loopback whose public URL is its own address (so the signed links
+//! the CLI follows lead back to it), with the resume state in a temporary cache directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pseudo_random, sha256_hex, TestServer};
+use keyhole::config::{Config, TokenEntry};
+use serde_json::Value;
+
+const MIB: usize = 1024 * 1024;
+
+/// A server reachable at its public URL: binds a free port, then starts there with
+/// `public_url` set to it. Multipart from 6 MiB, 5 MiB parts, unless `adjust` says otherwise.
+async fn serve(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let addr = free_addr();
+    TestServer::start_with(|c| {
+        c.listen = addr;
+        c.public_url = format!("http://{addr}");
+        c.multipart_threshold = 6 * MIB as u64;
+        c.part_size = 5 * MIB as u64;
+        adjust(c);
+    })
+    .await
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The `keyhole` binary set up for one server and one cache directory.
+struct Cli {
+    server: String,
+    cache: tempfile::TempDir,
+    token: Option<String>,
+}
+
+impl Cli {
+    fn new(server: &str) -> Self {
+        Cli {
+            server: server.to_owned(),
+            cache: tempfile::tempdir().unwrap(),
+            token: None,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyhole"));
+        cmd.args(args)
+            .env("KEYHOLE_SERVER", &self.server)
+            .env("XDG_CACHE_HOME", self.cache.path())
+            .env_remove("KEYHOLE_TOKEN")
+            .env_remove("KEYHOLE_TEST_PART_DELAY_MS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(t) = &self.token {
+            cmd.env("KEYHOLE_TOKEN", t);
+        }
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.unwrap()
+    }
+
+    /// Runs and asserts success; returns standard output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "keyhole {args:?} failed ({:?}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn upload_states(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.cache.path().join("keyhole/uploads")) {
+            Ok(dir) => dir
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A counter from the server's `/metrics`, 0 when absent.
+async fn metric(s: &TestServer, name: &str) -> u64 {
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn parts_stored(s: &TestServer, file_id: &str) -> usize {
+    let v: Value = s
+        .client
+        .get(s.url(&format!("/api/files/{file_id}/parts")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["parts"].as_array().map_or(0, Vec::len)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_list_download_and_remove_several_files() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let small = pseudo_random(1000, 1);
+    let big = pseudo_random(12 * MIB + 123, 2);
+    let files = [
+        write(dir.path(), "notes.txt", &small),
+        write(dir.path(), "video.bin", &big),
+        write(dir.path(), "empty.dat", b""),
+    ];
+
+    let out = cli
+        .ok(&[
+            "upload",
+            "--parallel",
+            "3",
+            s(&files[0]),
+            s(&files[1]),
+            s(&files[2]),
+        ])
+        .await;
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(ids.len(), 3, "one id per file: {out}");
+    assert!(ids[0].ends_with("_notes.txt") && ids[1].ends_with("_video.bin"));
+    // The big file went up in three 5 MiB parts; nothing is left to resume.
+    assert_eq!(
+        metric(&server, "keyhole_uploads_total{kind=\"part\"}").await,
+        3
+    );
+    assert!(cli.upload_states().is_empty());
+
+    // ls --json: the API's fields, with sizes and checksums the server verified.
+    let listed: Value = serde_json::from_str(&cli.ok(&["ls", "--json"]).await).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for (id, bytes, ty) in [
+        (ids[0], &small, "text/plain"),
+        (ids[1], &big, "application/octet-stream"),
+        (ids[2], &Vec::new(), "application/octet-stream"),
+    ] {
+        let f = listed.iter().find(|f| f["fileId"] == id).unwrap();
+        assert_eq!(f["status"], "uploaded");
+        assert_eq!(f["size"], bytes.len());
+        assert_eq!(f["sha256"], sha256_hex(bytes));
+        assert_eq!(f["contentType"], ty);
+    }
+    // The table: a header and one row per file with a readable size; --limit cuts it.
+    let table = cli.ok(&["ls"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("EXPIRES"));
+    let row = lines.iter().find(|l| l.starts_with(ids[1])).unwrap();
+    assert!(row.contains("video.bin") && row.contains("12.00 MiB") && row.contains("uploaded"));
+    assert_eq!(cli.ok(&["ls", "--limit", "1"]).await.lines().count(), 2);
+
+    // Downloads are byte-identical; no partial file is left.
+    for (id, bytes) in [(ids[0], &small), (ids[1], &big), (ids[2], &Vec::new())] {
+        let target = dir.path().join(format!("back-{id}"));
+        let printed = cli.ok(&["download", id, "-o", s(&target)]).await;
+        assert_eq!(printed.trim(), s(&target));
+        assert_eq!(&std::fs::read(&target).unwrap(), bytes);
+        assert!(!dir.path().join(format!("back-{id}.part")).exists());
+    }
+    // Into a directory: the file's own name. An existing file is not replaced without --force.
+    let into = tempfile::tempdir().unwrap();
+    cli.ok(&["download", ids[0], "-o", s(into.path())]).await;
+    assert_eq!(std::fs::read(into.path().join("notes.txt")).unwrap(), small);
+    let again = cli.run(&["download", ids[0], "-o", s(into.path())]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    cli.ok(&["download", ids[0], "-o", s(into.path()), "--force"])
+        .await;
+
+    // rm removes them all.
+    cli.ok(&["rm", ids[0], ids[1], ids[2]]).await;
+    assert_eq!(cli.ok(&["ls", "--json"]).await.trim(), "[]");
+    let gone = cli
+        .run(&["download", ids[1], "-o", s(&dir.path().join("x"))])
+        .await;
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("keyhole ls"), "{}", stderr(&gone));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upload_resumes_with_only_the_missing_parts() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(30 * MIB, 3);
+    let path = write(dir.path(), "big.bin", &bytes);
+
+    // One part at a time, each delayed (the documented test hook), so the upload is still
+    // running when at least one part is stored.
+    let mut child = cli
+        .command(&["upload", "--parallel", "1", s(&path)])
+        .env("KEYHOLE_TEST_PART_DELAY_MS", "400")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let file_id = loop {
+        assert!(Instant::now() < deadline, "the upload never stored a part");
+        if let Some(state) = cli.upload_states().first() {
+            let v: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+            let id = v["fileId"].as_str().unwrap().to_owned();
+            if parts_stored(&server, &id).await >= 1 {
+                break id;
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "upload ended early");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    child.kill().await.unwrap(); // SIGKILL: no chance to clean up.
+    let stored = parts_stored(&server, &file_id).await;
+    assert!((1..6).contains(&stored), "{stored} parts stored");
+    assert_eq!(cli.upload_states().len(), 1, "the resume state survives");
+
+    let out = cli.run(&["upload", s(&path)]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), file_id);
+    assert!(
+        stderr(&out).contains(&format!("resuming: {stored} of 6 parts already stored")),
+        "{}",
+        stderr(&out)
+    );
+    // Six parts stored in all: none uploaded twice.
+    assert_eq!(
+        metric(&server, "keyhole_uploads_total{kind=\"part\"}").await,
+        6
+    );
+    assert!(cli.upload_states().is_empty(), "state removed on success");
+
+    let back = dir.path().join("back.bin");
+    cli.ok(&["download", &file_id, "-o", s(&back)]).await;
+    assert!(std::fs::read(&back).unwrap() == bytes, "not byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_download_is_continued_with_a_range_request() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(7 * MIB + 5, 4);
+    let path = write(dir.path(), "data.bin", &bytes);
+    let id = cli.ok(&["upload", s(&path)]).await.trim().to_owned();
+
+    // The first bytes are there already: only the rest crosses the wire.
+    let target = dir.path().join("copy.bin");
+    let prefix = 3 * MIB + 17;
+    write(dir.path(), "copy.bin.part", &bytes[..prefix]);
+    let sent_before = metric(&server, "keyhole_edge_sent_bytes_total").await;
+    let out = cli.run(&["download", &id, "-o", s(&target)]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("resuming: {prefix} bytes already downloaded")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "not byte-identical"
+    );
+    assert!(!dir.path().join("copy.bin.part").exists());
+    let sent = metric(&server, "keyhole_edge_sent_bytes_total").await - sent_before;
+    assert_eq!(sent, (bytes.len() - prefix) as u64);
+
+    // A partial file with other bytes: caught by the SHA-256 check and downloaded again.
+    let target = dir.path().join("other.bin");
+    write(dir.path(), "other.bin.part", &pseudo_random(MIB, 99));
+    let out = cli.run(&["download", &id, "-o", s(&target)]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("starting over"), "{}", stderr(&out));
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "not byte-identical"
+    );
+
+    // A complete partial file only needs renaming.
+    let target = dir.path().join("whole.bin");
+    write(dir.path(), "whole.bin.part", &bytes);
+    cli.ok(&["download", &id, "-o", s(&target)]).await;
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "not byte-identical"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_part_links_are_renewed_mid_upload() {
+    // Links live one second; each part waits longer than that before its PUT.
+    let server = serve(|c| c.upload_ttl = Duration::from_secs(1)).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(11 * MIB, 5);
+    let path = write(dir.path(), "slow.bin", &bytes);
+    let out = cli
+        .command(&["upload", "--parallel", "1", s(&path)])
+        .env("KEYHOLE_TEST_PART_DELAY_MS", "1300")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let back = dir.path().join("back.bin");
+    cli.ok(&["download", &id, "-o", s(&back)]).await;
+    assert!(std::fs::read(&back).unwrap() == bytes, "not byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_happened_and_what_to_do() {
+    // Nothing listens: a clear message at once, exit 1.
+    let down = format!("http://{}", free_addr());
+    let cli = Cli::new(&down);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "a.txt", b"hello");
+    for args in [vec!["ls"], vec!["upload", s(&file)], vec!["rm", "x_y"]] {
+        let started = Instant::now();
+        let out = cli.run(&args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("cannot reach the Keyhole server at {down}"))
+                && err.contains("is `keyhole serve` running")
+                && err.contains("connection refused"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+    }
+
+    // The server signs links for a public URL this machine cannot reach: said at once.
+    let misconfigured = serve(|c| c.public_url = format!("http://{}", free_addr())).await;
+    let started = Instant::now();
+    let out = Cli::new(&misconfigured.base)
+        .run(&["upload", s(&file)])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the public URL the server signs links for") && err.contains("--public-url"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+
+    // Usage errors: exit 2.
+    for args in [
+        vec!["upload"],
+        vec!["upload", "--parallel", "0", s(&file)],
+        vec!["ls", "--server", "ftp://example.com"],
+        vec!["upload", "--content-type", "pdf", s(&file)],
+        vec!["download"],
+    ] {
+        assert_eq!(cli.run(&args).await.status.code(), Some(2), "{args:?}");
+    }
+
+    // A server with tokens: none, a wrong one, the right one.
+    let (token, hash) = keyhole::auth::generate_token();
+    let server = serve(|c| {
+        c.tokens = vec![TokenEntry {
+            principal: "alice".into(),
+            sha256: hash,
+        }]
+    })
+    .await;
+    let mut cli = Cli::new(&server.base);
+    for args in [vec!["ls"], vec!["upload", s(&file)]] {
+        let out = cli.run(&args).await;
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("needs an API token") && err.contains("--token or KEYHOLE_TOKEN"),
+            "{err}"
+        );
+    }
+    cli.token = Some("kh_wrong".into());
+    let out = cli.run(&["ls"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused the API token") && err.contains("--token or KEYHOLE_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains("kh_wrong"), "the token is not echoed: {err}");
+    cli.token = Some(token.clone());
+    let id = cli.ok(&["upload", s(&file)]).await.trim().to_owned();
+    // --token on the command line works as well as the variable.
+    cli.token = None;
+    let listed = cli.ok(&["ls", "--token", &token]).await;
+    assert!(listed.contains(&id));
+
+    // A file that does not exist, and one id that is not there: exit 1, the others go on.
+    cli.token = Some(token);
+    let missing = dir.path().join("nope.txt");
+    let out = cli.run(&["upload", s(&missing), s(&file)]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert!(stderr(&out).contains("nope.txt"), "{}", stderr(&out));
+    let unknown = keyhole::ids::new_file_id("never.bin");
+    let out = cli.run(&["rm", &unknown, &id]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("deleted {id}")));
+    assert!(stderr(&out).contains("keyhole ls"), "{}", stderr(&out));
+}
+
+/// Peak resident memory of a process, sampled from /proc until it exits.
+#[cfg(target_os = "linux")]
+async fn peak_rss_kib(child: &mut tokio::process::Child) -> (std::process::ExitStatus, u64) {
+    let pid = child.id().unwrap();
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kib) = status.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            }) {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gib_upload_keeps_the_client_memory_flat() {
+    const GIB: u64 = 1 << 30;
+    // The server's default part plan: 8 MiB parts, so 128 of them.
+    let server = serve(|c| {
+        c.multipart_threshold = 64 * MIB as u64;
+        c.part_size = 8 * MIB as u64;
+    })
+    .await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.bin");
+    // Sparse-ish: 64 KiB of pseudo-random bytes at the start of every MiB, holes between.
+    let expected = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(&path).unwrap();
+            for i in 0..(GIB / MIB as u64) {
+                f.seek(SeekFrom::Start(i * MIB as u64)).unwrap();
+                f.write_all(&pseudo_random(64 * 1024, i + 1)).unwrap();
+            }
+            f.set_len(GIB).unwrap();
+            drop(f);
+            let mut hasher = openssl::sha::Sha256::new();
+            let mut r = std::fs::File::open(&path).unwrap();
+            let mut buf = vec![0u8; MIB];
+            loop {
+                let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            hex::encode(hasher.finish())
+        })
+        .await
+        .unwrap()
+    };
+
+    let started = Instant::now();
+    let mut child = cli
+        .command(&["upload", "--parallel", "4", s(&path)])
+        .spawn()
+        .unwrap();
+    let (status, peak_kib) = peak_rss_kib(&mut child).await;
+    let mut stdout = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout)
+        .await
+        .unwrap();
+    eprintln!(
+        "1 GiB upload: peak client RSS {:.1} MiB, {:.1} s",
+        peak_kib as f64 / 1024.0,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(status.success());
+    assert!(
+        peak_kib < 200 * 1000,
+        "client peak RSS {peak_kib} KiB is not flat"
+    );
+    assert_eq!(
+        metric(&server, "keyhole_uploads_total{kind=\"part\"}").await,
+        128
+    );
+    let id = stdout.trim();
+    let listed: Value = serde_json::from_str(&cli.ok(&["ls", "--json"]).await).unwrap();
+    let f = &listed.as_array().unwrap()[0];
+    assert_eq!(f["fileId"], id);
+    assert_eq!(f["size"], GIB);
+    assert_eq!(f["sha256"], expected);
+}
