@@ -1,0 +1,56 @@
+// Runs every browser test against real `keyhole serve` processes on 127.0.0.1 (one per test, so
+// each starts from an empty file list). Prints "N passed, M failed" last; exits 1 on any failure.
+import fs from 'node:fs';
+
+import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
+import { firefox } from './firefox.mjs';
+import { KEYHOLE, SCREENSHOTS, Suite, generateToken, startServer } from './lib.mjs';
+
+fs.mkdirSync(SCREENSHOTS, { recursive: true });
+const suite = new Suite();
+const servers = [];
+
+async function withServer(name, extraArgs, fn) {
+  const server = await startServer(name, extraArgs);
+  servers.push(server);
+  try {
+    await fn(server);
+  } catch (e) {
+    const tail = server.logTail(15);
+    if (tail) e.message += `\n  server log (last lines):\n${tail.replace(/^/gm, '    ')}`;
+    throw e;
+  } finally {
+    await server.stop();
+  }
+}
+
+console.log(`keyhole: ${KEYHOLE}`);
+let browser = null;
+const chromiumTest = (name, fn) => suite.test(`chromium: ${name}`, async () => {
+  browser = browser || await launchChromium();
+  await fn(browser);
+});
+
+try {
+  await chromiumTest('desktop: upload a small and a multipart file, list, download, copy link, delete',
+    (b) => withServer('desktop', [], (s) => desktop(b, s)));
+  await chromiumTest('server errors are shown in words',
+    (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
+  await chromiumTest('failed parts are retried with fresh links; a part failing 4 times fails the upload',
+    (b) => withServer('retries', [], (s) => partRetries(b, s)));
+  await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
+    (b) => withServer('phone', [], (s) => phone(b, s)));
+  await chromiumTest('token required: the page asks once per session, refuses a wrong token, uploads',
+    async (b) => {
+      const { token, flag } = generateToken('e2e');
+      await withServer('token', ['--token', flag], (s) => tokenFlow(b, s, token));
+    });
+} finally {
+  if (browser) await browser.close().catch(() => {});
+}
+
+await suite.test('firefox-esr (WebDriver BiDi): upload, list, download and compare, delete',
+  () => withServer('firefox', [], (s) => firefox(s)));
+
+for (const s of servers) await s.stop().catch(() => {});
+process.exitCode = suite.finish();
