@@ -6,7 +6,8 @@
    parses as HCL (fmt refuses files with syntax errors).
 2. `terraform init -backend=false` on every directory holding .tf files (each stack and each
    module as a root): Terraform loads and decodes the whole module tree (block and meta-argument
-   structure, duplicate names, module sources, expression syntax). Provider installation is the
+   structure, duplicate names, module sources, expression syntax, and module calls against the
+   called modules' variables: unknown or missing arguments). Provider installation is the
    last step of init and cannot succeed offline, so it is pointed at an empty local mirror (no
    network attempt) and "Failed to query available provider packages" is the one error allowed.
 
