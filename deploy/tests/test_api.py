@@ -81,6 +81,9 @@ def test_log_groups_are_encrypted_and_retained():
         assert group["kms_key_id"] == "${var.kms_key_arn}"
         assert group["retention_in_days"] == "${var.log_retention_days}"
     assert one(FUNCTION, "logging_config")["log_group"] == "${aws_cloudwatch_log_group.function.name}"
+    # CloudWatch Logs checks the key policy when a log group is created with the key.
+    assert CALL["kms_key_arn"] == "${module.kms.key_arn_after_policy}"
+    assert module("kms-key").outputs["key_arn_after_policy"]["depends_on"] == ["${aws_kms_key_policy.this}"]
 
 
 def test_optional_jwt_authorizer_guards_the_private_routes():

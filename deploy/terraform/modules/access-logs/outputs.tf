@@ -1,6 +1,8 @@
 output "bucket_id" {
-  description = "Name of the log bucket."
+  description = "Name of the log bucket; available once its policy admits log delivery."
   value       = aws_s3_bucket.this.id
+
+  depends_on = [aws_s3_bucket_policy.this]
 }
 
 output "bucket_arn" {
@@ -9,8 +11,10 @@ output "bucket_arn" {
 }
 
 output "bucket_domain_name" {
-  description = "Bucket domain name, the form CloudFront's logging_config expects."
+  description = "Bucket domain name, the form CloudFront's logging_config expects; available once ACLs are enabled (CloudFront refuses a log bucket without them)."
   value       = aws_s3_bucket.this.bucket_domain_name
+
+  depends_on = [aws_s3_bucket_ownership_controls.this, aws_s3_bucket_policy.this]
 }
 
 output "s3_access_log_prefix" {

@@ -455,5 +455,6 @@ resource "aws_budgets_budget" "monthly" {
     subscriber_email_addresses = var.budget_notification_emails
   }
 
-  depends_on = [aws_sns_topic_policy.alarms]
+  # Budgets must be able to publish (topic policy) and encrypt (key policy) from the start.
+  depends_on = [aws_sns_topic_policy.alarms, module.topic_key]
 }

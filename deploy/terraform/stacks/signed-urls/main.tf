@@ -150,7 +150,7 @@ module "api" {
   reserved_concurrency  = var.lambda_reserved_concurrency
   alias_version         = var.lambda_alias_version
   role_arn              = module.iam.lambda_role_arn
-  kms_key_arn           = module.kms.key_arn
+  kms_key_arn           = module.kms.key_arn_after_policy
   dead_letter_queue_arn = module.events.dead_letter_queue_arn
   log_retention_days    = var.log_retention_days
   cors_allowed_origins  = var.cors_allowed_origins
