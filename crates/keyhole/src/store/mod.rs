@@ -5,6 +5,7 @@
 
 pub mod conformance_objects;
 pub mod objects;
+pub mod postgres;
 pub mod s3;
 pub mod sqlite;
 
