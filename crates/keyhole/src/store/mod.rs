@@ -4,6 +4,7 @@
 //! handlers never know which one they talk to.
 
 pub mod conformance_objects;
+pub mod dynamodb;
 pub mod objects;
 pub mod postgres;
 pub mod s3;
