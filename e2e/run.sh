@@ -22,7 +22,8 @@ FIREFOX=${FIREFOX:-/usr/bin/firefox-esr}
 export CHROMIUM FIREFOX
 
 fail() {
-  printf 'e2e: %s\n0 passed, 1 failed\n' "$*" >&2
+  printf 'e2e: %s\n' "$*" >&2
+  echo "0 passed, 1 failed"
   exit 1
 }
 
