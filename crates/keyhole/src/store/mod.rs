@@ -3,6 +3,7 @@
 //! Each backend sits behind a small trait and is chosen once at start-up, so the API and edge
 //! handlers never know which one they talk to.
 
+pub mod conformance;
 pub mod conformance_objects;
 pub mod dynamodb;
 pub mod objects;
