@@ -22,8 +22,19 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
+const made = [];
+
+/** A new temporary directory, removed by cleanup() at the end of the run. */
 export function tmpdir(prefix) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `keyhole-e2e-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `keyhole-e2e-${prefix}-`));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes the run's temporary directories (kept when E2E_KEEP is set, to look into). */
+export function cleanup() {
+  if (process.env.E2E_KEEP) return;
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 export function sha256(bytes) {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 
 import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
 import { firefox } from './firefox.mjs';
-import { KEYHOLE, SCREENSHOTS, Suite, generateToken, startServer } from './lib.mjs';
+import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
 const suite = new Suite();
@@ -53,4 +53,5 @@ await suite.test('firefox-esr (WebDriver BiDi): upload, list, download and compa
   () => withServer('firefox', [], (s) => firefox(s)));
 
 for (const s of servers) await s.stop().catch(() => {});
+cleanup();
 process.exitCode = suite.finish();
