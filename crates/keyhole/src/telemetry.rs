@@ -12,9 +12,11 @@ use prometheus_client::registry::Registry;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber (level from `RUST_LOG`, default `info`). Safe to call more
-/// than once; later calls do nothing.
-pub fn init_logging(format: LogFormat) {
+/// Installs the global log subscriber (level from `RUST_LOG`, default `info`). Lines are written
+/// by a background thread, so request handlers never wait on standard output; keep the returned
+/// guard alive until exit (dropping it flushes what is queued). Safe to call more than once;
+/// later calls do nothing.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
@@ -22,12 +24,25 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Not lossy: under overload, logging slows requests down rather than dropping lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
+    guard
 }
 
 /// Labels of HTTP request metrics.
