@@ -117,6 +117,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where objects live.
     pub storage: Storage,
+    /// Where file records live.
+    pub metadata: Metadata,
     /// Where the signing key comes from.
     pub key_source: crate::keys::KeySource,
     /// The key pair id links carry (the CloudFront public key id); default: recorded with the
@@ -124,6 +126,62 @@ pub struct Config {
     pub key_pair_id: Option<String>,
     /// Extra trusted public keys (id, PEM path), for rotation.
     pub trusted_keys: Vec<(String, PathBuf)>,
+}
+
+/// The metadata backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Metadata {
+    /// An SQLite file (default `DATA/metadata.db`).
+    Sqlite(Option<PathBuf>),
+    /// A PostgreSQL database, for replicas on one shared database.
+    Postgres(String),
+    /// A DynamoDB table, for replicas on AWS.
+    DynamoDb {
+        /// Table name.
+        table: String,
+        /// Endpoint override (a local stand-in); `None` for AWS.
+        endpoint: Option<String>,
+        /// Create the table (with its index and TTL) if it is missing.
+        create: bool,
+    },
+}
+
+impl Metadata {
+    /// Parses `sqlite`, `sqlite:PATH`, `postgres://...` or `dynamodb://TABLE`.
+    pub fn parse(
+        text: &str,
+        dynamodb_endpoint: Option<String>,
+        create: bool,
+    ) -> Result<Self, ConfigError> {
+        if text == "sqlite" {
+            Ok(Metadata::Sqlite(None))
+        } else if let Some(path) = text.strip_prefix("sqlite:") {
+            Ok(Metadata::Sqlite(Some(PathBuf::from(path))))
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(Metadata::Postgres(text.to_owned()))
+        } else if let Some(table) = text.strip_prefix("dynamodb://") {
+            let ok = (3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                return Err(invalid(
+                    "--metadata",
+                    format!("{table:?} is not a DynamoDB table name"),
+                ));
+            }
+            Ok(Metadata::DynamoDb {
+                table: table.to_owned(),
+                endpoint: dynamodb_endpoint,
+                create,
+            })
+        } else {
+            Err(invalid(
+                "--metadata",
+                format!("{text:?} is not sqlite, sqlite:PATH, postgres://... or dynamodb://TABLE"),
+            ))
+        }
+    }
 }
 
 /// The object storage backend.
@@ -225,6 +283,7 @@ impl Config {
             pending_grace: d(defaults::PENDING_GRACE),
             log_format: LogFormat::Auto,
             storage: Storage::Local,
+            metadata: Metadata::Sqlite(None),
             key_source: crate::keys::KeySource::DataDir,
             key_pair_id: None,
             trusted_keys: Vec::new(),
@@ -362,6 +421,9 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     storage: Option<String>,
     s3_endpoint: Option<String>,
+    metadata: Option<String>,
+    dynamodb_endpoint: Option<String>,
+    dynamodb_create_table: Option<bool>,
     key: Option<String>,
     key_pair_id: Option<String>,
     trusted_keys: Option<Vec<String>>,
@@ -433,6 +495,17 @@ pub struct ServeArgs {
     /// Endpoint of an S3-compatible server (MinIO, s3s, moto), path-style.
     #[arg(long, env = "KEYHOLE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
+    /// Metadata store: `sqlite` (DATA/metadata.db), `sqlite:PATH`, `postgres://USER@HOST/DB`
+    /// or `dynamodb://TABLE` (credentials from the standard AWS variables) [default: sqlite].
+    #[arg(long, env = "KEYHOLE_METADATA", value_name = "STORE")]
+    pub metadata: Option<String>,
+    /// Endpoint of a DynamoDB stand-in (moto, DynamoDB Local).
+    #[arg(long, env = "KEYHOLE_DYNAMODB_ENDPOINT", value_name = "URL")]
+    pub dynamodb_endpoint: Option<String>,
+    /// Create the DynamoDB table (owner index, TTL) if it does not exist; on AWS, Terraform
+    /// creates it.
+    #[arg(long, env = "KEYHOLE_DYNAMODB_CREATE_TABLE")]
+    pub dynamodb_create_table: bool,
     /// Signing key: `data-dir` (DATA/keys, generated on first start), `file:PATH` (a PEM file)
     /// or `env:VARIABLE` (a PEM in that environment variable) [default: data-dir].
     #[arg(long, env = "KEYHOLE_KEY", value_name = "SOURCE")]
@@ -569,6 +642,15 @@ impl ServeArgs {
             .or(file.storage)
             .unwrap_or_else(|| "local".to_owned());
         config.storage = Storage::parse(&storage, self.s3_endpoint.or(file.s3_endpoint))?;
+        let metadata = self
+            .metadata
+            .or(file.metadata)
+            .unwrap_or_else(|| "sqlite".to_owned());
+        config.metadata = Metadata::parse(
+            &metadata,
+            self.dynamodb_endpoint.or(file.dynamodb_endpoint),
+            self.dynamodb_create_table || file.dynamodb_create_table.unwrap_or(false),
+        )?;
         if let Some(key) = self.key.or(file.key) {
             config.key_source = crate::keys::KeySource::parse(&key).ok_or_else(|| {
                 invalid(

@@ -13,10 +13,12 @@ use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Authenticator, RateLimiter};
-use crate::config::{Config, Storage};
+use crate::config::{Config, Metadata, Storage};
 use crate::keyfile;
 use crate::state::{AppState, SharedState};
+use crate::store::dynamodb::DynamoStore;
 use crate::store::objects::{LocalDisk, ObjectStorage};
+use crate::store::postgres::PostgresStore;
 use crate::store::s3::{S3Settings, S3Storage};
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetaStore;
@@ -161,7 +163,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/files", get(api::list_files))
         .route(
             "/api/files/{fileId}",
-            axum::routing::delete(api::delete_file),
+            get(api::get_file).delete(api::delete_file),
         )
         .route("/api/files/{fileId}/parts", get(api::list_parts))
         .route("/api/files/{fileId}/complete", post(api::complete_upload))
@@ -214,7 +216,7 @@ async fn metrics(
 }
 
 /// Builds the state from `config`: data directory (0700), keys, SQLite metadata, local objects.
-pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
+pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
     config.validate()?;
     create_private_dir(&config.data_dir)?;
     let loaded = crate::keys::load(
@@ -225,8 +227,25 @@ pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
     )?;
     let generated = loaded.generated;
     let keys = crate::keys::Keys::new(loaded.signer, loaded.ring, config.public_origin())?;
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(SqliteStore::open(&config.data_dir.join("metadata.db"))?);
+    let meta: Arc<dyn MetaStore> = match &config.metadata {
+        Metadata::Sqlite(path) => Arc::new(SqliteStore::open(
+            &path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("metadata.db")),
+        )?),
+        Metadata::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
+        Metadata::DynamoDb {
+            table,
+            endpoint,
+            create,
+        } => {
+            let store = DynamoStore::connect(table, endpoint.as_deref()).await?;
+            if *create {
+                store.create_table_if_missing().await?;
+            }
+            Arc::new(store)
+        }
+    };
     let objects: Arc<dyn ObjectStorage> = match &config.storage {
         Storage::Local => Arc::new(LocalDisk::open(
             config.data_dir.join("objects"),
@@ -259,7 +278,7 @@ pub fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let listen = config.listen;
     let sweep_interval = config.sweep_interval;
-    let (state, generated_key) = build_state(config)?;
+    let (state, generated_key) = build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
