@@ -718,6 +718,33 @@ pub async fn list_files(
     }))
 }
 
+/// One file of the caller's.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileReply {
+    /// Always true.
+    pub success: bool,
+    /// The file.
+    pub file: FileInfo,
+}
+
+/// Describe one file (name, size, SHA-256, status, expiry).
+#[utoipa::path(get, path = "/api/files/{fileId}",
+    params(("fileId" = String, Path, description = "File id")),
+    responses((status = 200, body = FileReply), (status = 404, body = ErrorReply)),
+    security(("bearer" = [])))]
+pub async fn get_file(
+    State(state): State<SharedState>,
+    principal: Principal,
+    FileId(file_id): FileId,
+) -> Result<Json<FileReply>, ApiError> {
+    let record = owned_record(&state, &principal, &file_id).await?;
+    Ok(Json(FileReply {
+        success: true,
+        file: info(&record),
+    }))
+}
+
 /// Delete a file: its object and its record.
 #[utoipa::path(delete, path = "/api/files/{fileId}",
     params(("fileId" = String, Path, description = "File id")),
@@ -761,8 +788,8 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keyhole API", description = "Mint CloudFront-format signed upload and download links on one domain."),
-    paths(create_upload, list_parts, complete_upload, download_link, list_files, delete_file, public_config),
-    components(schemas(CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody)),
+    paths(create_upload, list_parts, complete_upload, download_link, list_files, get_file, delete_file, public_config),
+    components(schemas(FileReply, CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -181,7 +181,18 @@ async fn twenty_concurrent_uploads_list_and_delete() {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(created, sorted);
 
-    let (victim, _) = &uploaded[0];
+    let (victim, bytes) = &uploaded[0];
+    let one: serde_json::Value = s
+        .client
+        .get(s.url(&format!("/api/files/{victim}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["file"]["sha256"], sha256_hex(bytes));
+    assert_eq!(one["file"]["filename"], "file-0.bin");
     let (_, dl) = s.download_link(victim).await;
     let r = s
         .client
