@@ -72,7 +72,7 @@ make_venv() {
   fi
   rm -rf "$dir"
   "$PYTHON" -m venv "$dir" &&
-    "$dir/bin/python" -m pip install -q -r "$requirements" &&
+    "$dir/bin/python" -m pip install -q --no-compile -r "$requirements" &&
     echo "$stamp" >"$dir/.keyhole-stamp"
 }
 
