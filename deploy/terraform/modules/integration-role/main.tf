@@ -77,6 +77,9 @@ data "aws_iam_policy_document" "lambda" {
       "dynamodb:Query",
       "dynamodb:Scan",
       "dynamodb:DescribeTable",
+      # The store checks at start-up that the table is active with TTL on (it never creates or
+      # changes it here: Terraform owns the table).
+      "dynamodb:DescribeTimeToLive",
     ]
     resources = [var.table_arn, "${var.table_arn}/index/*"]
 
