@@ -953,7 +953,7 @@ async fn malformed_requests_get_4xx_and_the_server_survives() {
         ("PUT", "/api/files/upload".to_owned(), None),
         ("DELETE", "/api/files".to_owned(), None),
         ("POST", "/api/files".to_owned(), None),
-        ("GET", format!("/api/files/{file_id}"), None),
+        ("PUT", format!("/api/files/{file_id}"), None),
         ("POST", format!("/api/files/download/{file_id}"), None),
         ("POST", "/api/config".to_owned(), None),
         ("PUT", "/healthz".to_owned(), None),
