@@ -95,6 +95,24 @@ fn check_signature(state: &SharedState, req: &Request, peer: SocketAddr) -> Resu
     }
 }
 
+/// The edge's gate for every transfer: CloudFront's signature check first (403 with its XML),
+/// then the file id from `{prefix}{fileId}`, validated (400).
+fn authorize(
+    state: &SharedState,
+    req: &Request,
+    peer: SocketAddr,
+    prefix: &str,
+) -> Result<String, Response> {
+    check_signature(state, req, peer).map_err(forbidden)?;
+    file_id_of(req, prefix).map(str::to_owned).ok_or_else(|| {
+        xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "malformed file id",
+        )
+    })
+}
+
 /// The file id from `/{prefix}/{fileId}`, validated.
 fn file_id_of<'a>(req: &'a Request, prefix: &str) -> Option<&'a str> {
     let id = req.uri().path().strip_prefix(prefix)?;
@@ -277,15 +295,9 @@ pub async fn upload(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if let Err(rejection) = check_signature(&state, &req, peer) {
-        return forbidden(rejection);
-    }
-    let Some(file_id) = file_id_of(&req, "/uploads/").map(str::to_owned) else {
-        return xml_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidArgument",
-            "malformed file id",
-        );
+    let file_id = match authorize(&state, &req, peer, "/uploads/") {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let part = match part_params(&req) {
         Ok(p) => p,
@@ -732,15 +744,9 @@ pub async fn download(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if let Err(rejection) = check_signature(&state, &req, peer) {
-        return forbidden(rejection);
-    }
-    let Some(file_id) = file_id_of(&req, "/files/").map(str::to_owned) else {
-        return xml_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidArgument",
-            "malformed file id",
-        );
+    let file_id = match authorize(&state, &req, peer, "/files/") {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let record: FileRecord = match state.meta.get(&file_id).await {
         Ok(Some(r)) if r.status == Status::Uploaded && !r.is_expired(now_secs()) => r,
