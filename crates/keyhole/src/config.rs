@@ -126,6 +126,10 @@ pub struct Config {
     pub key_pair_id: Option<String>,
     /// Extra trusted public keys (id, PEM path), for rotation.
     pub trusted_keys: Vec<(String, PathBuf)>,
+    /// Endpoint of a Secrets Manager stand-in (moto); `None` for AWS.
+    pub secrets_endpoint: Option<String>,
+    /// How often a key read from Secrets Manager is read again; zero never re-reads it.
+    pub key_refresh: Duration,
 }
 
 /// The metadata backend.
@@ -254,6 +258,8 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: &str = "30s";
     /// 5 minutes.
     pub const PENDING_GRACE: &str = "5m";
+    /// 5 minutes.
+    pub const KEY_REFRESH: &str = "5m";
 }
 
 impl Config {
@@ -287,6 +293,8 @@ impl Config {
             key_source: crate::keys::KeySource::DataDir,
             key_pair_id: None,
             trusted_keys: Vec::new(),
+            secrets_endpoint: None,
+            key_refresh: d(defaults::KEY_REFRESH),
         }
     }
 
@@ -427,6 +435,8 @@ struct FileConfig {
     key: Option<String>,
     key_pair_id: Option<String>,
     trusted_keys: Option<Vec<String>>,
+    secrets_endpoint: Option<String>,
+    key_refresh: Option<String>,
 }
 
 /// `keyhole serve` flags. Each also reads a `KEYHOLE_*` environment variable (flag wins), and
@@ -506,10 +516,19 @@ pub struct ServeArgs {
     /// creates it.
     #[arg(long, env = "KEYHOLE_DYNAMODB_CREATE_TABLE")]
     pub dynamodb_create_table: bool,
-    /// Signing key: `data-dir` (DATA/keys, generated on first start), `file:PATH` (a PEM file)
-    /// or `env:VARIABLE` (a PEM in that environment variable) [default: data-dir].
+    /// Signing key: `data-dir` (DATA/keys, generated on first start), `file:PATH` (a PEM file),
+    /// `env:VARIABLE` (a PEM in that environment variable) or `secretsmanager://NAME_OR_ARN`
+    /// (a PEM, or JSON {"private_key","key_pair_id"}, in AWS Secrets Manager; credentials from
+    /// the standard AWS variables) [default: data-dir].
     #[arg(long, env = "KEYHOLE_KEY", value_name = "SOURCE")]
     pub key: Option<String>,
+    /// Endpoint of a Secrets Manager stand-in (moto).
+    #[arg(long, env = "KEYHOLE_SECRETS_ENDPOINT", value_name = "URL")]
+    pub secrets_endpoint: Option<String>,
+    /// How often a key from Secrets Manager is read again, so a rotated key is picked up
+    /// without a restart; 0 never re-reads it [default: 5m].
+    #[arg(long, env = "KEYHOLE_KEY_REFRESH", value_name = "DURATION")]
+    pub key_refresh: Option<String>,
     /// Key pair id put in links (the CloudFront public key id) [default: the one recorded with
     /// the key, else derived from it].
     #[arg(long, env = "KEYHOLE_KEY_PAIR_ID", value_name = "ID")]
@@ -655,11 +674,19 @@ impl ServeArgs {
             config.key_source = crate::keys::KeySource::parse(&key).ok_or_else(|| {
                 invalid(
                     "--key",
-                    format!("{key:?} is not data-dir, file:PATH or env:VARIABLE"),
+                    format!(
+                        "{key:?} is not data-dir, file:PATH, env:VARIABLE or \
+                         secretsmanager://NAME_OR_ARN"
+                    ),
                 )
             })?;
         }
         config.key_pair_id = self.key_pair_id.or(file.key_pair_id);
+        config.secrets_endpoint = self.secrets_endpoint.or(file.secrets_endpoint);
+        config.key_refresh = duration(
+            "--key-refresh",
+            &pick(self.key_refresh, file.key_refresh, defaults::KEY_REFRESH),
+        )?;
         let trusted = if self.trusted_keys.is_empty() {
             file.trusted_keys.unwrap_or_default()
         } else {
@@ -732,6 +759,28 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("uplod_ttl"), "{err}");
+    }
+
+    #[test]
+    fn secrets_manager_key_source() {
+        let c = ServeArgs {
+            key: Some("secretsmanager://arn:aws:secretsmanager:us-east-1:1:secret:k-Ab1".into()),
+            secrets_endpoint: Some("http://127.0.0.1:5000".into()),
+            key_refresh: Some("0".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.key_source,
+            crate::keys::KeySource::SecretsManager {
+                secret_id: "arn:aws:secretsmanager:us-east-1:1:secret:k-Ab1".into()
+            }
+        );
+        assert_eq!(c.secrets_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(c.key_refresh.is_zero());
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.key_refresh, Duration::from_secs(300));
     }
 
     #[test]

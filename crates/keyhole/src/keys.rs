@@ -1,15 +1,22 @@
 //! The signing key and the trusted public keys, from where the configuration says: the data
-//! directory (generated on first start), a PEM file, or a PEM in an environment variable. The
-//! active key can be replaced at run time (rotation) while previously trusted keys stay trusted,
-//! so links already handed out keep working.
+//! directory (generated on first start), a PEM file, a PEM in an environment variable, or an AWS
+//! Secrets Manager secret (read again on an interval, see [`spawn_refresh`]). The active key can
+//! be replaced at run time (rotation) while previously trusted keys stay trusted, so links
+//! already handed out keep working.
+
+pub mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use keyhole_sign::{KeyAlgorithm, KeyRing, PrivateKey, Signer, Verifier};
 
+use crate::config::Config;
 use crate::keyfile;
 use crate::server::StartError;
+use crate::state::SharedState;
+use secrets::{SecretError, SecretKeySource};
 
 /// Where the private signing key comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,10 +27,19 @@ pub enum KeySource {
     File(PathBuf),
     /// A PEM held in an environment variable (literal `\n` sequences are accepted).
     Env(String),
+    /// An AWS Secrets Manager secret holding a PEM, or a JSON object with the PEM and the key
+    /// pair id (see [`secrets`]); read again every `key_refresh`.
+    SecretsManager {
+        /// The secret's name or full ARN.
+        secret_id: String,
+    },
 }
 
+/// The `--key` prefix of a Secrets Manager source.
+pub const SECRETS_MANAGER_PREFIX: &str = "secretsmanager://";
+
 impl KeySource {
-    /// Parses `data-dir`, `file:PATH` or `env:VARIABLE`.
+    /// Parses `data-dir`, `file:PATH`, `env:VARIABLE` or `secretsmanager://NAME_OR_ARN`.
     pub fn parse(text: &str) -> Option<Self> {
         if text == "data-dir" {
             Some(KeySource::DataDir)
@@ -31,6 +47,12 @@ impl KeySource {
             (!path.is_empty()).then(|| KeySource::File(PathBuf::from(path)))
         } else if let Some(var) = text.strip_prefix("env:") {
             (!var.is_empty()).then(|| KeySource::Env(var.to_owned()))
+        } else if let Some(id) = text.strip_prefix(SECRETS_MANAGER_PREFIX) {
+            // Names allow `/_+=.@-`; ARNs add `:`. Whitespace and controls are never valid.
+            let ok = !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+            ok.then(|| KeySource::SecretsManager {
+                secret_id: id.to_owned(),
+            })
         } else {
             None
         }
@@ -48,6 +70,7 @@ pub struct KeySet {
 /// The keys in use, replaceable at run time.
 pub struct Keys {
     current: RwLock<Arc<KeySet>>,
+    refresh: Option<Arc<SecretRefresh>>,
 }
 
 impl Keys {
@@ -61,7 +84,14 @@ impl Keys {
         let verifier = Verifier::new(origin, ring).map_err(|e| StartError::Other(e.to_string()))?;
         Ok(Keys {
             current: RwLock::new(Arc::new(KeySet { signer, verifier })),
+            refresh: None,
         })
+    }
+
+    /// Attaches the secret the key came from, so [`spawn_refresh`] can read it again.
+    pub fn with_refresh(mut self, refresh: Option<SecretRefresh>) -> Self {
+        self.refresh = refresh.map(Arc::new);
+        self
     }
 
     /// The keys for this request.
@@ -96,6 +126,44 @@ pub struct Loaded {
     pub ring: KeyRing,
     /// Whether a key pair was generated now.
     pub generated: bool,
+    /// The secret to read again for rotations (Secrets Manager sources only).
+    pub refresh: Option<SecretRefresh>,
+}
+
+/// A secret the signing key is re-read from, and how its key pair id is chosen.
+pub struct SecretRefresh {
+    source: SecretKeySource,
+    key_pair_id: Option<String>,
+}
+
+impl SecretRefresh {
+    /// The secret's name or ARN.
+    pub fn secret_id(&self) -> &str {
+        self.source.secret_id()
+    }
+
+    /// Reads the secret and builds its signer. The key pair id is the configured one, else the
+    /// one stored in the secret, else the key's fingerprint id.
+    pub async fn fetch(&self) -> Result<Signer, SecretError> {
+        let fetched = self.source.fetch().await?;
+        let id = self.key_pair_id.clone().or(fetched.key_pair_id);
+        signer_for(fetched.key, id).map_err(|message| SecretError::Content {
+            secret: self.source.secret_id().to_owned(),
+            message,
+        })
+    }
+}
+
+/// A signer for `key` under `id`, or under the key's fingerprint id when there is none.
+fn signer_for(key: PrivateKey, id: Option<String>) -> Result<Signer, String> {
+    let id = match id {
+        Some(id) => id,
+        None => key
+            .public_key()
+            .and_then(|p| p.fingerprint_id())
+            .map_err(|e| format!("key: {e}"))?,
+    };
+    Signer::new(id.clone(), key).map_err(|e| format!("key pair id {id:?}: {e}"))
 }
 
 fn key_error(what: &str, e: impl std::fmt::Display) -> StartError {
@@ -144,17 +212,53 @@ pub fn load(
                 .map_err(|e| key_error(&format!("--key env:{var}"), e))?;
             (key, None)
         }
+        KeySource::SecretsManager { secret_id } => {
+            return Err(StartError::Other(format!(
+                "--key {SECRETS_MANAGER_PREFIX}{secret_id}: a secret is read at start-up by \
+                 keys::open, not keys::load"
+            )))
+        }
     };
-    let id = match key_pair_id.map(str::to_owned).or(recorded_id) {
-        Some(id) => id,
-        None => key
-            .public_key()
-            .and_then(|p| p.fingerprint_id())
-            .map_err(|e| key_error("key", e))?,
-    };
-    let signer =
-        Signer::new(id.clone(), key).map_err(|e| key_error(&format!("key pair id {id:?}"), e))?;
+    let signer = signer_for(key, key_pair_id.map(str::to_owned).or(recorded_id))
+        .map_err(StartError::Other)?;
+    Ok(Loaded {
+        signer,
+        ring: trusted_ring(&dir, trusted)?,
+        generated,
+        refresh: None,
+    })
+}
 
+/// Loads the keys `config` names, reading Secrets Manager when the source is a secret; the
+/// start-up error then names the secret and what AWS said.
+pub async fn open(config: &Config) -> Result<Loaded, StartError> {
+    let KeySource::SecretsManager { secret_id } = &config.key_source else {
+        return load(
+            &config.key_source,
+            &config.data_dir,
+            config.key_pair_id.as_deref(),
+            &config.trusted_keys,
+        );
+    };
+    let flag = format!("--key {SECRETS_MANAGER_PREFIX}{secret_id}");
+    let source = SecretKeySource::connect(secret_id, config.secrets_endpoint.as_deref())
+        .await
+        .map_err(|e| key_error(&flag, e))?;
+    let refresh = SecretRefresh {
+        source,
+        key_pair_id: config.key_pair_id.clone(),
+    };
+    let signer = refresh.fetch().await.map_err(|e| key_error(&flag, e))?;
+    Ok(Loaded {
+        signer,
+        ring: trusted_ring(&config.data_dir.join("keys"), &config.trusted_keys)?,
+        generated: false,
+        refresh: Some(refresh),
+    })
+}
+
+/// The extra trusted public keys: `DIR/trusted/ID.pem` and each `trusted` (id, path) pair.
+fn trusted_ring(dir: &Path, trusted: &[(String, PathBuf)]) -> Result<KeyRing, StartError> {
     let mut ring = KeyRing::new();
     if let Ok(entries) = std::fs::read_dir(dir.join("trusted")) {
         for entry in entries.flatten() {
@@ -170,11 +274,98 @@ pub fn load(
     for (id, path) in trusted {
         ring.insert(id.clone(), keyfile::read_public_key(path)?);
     }
-    Ok(Loaded {
-        signer,
-        ring,
-        generated,
-    })
+    Ok(ring)
+}
+
+/// What one refresh did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The secret holds the key already in use.
+    Unchanged,
+    /// The secret holds a new key or id, now signing; the previous keys stay trusted.
+    Rotated {
+        /// The previous key pair id.
+        previous: String,
+        /// The new key pair id.
+        key_pair_id: String,
+    },
+}
+
+/// Whether `next` differs from `current` in key pair id or public key.
+fn differs(current: &Signer, next: &Signer) -> Result<bool, String> {
+    if current.key_pair_id() != next.key_pair_id() {
+        return Ok(true);
+    }
+    let der = |s: &Signer| {
+        s.key()
+            .public_key()
+            .and_then(|p| p.to_der())
+            .map_err(|e| e.to_string())
+    };
+    Ok(der(current)? != der(next)?)
+}
+
+impl Keys {
+    /// Reads the key's secret again and, when its key or key pair id changed, makes it the
+    /// signing key (see [`Keys::rotate`]). Does nothing for keys not read from a secret.
+    pub async fn refresh(&self) -> Result<Refreshed, SecretError> {
+        let Some(refresh) = &self.refresh else {
+            return Ok(Refreshed::Unchanged);
+        };
+        let next = refresh.fetch().await?;
+        let current = self.current();
+        let content = |message: String| SecretError::Content {
+            secret: refresh.secret_id().to_owned(),
+            message,
+        };
+        if !differs(&current.signer, &next).map_err(content)? {
+            return Ok(Refreshed::Unchanged);
+        }
+        let previous = current.signer.key_pair_id().to_owned();
+        let key_pair_id = next.key_pair_id().to_owned();
+        if previous == key_pair_id {
+            tracing::warn!(
+                key_pair_id = %key_pair_id,
+                secret = refresh.secret_id(),
+                "the key changed but its key pair id did not; links signed with the previous key \
+                 no longer verify (store a new key_pair_id in the secret to keep both trusted)"
+            );
+        }
+        self.rotate(next).map_err(content)?;
+        Ok(Refreshed::Rotated {
+            previous,
+            key_pair_id,
+        })
+    }
+}
+
+/// Starts the task that re-reads the key's secret every `every` (see [`Keys::refresh`]): a
+/// rotation is logged as `key rotated` with the new key pair id; a failed read is logged as a
+/// warning, counted in `keyhole_key_refresh_errors_total`, and the current key stays in use.
+/// `None` when the key does not come from a secret or `every` is zero.
+pub fn spawn_refresh(state: SharedState, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let secret = state.keys.refresh.as_ref()?.secret_id().to_owned();
+    if every.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.keys.refresh().await {
+                Ok(Refreshed::Unchanged) => {}
+                Ok(Refreshed::Rotated {
+                    previous,
+                    key_pair_id,
+                }) => tracing::info!(%key_pair_id, %previous, %secret, "key rotated"),
+                Err(e) => {
+                    state.metrics.key_refresh_errors.inc();
+                    tracing::warn!(error = %e, "key refresh failed; the current key stays in use");
+                }
+            }
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -195,6 +386,64 @@ mod tests {
         );
         assert_eq!(KeySource::parse("file:"), None);
         assert_eq!(KeySource::parse("vault://x"), None);
+        assert_eq!(
+            KeySource::parse("secretsmanager://prod/keyhole/signing-key"),
+            Some(KeySource::SecretsManager {
+                secret_id: "prod/keyhole/signing-key".into()
+            })
+        );
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keyhole-AbCdEf";
+        assert_eq!(
+            KeySource::parse(&format!("secretsmanager://{arn}")),
+            Some(KeySource::SecretsManager {
+                secret_id: arn.into()
+            })
+        );
+        assert_eq!(KeySource::parse("secretsmanager://"), None);
+        assert_eq!(KeySource::parse("secretsmanager://a b"), None);
+    }
+
+    #[test]
+    fn a_new_key_or_id_is_a_change() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let a = signer_for(key.clone(), None).unwrap();
+        assert_eq!(
+            a.key_pair_id(),
+            key.public_key().unwrap().fingerprint_id().unwrap(),
+            "without an id, the fingerprint id"
+        );
+        let same = signer_for(key.clone(), None).unwrap();
+        assert!(!differs(&a, &same).unwrap());
+        let renamed = signer_for(key, Some("KRENAMED".into())).unwrap();
+        assert!(differs(&a, &renamed).unwrap());
+        let rekeyed = signer_for(other, Some(a.key_pair_id().to_owned())).unwrap();
+        assert!(differs(&a, &rekeyed).unwrap());
+        assert!(signer_for(
+            PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
+            Some("bad id!".into())
+        )
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_without_a_secret_refresh_to_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = open(&Config::with_data_dir(dir.path())).await.unwrap();
+        assert!(loaded.refresh.is_none());
+        let keys = Keys::new(loaded.signer, loaded.ring, "https://cdn.example.com").unwrap();
+        assert_eq!(keys.refresh().await.unwrap(), Refreshed::Unchanged);
+        let err = load(
+            &KeySource::SecretsManager {
+                secret_id: "k".into(),
+            },
+            dir.path(),
+            None,
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("secretsmanager://k"), "{err}");
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    key_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -82,6 +83,9 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.sweeper.abort();
+        if let Some(refresh) = &self.key_refresh {
+            refresh.abort();
+        }
         let grace = self.state.config.shutdown_grace;
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
@@ -219,14 +223,10 @@ async fn metrics(
 pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
     config.validate()?;
     create_private_dir(&config.data_dir)?;
-    let loaded = crate::keys::load(
-        &config.key_source,
-        &config.data_dir,
-        config.key_pair_id.as_deref(),
-        &config.trusted_keys,
-    )?;
+    let loaded = crate::keys::open(&config).await?;
     let generated = loaded.generated;
-    let keys = crate::keys::Keys::new(loaded.signer, loaded.ring, config.public_origin())?;
+    let keys = crate::keys::Keys::new(loaded.signer, loaded.ring, config.public_origin())?
+        .with_refresh(loaded.refresh);
     let meta: Arc<dyn MetaStore> = match &config.metadata {
         Metadata::Sqlite(path) => Arc::new(SqliteStore::open(
             &path
@@ -278,6 +278,7 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let listen = config.listen;
     let sweep_interval = config.sweep_interval;
+    let key_refresh = config.key_refresh;
     let (state, generated_key) = build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -304,6 +305,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
     });
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
+    let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);
     Ok(RunningServer {
         addr,
         key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
@@ -312,5 +314,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown: tx,
         task,
         sweeper,
+        key_refresh,
     })
 }

@@ -100,6 +100,8 @@ pub struct Metrics {
     pub swept: Family<KindLabel, Counter>,
     /// Sweeper failures.
     pub sweep_errors: Counter,
+    /// Failed re-reads of the signing key's secret.
+    pub key_refresh_errors: Counter,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
     /// Transfers in flight.
@@ -162,6 +164,12 @@ impl Metrics {
         );
         let sweep_errors = Counter::default();
         registry.register("sweeper_errors", "Sweeper failures", sweep_errors.clone());
+        let key_refresh_errors = Counter::default();
+        registry.register(
+            "key_refresh_errors",
+            "Failed re-reads of the signing key's Secrets Manager secret (the key in use stays)",
+            key_refresh_errors.clone(),
+        );
         let rate_limited = Counter::default();
         registry.register(
             "rate_limited_requests",
@@ -191,6 +199,7 @@ impl Metrics {
             bytes_sent,
             swept,
             sweep_errors,
+            key_refresh_errors,
             rate_limited,
             transfers_in_flight,
         }
