@@ -348,6 +348,8 @@ pub fn spawn_refresh(state: SharedState, every: Duration) -> Option<tokio::task:
     if every.is_zero() {
         return None;
     }
+    // A year at most, so an absurd setting cannot overflow the timer.
+    let every = every.min(Duration::from_secs(365 * 24 * 3600));
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
