@@ -42,7 +42,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::postgres::{decode_cursor, encode_cursor};
+use super::{decode_cursor, encode_cursor};
 use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError};
 
 /// The GSI that lists a principal's files newest first.

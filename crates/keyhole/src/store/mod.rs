@@ -12,6 +12,8 @@ pub mod s3;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde::Serialize;
 
 /// Whether the bytes of a file have arrived.
@@ -147,6 +149,31 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// The paging cursor: the last returned record's `(upload_url_generated_at, file_id)`, in the
+/// same encoding on every backend, so a cursor means the same position on each.
+pub(crate) fn encode_cursor(created: i64, file_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created}:{file_id}"))
+}
+
+/// Reads a cursor made by [`encode_cursor`]; anything else is [`StoreError::BadCursor`].
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    if cursor.len() > 512 {
+        return Err(StoreError::BadCursor);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+    let (created, id) = text.split_once(':').ok_or(StoreError::BadCursor)?;
+    if id.is_empty() {
+        return Err(StoreError::BadCursor);
+    }
+    Ok((
+        created.parse().map_err(|_| StoreError::BadCursor)?,
+        id.to_owned(),
+    ))
+}
+
 /// Failures of a metadata backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,7 +188,8 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// File metadata with TTL. Implementations: SQLite (embedded default).
+/// File metadata with TTL. Implementations: SQLite (embedded default), PostgreSQL and DynamoDB
+/// (shared by replicas); all pass [`conformance::run`].
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Inserts a new record; [`StoreError::Conflict`] if the id exists.

@@ -13,12 +13,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError};
+use super::{
+    decode_cursor, encode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status,
+    StoreError,
+};
 
 /// Schema migrations, applied in order; migration `i` records version `i + 1`.
 ///
@@ -83,32 +84,6 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
         }
         None => StoreError::Backend(format!("postgres: {e}")),
     }
-}
-
-/// The paging cursor: the last returned record's `(upload_url_generated_at, file_id)`, in the
-/// same encoding as SQLite's, so a cursor means the same position on every backend. Shared with
-/// [`super::dynamodb`].
-pub(super) fn encode_cursor(created: i64, file_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{created}:{file_id}"))
-}
-
-/// Reads a cursor made by [`encode_cursor`]; anything else is [`StoreError::BadCursor`].
-pub(super) fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    if cursor.len() > 512 {
-        return Err(StoreError::BadCursor);
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::BadCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
-    let (created, id) = text.split_once(':').ok_or(StoreError::BadCursor)?;
-    if id.is_empty() {
-        return Err(StoreError::BadCursor);
-    }
-    Ok((
-        created.parse().map_err(|_| StoreError::BadCursor)?,
-        id.to_owned(),
-    ))
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {

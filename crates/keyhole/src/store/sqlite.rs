@@ -5,11 +5,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError};
+use super::{
+    decode_cursor, encode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status,
+    StoreError,
+};
 
 /// Schema migrations, applied in order; the index + 1 is the `user_version` after each.
 const MIGRATIONS: &[&str] = &[
@@ -90,25 +91,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         upload_id: row.get(14)?,
         part_size: row.get::<_, Option<i64>>(15)?.map(|v| v as u64),
     })
-}
-
-fn encode_cursor(created: i64, file_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{created}:{file_id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    if cursor.len() > 512 {
-        return Err(StoreError::BadCursor);
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::BadCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
-    let (created, id) = text.split_once(':').ok_or(StoreError::BadCursor)?;
-    Ok((
-        created.parse().map_err(|_| StoreError::BadCursor)?,
-        id.to_owned(),
-    ))
 }
 
 impl SqliteStore {
