@@ -109,10 +109,11 @@ check() {
     failed=$((failed + 1))
     echo "FAIL $name (exit $rc; expected ${expect/fail:/a failure at step })"
   fi
+  # shellcheck disable=SC2001 # indent every line, not one substitution
   sed 's/^/     /' <<<"$out"
 }
 
-cd "$WORK"
+cd "$WORK" || die "cannot enter $WORK"
 
 # 1. No tokens (the server listens on loopback only, where it allows that).
 start_server open

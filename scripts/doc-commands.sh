@@ -33,7 +33,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 KEYHOLE=${KEYHOLE:-target/debug/keyhole}
 case $KEYHOLE in /*) ;; *) KEYHOLE="$ROOT/$KEYHOLE" ;; esac
 TIMEOUT=${DOC_BLOCK_TIMEOUT:-90}
