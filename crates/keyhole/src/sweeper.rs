@@ -64,15 +64,16 @@ pub async fn sweep_once(state: &SharedState) -> usize {
     removed
 }
 
-/// Start-up reconciliation after a crash: an object whose record is missing or still pending was
-/// never acknowledged to its client (the crash came between commit and record update), so it is
-/// removed and the client's retry succeeds; parts of uploads that are gone or complete are
-/// removed too. Logs what it did.
+/// Start-up reconciliation after a crash: an object whose record is still pending was never
+/// acknowledged to its client (the crash came between commit and record update), so it is removed
+/// and the client's retry succeeds; parts of uploads that are complete are removed too. Objects
+/// with no record at all are kept and reported (a lost metadata store must not delete files).
 pub async fn reconcile(state: &SharedState) {
     if !state.objects.single_writer() {
         return;
     }
     let mut removed = 0usize;
+    let mut unrecorded = 0usize;
     for (prefix, is_parts) in [("uploads", false), ("parts", true)] {
         let keys = match state.objects.list(prefix).await {
             Ok(k) => k,
@@ -85,10 +86,16 @@ pub async fn reconcile(state: &SharedState) {
             let Some(file_id) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
                 continue;
             };
+            // Only objects whose record says they were never acknowledged go. An object with no
+            // record at all is kept and reported: that is what a lost or misconfigured metadata
+            // store looks like, and deleting would turn a configuration mistake into data loss.
             let keep = match state.meta.get(file_id).await {
                 Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
                 Ok(Some(r)) => r.status == crate::store::Status::Uploaded,
-                Ok(None) => false,
+                Ok(None) => {
+                    unrecorded += 1;
+                    true
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "reconcile: metadata read failed");
                     true
@@ -117,6 +124,13 @@ pub async fn reconcile(state: &SharedState) {
         tracing::warn!(
             removed,
             "reconcile: removed unacknowledged objects left by an interrupted run"
+        );
+    }
+    if unrecorded > 0 {
+        tracing::warn!(
+            unrecorded,
+            "reconcile: objects without a metadata record were kept; if the metadata store was \
+             replaced or lost, restore it (docs/runbooks/backup-restore.md)"
         );
     }
 }

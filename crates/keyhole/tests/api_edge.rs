@@ -618,3 +618,35 @@ async fn data_survives_a_restart() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[tokio::test]
+async fn start_up_removes_unacknowledged_objects_and_keeps_unrecorded_ones() {
+    let s = TestServer::start().await;
+    let kept = s.upload("kept.bin", b"acknowledged".to_vec()).await;
+    let link = s.upload_link("crashed.bin", None, None).await;
+    let pending = link["fileId"].as_str().unwrap().to_owned();
+    let dir = s.stop().await;
+    // A crash between committing the bytes and recording them leaves an object whose record is
+    // still pending; a lost metadata store leaves objects with no record at all.
+    let objects = dir.path().join("objects/uploads");
+    std::fs::write(objects.join(&pending), b"never acknowledged").unwrap();
+    let orphan = "aaaaaaaaaaaaaaaaaaaaaaaaaa_orphan.bin";
+    std::fs::write(objects.join(orphan), b"no record").unwrap();
+
+    let s = TestServer::start_in(dir, |_| {}).await;
+    assert!(
+        !s.object_path(&pending).exists(),
+        "unacknowledged object removed"
+    );
+    assert!(
+        s.object_path(orphan).exists(),
+        "object without a record kept"
+    );
+    assert_eq!(s.download(&kept).await, b"acknowledged");
+    // The client's retry of the interrupted upload now succeeds.
+    let r = s
+        .put(link["uploadUrl"].as_str().unwrap(), b"retried".to_vec())
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.download(&pending).await, b"retried");
+}
