@@ -47,15 +47,7 @@ async fn upload_then_download_is_byte_identical_and_links_carry_the_public_url()
     assert_eq!(sha256_hex(&got), sha256_hex(&bytes));
 
     // The config endpoint reports the same public URL and the key pair id in the links.
-    let cfg: serde_json::Value = s
-        .client
-        .get(s.url("/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cfg: serde_json::Value = s.get_json("/api/config").await;
     assert_eq!(cfg["publicUrl"], PUBLIC);
     assert!(url.ends_with(&format!(
         "Key-Pair-Id={}",
@@ -182,15 +174,7 @@ async fn twenty_concurrent_uploads_list_and_delete() {
     assert_eq!(created, sorted);
 
     let (victim, bytes) = &uploaded[0];
-    let one: serde_json::Value = s
-        .client
-        .get(s.url(&format!("/api/files/{victim}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: serde_json::Value = s.get_json(&format!("/api/files/{victim}")).await;
     assert_eq!(one["file"]["sha256"], sha256_hex(bytes));
     assert_eq!(one["file"]["filename"], "file-0.bin");
     let (_, dl) = s.download_link(victim).await;
@@ -546,15 +530,7 @@ async fn cors_preflight_for_configured_origins_only() {
 #[tokio::test]
 async fn openapi_health_readiness_and_request_ids() {
     let s = TestServer::start().await;
-    let doc: serde_json::Value = s
-        .client
-        .get(s.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = s.get_json("/api/openapi.json").await;
     for p in [
         "/api/files/upload",
         "/api/files/download/{fileId}",

@@ -102,15 +102,7 @@ async fn parts_out_of_order_with_a_retry_assemble_byte_identical() {
     assert_eq!(status, 409);
 
     // Listing the parts shows all three with their sizes; nothing is missing.
-    let parts: Value = s
-        .client
-        .get(s.url(&format!("/api/files/{id}/parts")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let parts: Value = s.get_json(&format!("/api/files/{id}/parts")).await;
     assert_eq!(parts["parts"].as_array().unwrap().len(), 3);
     assert_eq!(parts["parts"][2]["size"], 2 * MIB + 12345);
     assert_eq!(parts["missing"], json!([]));
@@ -178,15 +170,7 @@ async fn an_interrupted_part_is_resumed_from_the_parts_listing() {
     // The dropped part is not recorded; its staged bytes are discarded.
     let mut parts = Value::Null;
     for _ in 0..50 {
-        parts = s
-            .client
-            .get(s.url(&format!("/api/files/{id}/parts")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        parts = s.get_json(&format!("/api/files/{id}/parts")).await;
         if s.staged() == 0 {
             break;
         }

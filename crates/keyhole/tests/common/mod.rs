@@ -182,6 +182,18 @@ impl TestServer {
         r.bytes().await.unwrap().to_vec()
     }
 
+    /// `GET path` on this server, as JSON (panics on a transport or JSON error).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `GET /api/files` (all pages).
     pub async fn list_all(&self) -> Vec<Value> {
         let mut out = Vec::new();
