@@ -42,7 +42,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::{decode_cursor, encode_cursor};
+use super::decode_cursor;
 use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError};
 
 /// The GSI that lists a principal's files newest first.
@@ -668,18 +668,7 @@ impl MetaStore for DynamoStore {
                 _ => break,
             }
         }
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records
-                .last()
-                .map(|r| encode_cursor(r.upload_url_generated_at, &r.file_id))
-        } else {
-            None
-        };
-        Ok(Page {
-            records,
-            next_cursor,
-        })
+        Ok(Page::from_overfetch(records, limit))
     }
 
     /// A filtered Scan, read until `limit` records are found or the table ends. On AWS,

@@ -174,6 +174,25 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
     ))
 }
 
+impl Page {
+    /// A page from up to `limit + 1` records fetched newest first: the extra record, when there
+    /// is one, only shows that another page follows, and the cursor points after the last kept.
+    pub(crate) fn from_overfetch(mut records: Vec<FileRecord>, limit: usize) -> Self {
+        let next_cursor = if records.len() > limit {
+            records.truncate(limit);
+            records
+                .last()
+                .map(|r| encode_cursor(r.upload_url_generated_at, &r.file_id))
+        } else {
+            None
+        };
+        Page {
+            records,
+            next_cursor,
+        }
+    }
+}
+
 /// Failures of a metadata backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -17,8 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    decode_cursor, encode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status,
-    StoreError,
+    decode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError,
 };
 
 /// Schema migrations, applied in order; migration `i` records version `i + 1`.
@@ -346,19 +345,8 @@ impl MetaStore for PostgresStore {
                 .await?
             }
         };
-        let mut records = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records
-                .last()
-                .map(|r| encode_cursor(r.upload_url_generated_at, &r.file_id))
-        } else {
-            None
-        };
-        Ok(Page {
-            records,
-            next_cursor,
-        })
+        let records = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(records, limit))
     }
 
     async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError> {

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    decode_cursor, encode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status,
-    StoreError,
+    decode_cursor, Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreError,
 };
 
 /// Schema migrations, applied in order; the index + 1 is the `user_version` after each.
@@ -324,23 +323,12 @@ impl MetaStore for SqliteStore {
                      ORDER BY upload_url_generated_at DESC, file_id DESC LIMIT ?5"
                 ))
                 .map_err(backend)?;
-            let mut records = stmt
+            let records = stmt
                 .query_map(params![owner, now, created, id, (limit + 1) as i64], from_row)
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            let next_cursor = if records.len() > limit {
-                records.truncate(limit);
-                records
-                    .last()
-                    .map(|r| encode_cursor(r.upload_url_generated_at, &r.file_id))
-            } else {
-                None
-            };
-            Ok(Page {
-                records,
-                next_cursor,
-            })
+            Ok(Page::from_overfetch(records, limit))
         })
         .await
     }
