@@ -581,7 +581,8 @@ pub async fn list_parts(
     params(("fileId" = String, Path, description = "File id")),
     request_body = CompleteUpload,
     responses((status = 200, body = Completed), (status = 400, body = ErrorReply),
-              (status = 404, body = ErrorReply), (status = 409, body = ErrorReply)),
+              (status = 404, body = ErrorReply), (status = 409, body = ErrorReply),
+              (status = 413, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn complete_upload(
     State(state): State<SharedState>,

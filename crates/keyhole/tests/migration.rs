@@ -351,7 +351,7 @@ fn tenant_where(pred: impl Fn(u32) -> bool) -> String {
 
 #[tokio::test]
 async fn pins_and_percentages_choose_each_principals_mode() {
-    let Some(s3s) = S3sEnv::from_env("link modes per principal on s3-fs") else {
+    let Some(s3s) = S3sEnv::from_env("link modes per principal on s3s-fs") else {
         return;
     };
     // `low` falls under a 50% rollout, `high` above it; `pilot` and `late` are pinned.
