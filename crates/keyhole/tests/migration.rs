@@ -165,6 +165,23 @@ async fn completion_refuses_a_wrong_size_and_accepts_the_retry() {
     // No SHA-256 declared: the ETag is S3's.
     assert!(done["sha256"].is_null());
     assert!(!done["etag"].as_str().unwrap().is_empty());
+
+    // A declared SHA-256 is checked by reading the object back; other bytes are deleted.
+    let other = pseudo_random(10_000, 5);
+    let link = s
+        .upload_link("b.bin", Some(10_000), Some(&sha256_hex(&bytes)))
+        .await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let key = link["objectKey"].as_str().unwrap().to_owned();
+    let r = plain_put(link["uploadUrl"].as_str().unwrap(), other).await;
+    assert_eq!(r.status(), 200);
+    let (status, v) = complete(&s, &id).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("SHA-256"),
+        "{v}"
+    );
+    assert!(s.running().state.objects.head(&key).await.is_err());
 }
 
 /// Changes one character of the value of query parameter `name`.
