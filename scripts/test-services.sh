@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the servers the backend test suites talk to, on 127.0.0.1 only:
 #   - PostgreSQL in a throw-away cluster (metadata store suite),
-#   - moto_server (DynamoDB, S3 and Secrets Manager stand-in).
+#   - moto_server (DynamoDB, S3 and Secrets Manager stand-in),
+#   - s3s-fs (an S3 server over a directory that checks SigV4 signatures, presigned URLs
+#     included, which moto does not; for the s3-presigned link mode's tests).
 #
 #   eval "$(bash scripts/test-services.sh start)"   # start (or reuse) and export the settings
 #   bash scripts/test-services.sh env               # print the exports again
@@ -11,7 +13,9 @@
 # eval'ed. State (data, logs, pids, the env file) lives in $KEYHOLE_SERVICES_DIR, default
 # /tmp/keyhole-services. Both servers get free ports. As root, PostgreSQL runs as the `postgres`
 # user (it refuses to run as root). moto_server comes from PATH, or else from a venv under
-# ~/.cache/keyhole that this script fills with `pip install 'moto[server]'` once.
+# ~/.cache/keyhole that this script fills with `pip install 'moto[server]'` once. s3s-fs comes
+# from PATH, or else from ~/.cache/keyhole/s3s-fs, filled with `cargo install s3s-fs` once. It
+# accepts only the exported AWS key pair, and serves the bucket $S3S_BUCKET.
 set -euo pipefail
 
 DIR=${KEYHOLE_SERVICES_DIR:-/tmp/keyhole-services}
@@ -24,6 +28,15 @@ PG_DB=keyhole_test
 MOTO_LOG=$DIR/moto.log
 MOTO_PID=$DIR/moto.pid
 MOTO_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/keyhole/moto-venv
+S3S_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/keyhole/s3s-fs
+S3S_VERSION=0.14.1
+S3S_DATA=$DIR/s3s
+S3S_LOG=$DIR/s3s.log
+S3S_PID=$DIR/s3s.pid
+S3S_BUCKET=keyhole-test
+# The one key pair every stand-in accepts (s3s-fs checks it; moto accepts anything).
+ACCESS_KEY_ID=test
+SECRET_ACCESS_KEY=test
 
 say() { printf 'test-services: %s\n' "$*" >&2; }
 die() {
@@ -66,6 +79,45 @@ pg_running() {
 
 moto_running() {
   [[ -f $MOTO_PID ]] && kill -0 "$(cat "$MOTO_PID")" 2>/dev/null
+}
+
+s3s_running() {
+  [[ -f $S3S_PID ]] && kill -0 "$(cat "$S3S_PID")" 2>/dev/null
+}
+
+s3s_bin() {
+  if command -v s3s-fs >/dev/null 2>&1; then
+    command -v s3s-fs
+    return
+  fi
+  if [[ ! -x $S3S_ROOT/bin/s3s-fs ]]; then
+    say "installing s3s-fs $S3S_VERSION into $S3S_ROOT (a few minutes, once)"
+    cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$S3S_ROOT" >&2
+  fi
+  echo "$S3S_ROOT/bin/s3s-fs"
+}
+
+start_s3s() {
+  local bin port i
+  bin=$(s3s_bin)
+  port=$(free_port)
+  # A bucket is a directory under the root.
+  mkdir -p "$S3S_DATA/$S3S_BUCKET"
+  say "starting s3s-fs on 127.0.0.1:$port"
+  setsid "$bin" --host 127.0.0.1 --port "$port" \
+    --access-key "$ACCESS_KEY_ID" --secret-key "$SECRET_ACCESS_KEY" "$S3S_DATA" \
+    </dev/null >"$S3S_LOG" 2>&1 &
+  echo $! >"$S3S_PID"
+  echo "$port" >"$DIR/s3s.port"
+  for i in $(seq 1 120); do
+    # Any HTTP answer (403 for an unsigned request) means it is up.
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+      return
+    fi
+    s3s_running || { cat "$S3S_LOG" >&2; die "s3s-fs exited"; }
+    ((i == 120)) && die "s3s-fs does not answer on port $port (log: $S3S_LOG)"
+    sleep 0.5
+  done
 }
 
 start_postgres() {
@@ -145,16 +197,21 @@ start_moto() {
 }
 
 write_env() {
-  local pg_port moto_port
+  local pg_port moto_port s3s_port
   pg_port=$(cat "$DIR/pg.port")
   moto_port=$(cat "$DIR/moto.port")
+  s3s_port=$(cat "$DIR/s3s.port")
   cat >"$ENV_FILE" <<EOF
 export KEYHOLE_TEST_POSTGRES_URL='postgres://$PG_USER@127.0.0.1:$pg_port/$PG_DB'
 export KEYHOLE_TEST_DYNAMODB_ENDPOINT='http://127.0.0.1:$moto_port'
 export KEYHOLE_TEST_S3_ENDPOINT='http://127.0.0.1:$moto_port'
 export KEYHOLE_TEST_SECRETS_ENDPOINT='http://127.0.0.1:$moto_port'
-export AWS_ACCESS_KEY_ID='test'
-export AWS_SECRET_ACCESS_KEY='test'
+export KEYHOLE_TEST_S3S_ENDPOINT='http://127.0.0.1:$s3s_port'
+export KEYHOLE_TEST_S3S_BUCKET='$S3S_BUCKET'
+export KEYHOLE_TEST_S3S_ACCESS_KEY_ID='$ACCESS_KEY_ID'
+export KEYHOLE_TEST_S3S_SECRET_ACCESS_KEY='$SECRET_ACCESS_KEY'
+export AWS_ACCESS_KEY_ID='$ACCESS_KEY_ID'
+export AWS_SECRET_ACCESS_KEY='$SECRET_ACCESS_KEY'
 export AWS_REGION='us-east-1'
 export AWS_DEFAULT_REGION='us-east-1'
 export AWS_EC2_METADATA_DISABLED='true'
@@ -163,7 +220,7 @@ EOF
 
 start() {
   mkdir -p "$DIR"
-  if pg_running && moto_running && [[ -f $ENV_FILE ]]; then
+  if pg_running && moto_running && s3s_running && [[ -f $ENV_FILE ]]; then
     say "already running (state in $DIR)"
     cat "$ENV_FILE"
     return
@@ -172,6 +229,7 @@ start() {
   mkdir -p "$DIR"
   start_postgres
   start_moto
+  start_s3s
   write_env
   say "ready; stop with: bash scripts/test-services.sh stop"
   cat "$ENV_FILE"
@@ -192,8 +250,19 @@ stop_services() {
     done
     moto_running && kill -9 "$(cat "$MOTO_PID")" 2>/dev/null || true
   fi
+  if s3s_running; then
+    say "stopping s3s-fs"
+    kill "$(cat "$S3S_PID")" 2>/dev/null || true
+    local j
+    for j in $(seq 1 20); do
+      s3s_running || break
+      sleep 0.25
+    done
+    s3s_running && kill -9 "$(cat "$S3S_PID")" 2>/dev/null || true
+  fi
   # Only what `start` made, in case the directory was pointed somewhere shared.
-  rm -rf "$DIR/pg" "$MOTO_LOG" "$MOTO_PID" "$DIR/moto.port" "$DIR/pg.port" "$ENV_FILE"
+  rm -rf "$DIR/pg" "$MOTO_LOG" "$MOTO_PID" "$DIR/moto.port" "$DIR/pg.port" "$ENV_FILE" \
+    "$S3S_DATA" "$S3S_LOG" "$S3S_PID" "$DIR/s3s.port"
   rmdir "$DIR" 2>/dev/null || true
 }
 

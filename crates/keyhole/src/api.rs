@@ -15,6 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::{AuthError, Principal};
 use crate::http::{ApiError, JsonBody, OptionalJsonBody};
 use crate::ids;
+use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
 use crate::state::{now_millis, now_secs, SharedState};
 use crate::store::{FileRecord, Status};
 use crate::telemetry::Metrics;
@@ -112,6 +113,9 @@ pub struct UploadLink {
     pub method: &'static str,
     /// When the link expires (RFC 3339).
     pub expires_at: String,
+    /// Which kind of link this is: `cloudfront` (the public URL) or `s3-presigned` (the S3
+    /// bucket, during a migration).
+    pub url_mode: UrlMode,
     /// Multipart upload id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
@@ -159,6 +163,8 @@ pub struct PartsStatus {
     pub missing: Vec<PartLink>,
     /// When the fresh links expire (RFC 3339).
     pub expires_at: String,
+    /// Which kind the fresh links are: `cloudfront` or `s3-presigned`.
+    pub url_mode: UrlMode,
 }
 
 /// Request to assemble a multipart upload.
@@ -210,6 +216,8 @@ pub struct DownloadLink {
     pub file_id: String,
     /// When the link expires (RFC 3339).
     pub expires_at: String,
+    /// Which kind of link this is: `cloudfront` or `s3-presigned`.
+    pub url_mode: UrlMode,
 }
 
 /// One file as listed.
@@ -282,6 +290,9 @@ pub struct PublicConfig {
     pub part_size: u64,
     /// Whether the API needs a bearer token.
     pub auth_required: bool,
+    /// How links are split between `cloudfront` and `s3-presigned` (pinned principals are
+    /// counted, not named).
+    pub url_modes: PublicUrlModes,
 }
 
 /// `{"success": true}`.
@@ -392,6 +403,7 @@ pub async fn create_upload(
         }
         None => None,
     };
+    let mode = links::mode_for(&state.config, &principal, Feature::Upload);
     let now = now_secs();
     let expires = now + state.config.upload_ttl.as_secs() as i64;
     let file_id = ids::new_file_id(&req.filename);
@@ -426,20 +438,13 @@ pub async fn create_upload(
     let (upload_url, parts) = match record.part_count() {
         Some(count) if record.upload_id.is_some() => {
             let numbers: Vec<u32> = (1..=count).collect();
-            (None, Some(part_links(&state, &record, &numbers, expires)?))
+            let links = links::part_links(&state, &record, &numbers, mode, expires).await?;
+            (None, Some(links))
         }
-        _ => {
-            let url = format!("{}/uploads/{}", state.config.public_origin(), file_id);
-            let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
-            let signed = state
-                .keys
-                .current()
-                .signer
-                .sign_url(&url, &policy)
-                .map_err(ApiError::internal)?;
-            Metrics::count(&state.metrics.links, "upload");
-            (Some(signed), None)
-        }
+        _ => (
+            Some(links::upload_url(&state, &record, mode, expires).await?),
+            None,
+        ),
     };
     state.meta.create(&record).await?;
     Ok(Json(UploadLink {
@@ -453,6 +458,7 @@ pub async fn create_upload(
         file_id,
         method: "PUT",
         expires_at: rfc3339_secs(expires),
+        url_mode: mode,
     }))
 }
 
@@ -465,8 +471,9 @@ pub fn part_size_for(size: u64, preferred: u64) -> u64 {
     preferred.max(needed).max(MIN_PART_SIZE)
 }
 
-/// Signed PUT URLs for the given parts of a multipart upload, valid until `expires`.
-fn part_links(
+/// CloudFront-format signed PUT URLs for the given parts of a multipart upload, valid until
+/// `expires` ([`links::part_links`] picks the kind).
+pub(crate) fn part_links(
     state: &SharedState,
     record: &FileRecord,
     numbers: &[u32],
@@ -539,7 +546,8 @@ pub async fn list_parts(
     if !state.meta.extend_pending(&file_id, ttl, now).await? {
         return Err(ApiError::not_found("no such file"));
     }
-    let stored = state.meta.parts(&file_id).await?;
+    let stored = crate::direct::parts(&state, &record).await?;
+    let mode = links::mode_for(&state.config, &principal, Feature::Upload);
     let missing: Vec<u32> = (1..=count)
         .filter(|n| !stored.iter().any(|p| p.part_number == *n))
         .collect();
@@ -556,20 +564,25 @@ pub async fn list_parts(
                 etag: p.etag.clone(),
             })
             .collect(),
-        missing: part_links(&state, &record, &missing, expires)?,
+        missing: links::part_links(&state, &record, &missing, mode, expires).await?,
         file_id,
         expires_at: rfc3339_secs(expires),
+        url_mode: mode,
     }))
 }
 
 /// Assemble a multipart upload: checks that every part is there with the right size (and ETag,
 /// when listed), joins them atomically into the object, checks the declared SHA-256 and marks the
-/// file uploaded.
+/// file uploaded. Parts PUT straight to S3 (presigned URLs, CloudFront) are found through the
+/// storage's part listing. For a single-part upload whose bytes bypassed the edge, checks the
+/// stored object's size (and declared SHA-256) and marks it uploaded; 409 `not_arrived` when
+/// there is no object yet.
 #[utoipa::path(post, path = "/api/files/{fileId}/complete",
     params(("fileId" = String, Path, description = "File id")),
     request_body = CompleteUpload,
     responses((status = 200, body = Completed), (status = 400, body = ErrorReply),
-              (status = 404, body = ErrorReply), (status = 409, body = ErrorReply)),
+              (status = 404, body = ErrorReply), (status = 409, body = ErrorReply),
+              (status = 413, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn complete_upload(
     State(state): State<SharedState>,
@@ -578,9 +591,14 @@ pub async fn complete_upload(
     OptionalJsonBody(body): OptionalJsonBody<CompleteUpload>,
 ) -> Result<Json<Completed>, ApiError> {
     let request = body.unwrap_or_default();
+    let record = owned_record(&state, &principal, &file_id).await?;
+    if record.status == Status::Pending && record.upload_id.is_none() {
+        // A single-part upload whose bytes may have gone straight to the storage.
+        return Ok(Json(crate::direct::complete_single(&state, &record).await?));
+    }
     let record = pending_multipart(&state, &principal, &file_id).await?;
     let count = record.part_count().unwrap_or(0);
-    let stored = state.meta.parts(&file_id).await?;
+    let stored = crate::direct::parts(&state, &record).await?;
     if let Some(listed) = &request.parts {
         let numbers: Vec<u32> = listed.iter().map(|p| p.part_number).collect();
         if numbers != (1..=count).collect::<Vec<_>>() {
@@ -676,20 +694,14 @@ pub async fn download_link(
     if let Some(ttl) = record.ttl {
         expires = expires.min(ttl);
     }
-    let url = format!("{}/files/{}", state.config.public_origin(), file_id);
-    let policy = Policy::canned(expires as u64).map_err(ApiError::internal)?;
-    let download_url = state
-        .keys
-        .current()
-        .signer
-        .sign_url(&url, &policy)
-        .map_err(ApiError::internal)?;
-    Metrics::count(&state.metrics.links, "download");
+    let mode = links::mode_for(&state.config, &principal, Feature::Download);
+    let download_url = links::download_url(&state, &record, mode, expires).await?;
     Ok(Json(DownloadLink {
         success: true,
         download_url,
         file_id,
         expires_at: rfc3339_secs(expires),
+        url_mode: mode,
     }))
 }
 
@@ -781,6 +793,7 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
         multipart_threshold: c.multipart_threshold,
         part_size: c.part_size,
         auth_required: state.auth.enabled(),
+        url_modes: (&c.url_modes).into(),
     })
 }
 
@@ -789,7 +802,7 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
 #[openapi(
     info(title = "Keyhole API", description = "Mint CloudFront-format signed upload and download links on one domain."),
     paths(create_upload, list_parts, complete_upload, download_link, list_files, get_file, delete_file, public_config),
-    components(schemas(FileReply, CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody)),
+    components(schemas(FileReply, CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody, UrlMode, PublicUrlModes, PublicRollout)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

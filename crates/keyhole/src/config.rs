@@ -130,6 +130,9 @@ pub struct Config {
     pub secrets_endpoint: Option<String>,
     /// How often a key read from Secrets Manager is read again; zero never re-reads it.
     pub key_refresh: Duration,
+    /// Which links are `cloudfront` and which `s3-presigned`, per feature (migration from
+    /// presigned S3 URLs; default: all `cloudfront`).
+    pub url_modes: crate::links::UrlModes,
 }
 
 /// The metadata backend.
@@ -295,6 +298,7 @@ impl Config {
             trusted_keys: Vec::new(),
             secrets_endpoint: None,
             key_refresh: d(defaults::KEY_REFRESH),
+            url_modes: crate::links::UrlModes::default(),
         }
     }
 
@@ -388,6 +392,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_url_modes()?;
         if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
             return Err(invalid(
                 "--listen",
@@ -397,6 +402,61 @@ impl Config {
                     self.listen
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_url_modes(&self) -> Result<(), ConfigError> {
+        for (setting, pins_setting, rollout, ttl) in [
+            (
+                "--upload-cloudfront-percent",
+                "--upload-pin",
+                &self.url_modes.upload,
+                self.upload_ttl,
+            ),
+            (
+                "--download-cloudfront-percent",
+                "--download-pin",
+                &self.url_modes.download,
+                self.download_ttl,
+            ),
+        ] {
+            if rollout.cloudfront_percent > 100 {
+                return Err(invalid(
+                    setting,
+                    format!(
+                        "must be between 0 and 100 (got {})",
+                        rollout.cloudfront_percent
+                    ),
+                ));
+            }
+            for (i, (principal, mode)) in rollout.pins.iter().enumerate() {
+                if rollout.pins[..i]
+                    .iter()
+                    .any(|(p, m)| p == principal && m != mode)
+                {
+                    return Err(invalid(
+                        pins_setting,
+                        format!("principal {principal:?} is pinned to both modes"),
+                    ));
+                }
+            }
+            if rollout.may_presign() {
+                if !matches!(self.storage, Storage::S3 { .. }) {
+                    return Err(invalid(
+                        setting,
+                        "s3-presigned links point at the S3 bucket: they need \
+                         --storage s3://BUCKET[/PREFIX] (or set the percentage to 100 and \
+                         pin no principal to s3-presigned)",
+                    ));
+                }
+                if ttl > crate::store::s3_api::MAX_PRESIGN_TTL {
+                    return Err(invalid(
+                        setting,
+                        "s3-presigned links live at most 7 days (SigV4); shorten the link TTL",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -437,6 +497,23 @@ struct FileConfig {
     trusted_keys: Option<Vec<String>>,
     secrets_endpoint: Option<String>,
     key_refresh: Option<String>,
+    url_mode: Option<FileUrlModes>,
+}
+
+/// `[url_mode]`: `[url_mode.upload]` and `[url_mode.download]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUrlModes {
+    upload: Option<FileRollout>,
+    download: Option<FileRollout>,
+}
+
+/// One feature's rollout in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRollout {
+    cloudfront_percent: Option<u32>,
+    pins: Option<Vec<String>>,
 }
 
 /// `keyhole serve` flags. Each also reads a `KEYHOLE_*` environment variable (flag wins), and
@@ -545,6 +622,62 @@ pub struct ServeArgs {
     /// Log format [default: auto: JSON unless on a terminal].
     #[arg(long, env = "KEYHOLE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Share (0-100) of unpinned principals whose upload links are `cloudfront`; the rest get
+    /// `s3-presigned` (needs S3 storage). See docs/migration.md [default: 100].
+    #[arg(
+        long,
+        env = "KEYHOLE_UPLOAD_CLOUDFRONT_PERCENT",
+        value_name = "PERCENT"
+    )]
+    pub upload_cloudfront_percent: Option<u32>,
+    /// Pin a principal's upload links to a mode, as PRINCIPAL=cloudfront|s3-presigned
+    /// (repeatable; comma-separated in the environment variable).
+    #[arg(
+        long = "upload-pin",
+        env = "KEYHOLE_UPLOAD_PINS",
+        value_delimiter = ',',
+        value_name = "PRINCIPAL=MODE"
+    )]
+    pub upload_pins: Vec<String>,
+    /// Share (0-100) of unpinned principals whose download links are `cloudfront`; the rest
+    /// get `s3-presigned` (needs S3 storage) [default: 100].
+    #[arg(
+        long,
+        env = "KEYHOLE_DOWNLOAD_CLOUDFRONT_PERCENT",
+        value_name = "PERCENT"
+    )]
+    pub download_cloudfront_percent: Option<u32>,
+    /// Pin a principal's download links to a mode, as PRINCIPAL=cloudfront|s3-presigned
+    /// (repeatable; comma-separated in the environment variable).
+    #[arg(
+        long = "download-pin",
+        env = "KEYHOLE_DOWNLOAD_PINS",
+        value_delimiter = ',',
+        value_name = "PRINCIPAL=MODE"
+    )]
+    pub download_pins: Vec<String>,
+}
+
+/// One feature's rollout from its flags (which win) and its file section.
+fn rollout(
+    percent: Option<u32>,
+    pins: Vec<String>,
+    file: Option<FileRollout>,
+    pins_setting: &'static str,
+) -> Result<crate::links::Rollout, ConfigError> {
+    let file = file.unwrap_or_default();
+    let pins = if pins.is_empty() {
+        file.pins.unwrap_or_default()
+    } else {
+        pins
+    };
+    Ok(crate::links::Rollout {
+        cloudfront_percent: percent.or(file.cloudfront_percent).unwrap_or(100),
+        pins: pins
+            .iter()
+            .map(|p| crate::links::Rollout::parse_pin(p).map_err(|m| invalid(pins_setting, m)))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
@@ -700,6 +833,21 @@ impl ServeArgs {
                     .ok_or_else(|| invalid("--trust", format!("{spec:?} is not ID=PUBLIC.pem")))
             })
             .collect::<Result<_, _>>()?;
+        let modes = file.url_mode.unwrap_or_default();
+        config.url_modes = crate::links::UrlModes {
+            upload: rollout(
+                self.upload_cloudfront_percent,
+                self.upload_pins,
+                modes.upload,
+                "--upload-pin",
+            )?,
+            download: rollout(
+                self.download_cloudfront_percent,
+                self.download_pins,
+                modes.download,
+                "--download-pin",
+            )?,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -781,6 +929,128 @@ mod tests {
         assert!(c.key_refresh.is_zero());
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.key_refresh, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn url_modes_from_file_env_and_flags() {
+        use crate::links::{Rollout, UrlMode};
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.url_modes, crate::links::UrlModes::default());
+        assert_eq!(c.url_modes.upload.cloudfront_percent, 100);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "storage = \"s3://b/p\"\n[url_mode.upload]\ncloudfront_percent = 10\n\
+             pins = [\"pilot=cloudfront\", \"late=s3-presigned\"]\n\
+             [url_mode.download]\ncloudfront_percent = 50\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            download_cloudfront_percent: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.url_modes.upload,
+            Rollout {
+                cloudfront_percent: 10,
+                pins: vec![
+                    ("pilot".into(), UrlMode::CloudFront),
+                    ("late".into(), UrlMode::S3Presigned)
+                ],
+            }
+        );
+        assert_eq!(c.url_modes.download.cloudfront_percent, 0);
+        // Flags replace the file's pins.
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            upload_pins: vec!["other=s3-presigned".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.url_modes.upload.pins,
+            vec![("other".into(), UrlMode::S3Presigned)]
+        );
+
+        std::fs::write(&path, "[url_mode.upload]\ncloudfront_percnt = 10\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("cloudfront_percnt"), "{err}");
+    }
+
+    #[test]
+    fn url_modes_are_validated() {
+        let s3 = || Some("s3://bucket/prefix".to_owned());
+        let cases: [(ServeArgs, &str); 5] = [
+            (
+                ServeArgs {
+                    upload_cloudfront_percent: Some(90),
+                    ..Default::default()
+                },
+                "need --storage s3://",
+            ),
+            (
+                ServeArgs {
+                    download_pins: vec!["late=s3-presigned".into()],
+                    ..Default::default()
+                },
+                "need --storage s3://",
+            ),
+            (
+                ServeArgs {
+                    storage: s3(),
+                    upload_cloudfront_percent: Some(101),
+                    ..Default::default()
+                },
+                "between 0 and 100",
+            ),
+            (
+                ServeArgs {
+                    storage: s3(),
+                    upload_pins: vec!["acme=legacy".into()],
+                    ..Default::default()
+                },
+                "use cloudfront or s3-presigned",
+            ),
+            (
+                ServeArgs {
+                    storage: s3(),
+                    download_cloudfront_percent: Some(0),
+                    download_ttl: Some("8d".into()),
+                    ..Default::default()
+                },
+                "at most 7 days",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let err = ServeArgs {
+            storage: s3(),
+            upload_pins: vec!["a=cloudfront".into(), "a=s3-presigned".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("both modes"), "{err}");
+        // Pinning to cloudfront alone needs no S3.
+        assert!(ServeArgs {
+            upload_pins: vec!["pilot=cloudfront".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .is_ok());
     }
 
     #[test]

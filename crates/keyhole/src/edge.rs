@@ -438,20 +438,8 @@ async fn finish(
     sha256: Option<String>,
     backend_etag: Option<String>,
 ) -> Result<String, Response> {
-    let etag = match (&sha256, backend_etag) {
-        (Some(sha), _) => format!("\"{sha}\""),
-        (None, Some(e)) if e.starts_with('"') => e,
-        (None, Some(e)) => format!("\"{e}\""),
-        (None, None) => format!("\"{}-{size}\"", record.file_id),
-    };
-    let retention = state.config.retention.as_secs() as i64;
-    let done = Completion {
-        size,
-        sha256,
-        etag: etag.clone(),
-        uploaded_at: now_millis(),
-        ttl: (retention > 0).then(|| now_secs() + retention),
-    };
+    let done = completion(state, record, size, sha256, backend_etag);
+    let etag = done.etag.clone();
     match state
         .meta
         .mark_uploaded(&record.file_id, &done, now_secs())
@@ -463,6 +451,13 @@ async fn finish(
             Ok(etag)
         }
         Ok(false) => {
+            // Completed meanwhile through POST /complete (the bytes are the ones just stored):
+            // keep the object.
+            if let Ok(Some(current)) = state.meta.get(&record.file_id).await {
+                if current.status == Status::Uploaded && !current.is_expired(now_secs()) {
+                    return Ok(current.etag.unwrap_or(etag));
+                }
+            }
             let _ = state.objects.delete(&record.object_key).await;
             Err(refuse(
                 state,
@@ -570,6 +565,32 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
                 "try again",
             )
         }
+    }
+}
+
+/// The facts to record for an upload of `size` bytes that completes now: the ETag (the quoted
+/// SHA-256 when known, else the backend's, else one derived from the id and size) and the
+/// retention TTL. Shared by the edge and by completion of uploads that bypassed it.
+pub(crate) fn completion(
+    state: &SharedState,
+    record: &FileRecord,
+    size: u64,
+    sha256: Option<String>,
+    backend_etag: Option<String>,
+) -> Completion {
+    let etag = match (&sha256, backend_etag) {
+        (Some(sha), _) => format!("\"{sha}\""),
+        (None, Some(e)) if e.starts_with('"') => e,
+        (None, Some(e)) => format!("\"{e}\""),
+        (None, None) => format!("\"{}-{size}\"", record.file_id),
+    };
+    let retention = state.config.retention.as_secs() as i64;
+    Completion {
+        size,
+        sha256,
+        etag,
+        uploaded_at: now_millis(),
+        ttl: (retention > 0).then(|| now_secs() + retention),
     }
 }
 

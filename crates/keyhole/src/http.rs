@@ -116,6 +116,30 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::links::LinkError> for ApiError {
+    fn from(e: crate::links::LinkError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<crate::direct::DirectError> for ApiError {
+    fn from(e: crate::direct::DirectError) -> Self {
+        use crate::direct::DirectError as E;
+        let message = e.to_string();
+        match e {
+            E::NotArrived => ApiError::new(StatusCode::CONFLICT, "not_arrived", message),
+            E::SizeMismatch { .. } | E::Checksum => ApiError::bad_request(message),
+            E::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            E::AlreadyUploaded => ApiError::new(StatusCode::CONFLICT, "already_uploaded", message),
+            E::Gone | E::NoSuchUpload => ApiError::not_found(message),
+            E::Meta(e) => e.into(),
+            E::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
 /// A JSON request body, bounded in size, whose errors are JSON API errors.
 pub struct JsonBody<T>(pub T);
 

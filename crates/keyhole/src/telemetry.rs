@@ -79,6 +79,15 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels of links minted by mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkModeLabels {
+    /// `upload`, `upload_part` or `download`.
+    pub feature: String,
+    /// `cloudfront` or `s3-presigned`.
+    pub mode: String,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -90,6 +99,8 @@ pub struct Metrics {
     pub rejections: Family<RejectionLabels, Counter>,
     /// Links minted by kind (`upload`, `download`).
     pub links: Family<KindLabel, Counter>,
+    /// Links minted by feature and mode (`cloudfront`, `s3-presigned`), to follow a migration.
+    pub links_by_mode: Family<LinkModeLabels, Counter>,
     /// Upload outcomes by kind (`committed`, `too_large`, `checksum_mismatch`, ...).
     pub uploads: Family<KindLabel, Counter>,
     /// Bytes received by the edge.
@@ -138,6 +149,20 @@ impl Metrics {
             "Signed links minted, by kind",
             links.clone(),
         );
+        let links_by_mode = Family::<LinkModeLabels, Counter>::default();
+        registry.register(
+            "links_minted_by_mode",
+            "Links minted, by feature and mode (cloudfront or s3-presigned)",
+            links_by_mode.clone(),
+        );
+        for feature in ["upload", "upload_part", "download"] {
+            for mode in crate::links::UrlMode::ALL {
+                let _ = links_by_mode.get_or_create(&LinkModeLabels {
+                    feature: feature.to_owned(),
+                    mode: mode.as_str().to_owned(),
+                });
+            }
+        }
         let uploads = Family::<KindLabel, Counter>::default();
         registry.register(
             "uploads",
@@ -194,6 +219,7 @@ impl Metrics {
             latency,
             rejections,
             links,
+            links_by_mode,
             uploads,
             bytes_received,
             bytes_sent,
@@ -210,6 +236,16 @@ impl Metrics {
         family
             .get_or_create(&KindLabel {
                 kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one minted link of `feature` in `mode`.
+    pub fn count_link(&self, feature: &str, mode: &str) {
+        self.links_by_mode
+            .get_or_create(&LinkModeLabels {
+                feature: feature.to_owned(),
+                mode: mode.to_owned(),
             })
             .inc();
     }

@@ -5,16 +5,10 @@
 
 mod common;
 
-use common::{pseudo_random, sha256_hex, TestServer};
+use common::{pseudo_random, run_id, sha256_hex, TestServer};
 use keyhole::config::{Config, Metadata, Storage};
 use keyhole::keys::KeySource;
 use serde_json::json;
-
-fn run_id() -> String {
-    let mut b = [0u8; 5];
-    openssl::rand::rand_bytes(&mut b).unwrap();
-    hex::encode(b)
-}
 
 async fn create_bucket(endpoint: &str, bucket: &str) {
     let r = reqwest::Client::new()

@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod objects;
 pub mod postgres;
 pub mod s3;
+pub mod s3_api;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -41,12 +41,36 @@ pub enum ObjectError {
 }
 
 /// Facts about a stored object.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ObjectMeta {
     /// Size in bytes.
     pub size: u64,
     /// Last modification time.
     pub last_modified: SystemTime,
+    /// The backend's ETag, when it keeps one (S3); local disk has none.
+    pub etag: Option<String>,
+}
+
+/// A request an object backend can presign, so a client reaches the bytes without Keyhole (the
+/// legacy `s3-presigned` link mode).
+#[derive(Clone, Copy, Debug)]
+pub enum PresignOp<'a> {
+    /// PUT the whole object.
+    Put,
+    /// PUT one part of a multipart upload (S3's UploadPart).
+    UploadPart {
+        /// The multipart upload id.
+        upload_id: &'a str,
+        /// 1-based part number.
+        part_number: u32,
+    },
+    /// GET the object; the response carries these headers so browsers save the right name.
+    Get {
+        /// `Content-Type` of the response.
+        content_type: &'a str,
+        /// `Content-Disposition` of the response.
+        content_disposition: &'a str,
+    },
 }
 
 /// A byte stream of (part of) an object.
@@ -128,6 +152,28 @@ pub trait ObjectStorage: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Checks the backend can be written, for readiness.
     async fn ping(&self) -> Result<(), ObjectError>;
+    /// The parts the backend itself holds for a multipart upload of `key`, by part number, for
+    /// parts that reached it without Keyhole's edge (presigned URLs, CloudFront to S3).
+    /// `Ok(None)` when the backend has no such listing (local disk: only the edge writes parts,
+    /// and it records them in the metadata store).
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<StoredPart>>, ObjectError>;
+    /// A URL that performs `op` on `key` directly against the backend, signed by the backend's
+    /// own scheme (S3: SigV4 query parameters), valid from `start` for `ttl`. `Ok(None)` when
+    /// the backend has no such URLs (local disk).
+    async fn presign(
+        &self,
+        key: &str,
+        op: &PresignOp<'_>,
+        start: SystemTime,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, ObjectError> {
+        let _ = (key, op, start, ttl);
+        Ok(None)
+    }
 }
 
 /// Objects as files under a root directory, with a staging directory beside it.
@@ -382,6 +428,7 @@ impl ObjectStorage for LocalDisk {
             Ok(m) => Ok(ObjectMeta {
                 size: m.len(),
                 last_modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                etag: None,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ObjectError::NotFound),
             Err(e) => Err(e.into()),
@@ -412,6 +459,15 @@ impl ObjectStorage for LocalDisk {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn list_parts(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+    ) -> Result<Option<Vec<StoredPart>>, ObjectError> {
+        // Only the edge writes parts on local disk, and it records each in the metadata store.
+        Ok(None)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {

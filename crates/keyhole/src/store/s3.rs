@@ -20,8 +20,9 @@ use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 
 use super::objects::{
     valid_key, Assembled, ByteStream, ObjectError, ObjectMeta, ObjectStorage, ObjectWriter,
-    StoredPart,
+    PresignOp, StoredPart,
 };
+use super::s3_api::S3Api;
 
 /// Size of the parts a whole-object upload is cut into (S3 needs at least 5 MiB but the last).
 const CHUNK: usize = 8 * 1024 * 1024;
@@ -56,6 +57,16 @@ impl S3Settings {
             region: None,
         })
     }
+
+    /// The region: the configured one, else `AWS_REGION`, `AWS_DEFAULT_REGION`, else
+    /// `us-east-1`.
+    pub fn region_or_default(&self) -> String {
+        self.region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_owned())
+    }
 }
 
 fn backend(e: object_store::Error) -> ObjectError {
@@ -71,6 +82,9 @@ fn backend(e: object_store::Error) -> ObjectError {
 pub struct S3Storage {
     store: Arc<AmazonS3>,
     prefix: String,
+    settings: S3Settings,
+    /// The `aws-sdk-s3` client for presigning and ListParts, made on first use.
+    sdk: Arc<tokio::sync::OnceCell<S3Api>>,
 }
 
 impl S3Storage {
@@ -78,12 +92,7 @@ impl S3Storage {
     /// or container role where `object_store` finds one).
     pub fn connect(settings: &S3Settings) -> Result<Self, ObjectError> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
-        let region = settings
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .unwrap_or_else(|| "us-east-1".to_owned());
+        let region = settings.region_or_default();
         builder = builder.with_region(region);
         if let Some(endpoint) = &settings.endpoint {
             builder = builder
@@ -95,7 +104,15 @@ impl S3Storage {
         Ok(S3Storage {
             store: Arc::new(store),
             prefix: settings.prefix.clone(),
+            settings: settings.clone(),
+            sdk: Arc::default(),
         })
+    }
+
+    async fn sdk(&self) -> &S3Api {
+        self.sdk
+            .get_or_init(|| S3Api::connect(&self.settings))
+            .await
     }
 
     fn path(&self, key: &str) -> Result<Path, ObjectError> {
@@ -270,6 +287,7 @@ impl ObjectStorage for S3Storage {
         Ok(ObjectMeta {
             size: meta.size,
             last_modified: meta.last_modified.into(),
+            etag: meta.e_tag,
         })
     }
 
@@ -389,6 +407,28 @@ impl ObjectStorage for S3Storage {
             .map(|o| strip(&o.location))
             .chain(listing.common_prefixes.iter().map(strip))
             .collect())
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<StoredPart>>, ObjectError> {
+        self.sdk().await.list_parts(key, upload_id).await.map(Some)
+    }
+
+    async fn presign(
+        &self,
+        key: &str,
+        op: &PresignOp<'_>,
+        start: std::time::SystemTime,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, ObjectError> {
+        self.sdk()
+            .await
+            .presign(key, op, start, ttl)
+            .await
+            .map(Some)
     }
 
     async fn ping(&self) -> Result<(), ObjectError> {

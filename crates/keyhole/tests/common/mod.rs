@@ -259,3 +259,98 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A short random hex id, to keep each test run's bucket or prefix apart.
+pub fn run_id() -> String {
+    let mut b = [0u8; 5];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// The s3s-fs server scripts/test-services.sh starts: an S3 that checks SigV4 signatures,
+/// presigned URLs included.
+pub struct S3sEnv {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    /// A bucket that exists on it.
+    pub bucket: String,
+    /// The access key id it accepts.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
+}
+
+impl S3sEnv {
+    /// The s3s-fs settings from `KEYHOLE_TEST_S3S_*`, or `None` (after printing that `what` is
+    /// skipped) when they are absent. The server under test takes its S3 credentials from the
+    /// standard AWS variables, so those must hold the pair s3s-fs accepts.
+    pub fn from_env(what: &str) -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let Some(endpoint) = var("KEYHOLE_TEST_S3S_ENDPOINT") else {
+            eprintln!(
+                "SKIPPED: {what} (set KEYHOLE_TEST_S3S_ENDPOINT and the other variables of \
+                 scripts/test-services.sh; CI does)"
+            );
+            return None;
+        };
+        let env = S3sEnv {
+            endpoint,
+            bucket: var("KEYHOLE_TEST_S3S_BUCKET").expect("KEYHOLE_TEST_S3S_BUCKET"),
+            access_key_id: var("KEYHOLE_TEST_S3S_ACCESS_KEY_ID")
+                .expect("KEYHOLE_TEST_S3S_ACCESS_KEY_ID"),
+            secret_access_key: var("KEYHOLE_TEST_S3S_SECRET_ACCESS_KEY")
+                .expect("KEYHOLE_TEST_S3S_SECRET_ACCESS_KEY"),
+        };
+        assert_eq!(
+            var("AWS_ACCESS_KEY_ID").as_deref(),
+            Some(env.access_key_id.as_str()),
+            "AWS_ACCESS_KEY_ID must be the key s3s-fs accepts (eval scripts/test-services.sh start)"
+        );
+        Some(env)
+    }
+
+    /// Points `config` at this server under a fresh prefix.
+    pub fn use_in(&self, config: &mut Config) {
+        config.storage = keyhole::config::Storage::S3 {
+            bucket: self.bucket.clone(),
+            prefix: format!("run-{}", run_id()),
+            endpoint: Some(self.endpoint.clone()),
+        };
+    }
+}
+
+impl TestServer {
+    /// `POST path` with a JSON body and, when given, a bearer token; returns status and JSON.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` with an optional bearer token; returns status and JSON.
+    pub async fn get_json_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
