@@ -75,6 +75,10 @@ type Insert = (
 /// Most records committed in one transaction by the writer thread.
 const MAX_BATCH: usize = 512;
 
+/// How long the writer thread waits for more records once a second one has queued up behind the
+/// first: the most a record's commit is delayed to share it with others.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_micros(500);
+
 const INSERT_SQL: &str = "INSERT INTO files (file_id, original_filename, content_type, \
     object_key, upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, \
     sha256, etag, status, owner, ttl, upload_id, part_size) \
@@ -144,9 +148,23 @@ fn insert_batch(c: &Connection, batch: &[&FileRecord]) -> Vec<Result<(), StoreEr
 fn insert_loop(conn: Connection, queue: std::sync::mpsc::Receiver<Insert>) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
+        // Under load, wait a moment for more records so they share the commit (each commit
+        // rewrites the index pages it touches); an idle server commits a lone record at once.
+        let window = std::time::Instant::now() + BATCH_WINDOW;
+        let mut busy = false;
         while jobs.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => {
+                    jobs.push(job);
+                    busy = true;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) if busy => {
+                    let left = window.saturating_duration_since(std::time::Instant::now());
+                    match queue.recv_timeout(left) {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
