@@ -14,6 +14,7 @@ CONTRACT_ROUTES = {
     "POST /api/files/upload",
     "GET /api/files/download/{fileId}",
     "GET /api/files",
+    "GET /api/files/{fileId}",
     "DELETE /api/files/{fileId}",
     "GET /api/files/{fileId}/parts",
     "POST /api/files/{fileId}/complete",

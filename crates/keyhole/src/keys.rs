@@ -355,19 +355,26 @@ pub fn spawn_refresh(state: SharedState, every: Duration) -> Option<tokio::task:
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match state.keys.refresh().await {
-                Ok(Refreshed::Unchanged) => {}
-                Ok(Refreshed::Rotated {
-                    previous,
-                    key_pair_id,
-                }) => tracing::info!(%key_pair_id, %previous, %secret, "key rotated"),
-                Err(e) => {
-                    state.metrics.key_refresh_errors.inc();
-                    tracing::warn!(error = %e, "key refresh failed; the current key stays in use");
-                }
-            }
+            refresh_now(&state, &secret).await;
         }
     }))
+}
+
+/// One refresh as [`spawn_refresh`] does it (logged and counted the same way), for callers that
+/// cannot keep a timer running between requests: the Lambda, whose container is frozen between
+/// invocations, calls it when its key is older than `key_refresh`.
+pub async fn refresh_now(state: &SharedState, secret: &str) {
+    match state.keys.refresh().await {
+        Ok(Refreshed::Unchanged) => {}
+        Ok(Refreshed::Rotated {
+            previous,
+            key_pair_id,
+        }) => tracing::info!(%key_pair_id, %previous, %secret, "key rotated"),
+        Err(e) => {
+            state.metrics.key_refresh_errors.inc();
+            tracing::warn!(error = %e, "key refresh failed; the current key stays in use");
+        }
+    }
 }
 
 #[cfg(test)]

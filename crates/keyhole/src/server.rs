@@ -159,9 +159,10 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The full router: API, edge, health and metrics.
-pub fn router(state: SharedState) -> Router {
-    let mut app = Router::new()
+/// The file API's routes under `/api`, without state or layers: shared by [`router`] and
+/// [`api_router`].
+fn api_routes() -> Router<SharedState> {
+    Router::new()
         .route("/api/files/upload", post(api::create_upload))
         .route("/api/files/download/{fileId}", get(api::download_link))
         .route("/api/files", get(api::list_files))
@@ -173,14 +174,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/files/{fileId}/complete", post(api::complete_upload))
         .route("/api/config", get(api::public_config))
         .route("/api/openapi.json", get(api::openapi))
-        .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
-        .route("/files/{*fileId}", get(edge::download))
-        .route("/", get(crate::ui::index))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/uploads", any(http::method_not_allowed))
-        .route("/files", any(http::method_not_allowed))
+}
+
+/// Adds the JSON fallbacks, CORS and request observation (logs, metrics, request id).
+fn finish(app: Router<SharedState>, state: SharedState) -> Router {
+    let mut app = app
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed);
     if let Some(cors) = cors_layer(&state.config.cors_origins) {
@@ -191,6 +189,27 @@ pub fn router(state: SharedState) -> Router {
         http::observe,
     ))
     .with_state(state)
+}
+
+/// The full router: API, edge, health and metrics.
+pub fn router(state: SharedState) -> Router {
+    let app = api_routes()
+        .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
+        .route("/files/{*fileId}", get(edge::download))
+        .route("/", get(crate::ui::index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/uploads", any(http::method_not_allowed))
+        .route("/files", any(http::method_not_allowed));
+    finish(app, state)
+}
+
+/// Only the file API (`/api/*`) with the same handlers, errors and layers as [`router`]: what
+/// the AWS Lambda serves behind API Gateway, where CloudFront is the edge and the Lambda sees no
+/// transfers (and a per-container `/metrics` would mean nothing).
+pub fn api_router(state: SharedState) -> Router {
+    finish(api_routes(), state)
 }
 
 async fn readyz(

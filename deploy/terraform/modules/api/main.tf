@@ -13,6 +13,7 @@ locals {
     "POST /api/files/upload"            = { public = false }
     "GET /api/files/download/{fileId}"  = { public = false }
     "GET /api/files"                    = { public = false }
+    "GET /api/files/{fileId}"           = { public = false }
     "DELETE /api/files/{fileId}"        = { public = false }
     "GET /api/files/{fileId}/parts"     = { public = false }
     "POST /api/files/{fileId}/complete" = { public = false }

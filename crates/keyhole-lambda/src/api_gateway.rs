@@ -1,0 +1,180 @@
+//! API Gateway HTTP API requests (payload format 2.0) through the same axum router as
+//! `keyhole serve`'s `/api` (keyhole's [`api_router`](keyhole::server::api_router)): the event
+//! becomes an `http::Request` with `lambda_http`'s own conversion, the router answers, and the
+//! answer becomes the 2.0 response shape.
+//!
+//! Authentication: a request that passed API Gateway's JWT authorizer acts as the token's
+//! `sub` claim; otherwise `KEYHOLE_TOKENS` bearer tokens are checked as `keyhole serve` checks
+//! them. With neither, the file routes (`/api/files*`) are refused: `serve`'s "no tokens only on
+//! loopback" rule has no loopback to fall back to here.
+
+use axum::body::Body as AxumBody;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use base64::Engine;
+use keyhole::auth::Principal;
+use keyhole::http::ApiError;
+use keyhole::state::SharedState;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::aws_lambda_events::encodings::Body as LambdaBody;
+use lambda_http::request::LambdaRequest;
+use tower::ServiceExt;
+
+/// Largest response body returned: Lambda refuses synchronous responses over 6 MB, so a larger
+/// one is answered with a clear error instead of failing the invocation.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
+
+/// Longest JWT `sub` accepted as a principal (the limit token principals have too).
+const MAX_PRINCIPAL: usize = 128;
+
+/// Paths that need a principal; the rest (`/api/config`, `/api/openapi.json`, unknown paths)
+/// answer without one, as in `keyhole serve`.
+fn needs_principal(path: &str) -> bool {
+    path == "/api/files" || path.starts_with("/api/files/")
+}
+
+/// The principal API Gateway's JWT authorizer verified, if the request went through it.
+fn jwt_principal(request: &ApiGatewayV2httpRequest) -> Option<Result<Principal, ApiError>> {
+    let jwt = request.request_context.authorizer.as_ref()?.jwt.as_ref()?;
+    let sub = jwt.claims.get("sub");
+    Some(match sub {
+        Some(sub)
+            if !sub.is_empty()
+                && sub.len() <= MAX_PRINCIPAL
+                && !sub.chars().any(char::is_control) =>
+        {
+            Ok(Principal(sub.clone()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the token has no usable sub claim (1 to 128 printable characters)",
+        )),
+    })
+}
+
+/// Answers one API Gateway request with `router` (keyhole's API router over `state`).
+pub async fn handle(
+    state: &SharedState,
+    router: &Router,
+    request: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let jwt = jwt_principal(&request);
+    let path = request.raw_path.clone().unwrap_or_default();
+    let mut http_request: http::Request<lambda_http::Body> =
+        LambdaRequest::ApiGatewayV2(request).into();
+    let response = match jwt {
+        Some(Err(e)) => e.into_response(),
+        Some(Ok(principal)) => {
+            http_request.extensions_mut().insert(principal);
+            call(router, http_request).await
+        }
+        None if !state.auth.enabled() && needs_principal(http_request.uri().path()) => {
+            tracing::warn!(path = %path, "refused: no KEYHOLE_TOKENS and no JWT authorizer on this route");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs a bearer token: configure KEYHOLE_TOKENS or API Gateway's JWT \
+                 authorizer (docs/deployment.md)",
+            )
+            .into_response()
+        }
+        None => call(router, http_request).await,
+    };
+    into_gateway_response(response).await
+}
+
+async fn call(
+    router: &Router,
+    request: http::Request<lambda_http::Body>,
+) -> axum::response::Response {
+    match router.clone().oneshot(request.map(AxumBody::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+fn is_text(content_type: Option<&HeaderValue>) -> bool {
+    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let mime = ct.split(';').next().unwrap_or_default().trim();
+    mime.starts_with("text/") || mime == "application/json" || mime.ends_with("+json")
+}
+
+/// The HTTP API 2.0 response for an axum response: text bodies as they are, others base64,
+/// `Set-Cookie` headers as `cookies`.
+pub async fn into_gateway_response(response: axum::response::Response) -> ApiGatewayV2httpResponse {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "response body too large for Lambda or unreadable");
+            let (p, b) = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "response_too_large",
+                "the answer is larger than a Lambda response may be; ask for less (e.g. a smaller limit)",
+            )
+            .into_response()
+            .into_parts();
+            parts = p;
+            axum::body::to_bytes(b, MAX_RESPONSE_BYTES)
+                .await
+                .unwrap_or_default()
+        }
+    };
+    let cookies = parts
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    parts.headers.remove(header::SET_COOKIE);
+    let text = is_text(parts.headers.get(header::CONTENT_TYPE));
+    let (body, is_base64_encoded) = if bytes.is_empty() {
+        (None, false)
+    } else {
+        match (text, String::from_utf8(bytes.to_vec())) {
+            (true, Ok(s)) => (Some(LambdaBody::Text(s)), false),
+            _ => (
+                Some(LambdaBody::Text(
+                    base64::engine::general_purpose::STANDARD.encode(&bytes),
+                )),
+                true,
+            ),
+        }
+    };
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.body = body;
+    out.is_base64_encoded = is_base64_encoded;
+    out.cookies = cookies;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_file_routes_need_a_principal() {
+        assert!(needs_principal("/api/files"));
+        assert!(needs_principal("/api/files/upload"));
+        assert!(needs_principal("/api/files/abc/parts"));
+        assert!(!needs_principal("/api/config"));
+        assert!(!needs_principal("/api/openapi.json"));
+        assert!(!needs_principal("/api/filesystem"));
+    }
+
+    #[test]
+    fn json_is_text_and_octets_are_not() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(is_text(Some(&v("application/json"))));
+        assert!(is_text(Some(&v("text/plain; charset=utf-8"))));
+        assert!(is_text(Some(&v("application/problem+json"))));
+        assert!(!is_text(Some(&v("application/octet-stream"))));
+        assert!(is_text(None));
+    }
+}

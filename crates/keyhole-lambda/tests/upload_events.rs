@@ -1,0 +1,216 @@
+//! S3 `ObjectCreated` notifications, as S3 writes them, wrapped in SQS messages as the event
+//! source mapping delivers them, against moto: a pending record becomes uploaded (and its
+//! download link is minted), a duplicate is a no-op, an object without a record or of the wrong
+//! size is deleted, a bad message is reported alone, and S3's test event is acknowledged.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_record_becomes_uploaded_once() {
+    let Some(moto) = moto("S3 upload events: pending to uploaded") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let body = b"quarterly numbers";
+    let link = create_upload(&lambda, "Q3 report.pdf", Some(body.len() as u64)).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+
+    // Not uploaded yet: no download link.
+    let (status, reply) = invoke_http(&lambda, api_event("download", &id)).await;
+    assert_eq!(status, 409, "{reply}");
+
+    let etag = put_object(&lambda, &id, body).await;
+    assert_eq!(
+        deliver_created(&lambda, &aws, &id, body.len() as u64, &etag).await,
+        Vec::<String>::new()
+    );
+    let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, keyhole::store::Status::Uploaded);
+    assert_eq!(record.size, Some(body.len() as u64));
+    assert_eq!(record.etag.as_deref(), Some(format!("\"{etag}\"").as_str()));
+    let ttl = record.ttl.expect("retention TTL");
+    let retention = lambda.state().config.retention.as_secs() as i64;
+    assert!(
+        (ttl - (now() + retention)).abs() <= 60,
+        "TTL is the retention from now, as the edge sets it: {ttl}"
+    );
+    assert_eq!(upload_count(&lambda, "committed"), 1);
+
+    // Now the download link is minted, for the CloudFront domain, with the secret's key.
+    let (status, reply) = invoke_http(&lambda, api_event("download", &id)).await;
+    assert_eq!(status, 200, "{reply}");
+    let url = reply["downloadUrl"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{PUBLIC}/files/{id}")), "{url}");
+    assert!(cloudfront_accepts(&aws.key, url));
+
+    // The same event again (SQS delivers at least once): nothing changes, nothing is deleted.
+    assert!(
+        deliver_created(&lambda, &aws, &id, body.len() as u64, &etag)
+            .await
+            .is_empty()
+    );
+    let again = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(again, record, "a duplicate event changes nothing");
+    assert!(object_exists(&lambda, &id).await);
+    assert_eq!(upload_count(&lambda, "committed"), 1);
+    assert_eq!(upload_count(&lambda, "event_duplicate"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_without_a_record_or_of_the_wrong_size_are_deleted() {
+    let Some(moto) = moto("S3 upload events: deletions") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+
+    // An object nobody asked for: a well-formed id with no record.
+    let ghost = keyhole::ids::new_file_id("ghost.bin");
+    let etag = put_object(&lambda, &ghost, b"uninvited").await;
+    assert!(deliver_created(&lambda, &aws, &ghost, 9, &etag)
+        .await
+        .is_empty());
+    assert!(
+        !object_exists(&lambda, &ghost).await,
+        "unknown object deleted"
+    );
+    assert_eq!(upload_count(&lambda, "event_deleted_unrecorded"), 1);
+
+    // Declared 11 bytes, 20 arrived: the object goes, the record stays pending (the link may
+    // still be used for a correct upload).
+    let link = create_upload(&lambda, "small.bin", Some(11)).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let etag = put_object(&lambda, &id, &[7u8; 20]).await;
+    assert!(deliver_created(&lambda, &aws, &id, 20, &etag)
+        .await
+        .is_empty());
+    assert!(
+        !object_exists(&lambda, &id).await,
+        "oversize object deleted"
+    );
+    let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, keyhole::store::Status::Pending);
+    assert_eq!(upload_count(&lambda, "event_deleted_size"), 1);
+
+    // Over the size limit with no declared size.
+    let lambda = aws.lambda_with(|c| c.max_upload_bytes = 16).await;
+    let link = create_upload(&lambda, "undeclared.bin", None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let etag = put_object(&lambda, &id, &[1u8; 17]).await;
+    assert!(deliver_created(&lambda, &aws, &id, 17, &etag)
+        .await
+        .is_empty());
+    assert!(
+        !object_exists(&lambda, &id).await,
+        "object over the limit deleted"
+    );
+
+    // An uploaded record is never deleted by an event, even a late one with another size.
+    let link = create_upload(&lambda, "kept.bin", None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let etag = put_object(&lambda, &id, b"kept").await;
+    assert!(deliver_created(&lambda, &aws, &id, 4, &etag)
+        .await
+        .is_empty());
+    assert!(deliver_created(&lambda, &aws, &id, 5, "0000")
+        .await
+        .is_empty());
+    assert!(object_exists(&lambda, &id).await);
+    let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, keyhole::store::Status::Uploaded);
+    assert_eq!(record.size, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reports_only_the_messages_that_failed() {
+    let Some(moto) = moto("S3 upload events: partial batch failures") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let a = create_upload(&lambda, "a.txt", Some(1)).await["fileId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = create_upload(&lambda, "b.txt", Some(2)).await["fileId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let etag_a = put_object(&lambda, &a, b"a").await;
+    let etag_b = put_object(&lambda, &b, b"bb").await;
+    let test_event =
+        fixture("events/s3-test-event.json", &[("__BUCKET__", &aws.bucket)]).to_string();
+    let outside = s3_created(&aws.bucket, "elsewhere/uploads/x", 3, "abc");
+    let other_bucket = s3_created("someone-elses-bucket", &aws.s3_key(&a), 1, &etag_a);
+    let batch = sqs_batch(&[
+        ("m-1", &s3_created(&aws.bucket, &aws.s3_key(&a), 1, &etag_a)),
+        ("m-2", "{\"Records\": [ this is not JSON"),
+        ("m-3", &test_event),
+        (
+            "m-4",
+            "{\"Records\": [{\"eventName\": \"ObjectCreated:Put\"}]}",
+        ),
+        ("m-5", &outside),
+        ("m-6", &other_bucket),
+        ("m-7", &s3_created(&aws.bucket, &aws.s3_key(&b), 2, &etag_b)),
+    ]);
+    let answer = lambda.handle(batch).await.expect("batch handled");
+    assert_eq!(failures(&answer), vec!["m-2", "m-4"], "{answer}");
+    for id in [&a, &b] {
+        let r = lambda.state().meta.get(id).await.unwrap().unwrap();
+        assert_eq!(r.status, keyhole::store::Status::Uploaded, "{id}");
+    }
+    assert_eq!(upload_count(&lambda, "event_test"), 1);
+    assert_eq!(upload_count(&lambda, "event_ignored"), 2);
+
+    // The test event alone is acknowledged, not failed.
+    let answer = lambda
+        .handle(sqs_batch(&[("t-1", &test_event)]))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_decoded_and_multipart_completion_is_left_to_the_api() {
+    let Some(moto) = moto("S3 upload events: encoded keys and multipart") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+
+    // S3 encodes keys in events; a file id's characters survive the round trip.
+    let id = create_upload(&lambda, "v1.2 final~draft.txt", Some(3)).await["fileId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let etag = put_object(&lambda, &id, b"abc").await;
+    let body = s3_created(&aws.bucket, &aws.s3_key(&id), 3, &etag);
+    let answer = lambda.handle(sqs_batch(&[("k-1", &body)])).await.unwrap();
+    assert!(failures(&answer).is_empty(), "{answer}");
+    let r = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(r.status, keyhole::store::Status::Uploaded);
+
+    // A key that is not valid percent-encoded UTF-8 is a malformed message.
+    let bad = s3_created(&aws.bucket, "x", 1, "e").replace("\"x\"", "\"keyhole/uploads/%FF\"");
+    let answer = lambda.handle(sqs_batch(&[("k-2", &bad)])).await.unwrap();
+    assert_eq!(failures(&answer), vec!["k-2"]);
+
+    // A pending multipart upload's object appears when the API completes it, and the API marks
+    // the record itself; the event is retried (so it is seen once the record is uploaded) and
+    // the object is never deleted.
+    let mp = create_upload(&lambda, "big.tar", Some(12 * 1024 * 1024)).await;
+    let mp_id = mp["fileId"].as_str().unwrap().to_owned();
+    assert!(mp["uploadId"].is_string(), "{mp}");
+    let etag = put_object(&lambda, &mp_id, b"assembled").await;
+    let body = s3_created(&aws.bucket, &aws.s3_key(&mp_id), 12 * 1024 * 1024, &etag);
+    let answer = lambda.handle(sqs_batch(&[("k-3", &body)])).await.unwrap();
+    assert_eq!(failures(&answer), vec!["k-3"]);
+    assert!(object_exists(&lambda, &mp_id).await);
+    let r = lambda.state().meta.get(&mp_id).await.unwrap().unwrap();
+    assert_eq!(r.status, keyhole::store::Status::Pending);
+}
