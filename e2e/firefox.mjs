@@ -92,7 +92,12 @@ export async function firefox(server) {
     // Delete asks for a second press, then the row and the file are gone.
     const del = `${sel.row(table.name)} [data-testid=delete-button]`;
     await page.click(del);
-    await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('Confirm'), {}, del);
+    // Polled with $eval: waitForFunction builds its predicate with Function(), which the page's
+    // Content-Security-Policy (no 'unsafe-eval') rightly blocks in Firefox.
+    for (let i = 0; !(await page.$eval(del, (el) => el.textContent)).includes('Confirm'); i++) {
+      assert(i < 100, 'the delete button never asked for confirmation');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await page.click(del);
     await page.waitForSelector(sel.row(table.name), { hidden: true });
     const listed = await api(server, 'GET', '/api/files');
