@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{pseudo_random, sha256_hex, S3sEnv, TestServer, PUBLIC};
+use common::{part_url, pseudo_random, sha256_hex, S3sEnv, TestServer, PUBLIC};
 use keyhole::config::{Config, TokenEntry};
 use keyhole::links::{Rollout, UrlMode};
 use keyhole::store::objects::PresignOp;
@@ -312,19 +312,8 @@ async fn presigned_multipart_parts_listed_from_s3_and_assembled() {
     let id = link["fileId"].as_str().unwrap().to_owned();
     let ps = link["partSize"].as_u64().unwrap() as usize;
     let part = |n: usize| bytes[(n - 1) * ps..(n * ps).min(bytes.len())].to_vec();
-    let url = |v: &Value, key: &str, n: u64| -> String {
-        v[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["partNumber"] == n)
-            .unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     for n in [3u64, 1] {
-        let u = url(&link, "parts", n);
+        let u = part_url(&link, "parts", n);
         assert!(
             u.starts_with(&s3s.endpoint) && u.contains("partNumber="),
             "{u}"
@@ -346,7 +335,7 @@ async fn presigned_multipart_parts_listed_from_s3_and_assembled() {
     assert_eq!(numbers, vec![1, 3]);
     assert_eq!(parts["parts"][1]["size"], bytes.len() - 2 * ps);
     assert_eq!(parts["missing"].as_array().unwrap().len(), 1);
-    let r = plain_put(&url(&parts, "missing", 2), part(2)).await;
+    let r = plain_put(&part_url(&parts, "missing", 2), part(2)).await;
     assert_eq!(r.status(), 200);
 
     let (status, done) = complete(&s, &id).await;

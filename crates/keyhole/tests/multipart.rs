@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{pseudo_random, sha256_hex, TestServer};
+use common::{part_url, pseudo_random, sha256_hex, TestServer};
 use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
@@ -26,18 +26,6 @@ async fn create(s: &TestServer, bytes: &[u8], sha: Option<&str>) -> Value {
     let (status, v) = s.create_upload(body).await;
     assert_eq!(status, 200, "{v}");
     v
-}
-
-fn part_url(link: &Value, n: u64) -> String {
-    link["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["partNumber"] == n)
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 fn chunk(bytes: &[u8], part_size: usize, n: usize) -> Vec<u8> {
@@ -71,24 +59,25 @@ async fn parts_out_of_order_with_a_retry_assemble_byte_identical() {
     assert_eq!(link["partCount"], 3);
     let id = link["fileId"].as_str().unwrap().to_owned();
     let upload_id = link["uploadId"].as_str().unwrap();
-    assert!(part_url(&link, 2).contains(&format!("?partNumber=2&uploadId={upload_id}&Expires=")));
+    assert!(part_url(&link, "parts", 2)
+        .contains(&format!("?partNumber=2&uploadId={upload_id}&Expires=")));
 
     // Part 3 first, then 1 (first with garbage of the right size, then retried with the real
     // bytes), then 2; parts 1 and 2 concurrently.
     let ps = 5 * MIB;
     assert_eq!(
-        put_part(&s, &part_url(&link, 3), chunk(&bytes, ps, 3))
+        put_part(&s, &part_url(&link, "parts", 3), chunk(&bytes, ps, 3))
             .await
             .status(),
         200
     );
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), vec![0u8; ps])
+        put_part(&s, &part_url(&link, "parts", 1), vec![0u8; ps])
             .await
             .status(),
         200
     );
-    let (url1, url2) = (part_url(&link, 1), part_url(&link, 2));
+    let (url1, url2) = (part_url(&link, "parts", 1), part_url(&link, "parts", 2));
     let (a, b) = tokio::join!(
         put_part(&s, &url1, chunk(&bytes, ps, 1)),
         put_part(&s, &url2, chunk(&bytes, ps, 2)),
@@ -130,7 +119,7 @@ async fn parts_out_of_order_with_a_retry_assemble_byte_identical() {
     let (status, _) = complete(&s, &id, None).await;
     assert_eq!(status, 409);
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+        put_part(&s, &part_url(&link, "parts", 1), chunk(&bytes, ps, 1))
             .await
             .status(),
         409
@@ -145,14 +134,14 @@ async fn an_interrupted_part_is_resumed_from_the_parts_listing() {
     let id = link["fileId"].as_str().unwrap().to_owned();
     let ps = 5 * MIB;
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+        put_part(&s, &part_url(&link, "parts", 1), chunk(&bytes, ps, 1))
             .await
             .status(),
         200
     );
 
     // Part 2: the connection drops after 1 MiB of the body.
-    let url = s.local(&part_url(&link, 2));
+    let url = s.local(&part_url(&link, "parts", 2));
     let rest = url.strip_prefix(&s.base).unwrap().to_owned();
     {
         use tokio::io::AsyncWriteExt;
@@ -207,12 +196,12 @@ async fn bad_parts_and_incomplete_uploads_are_refused() {
     let ps = 5 * MIB;
 
     // Wrong size for a part: refused and not recorded.
-    let r = put_part(&s, &part_url(&link, 1), vec![1u8; ps - 1]).await;
+    let r = put_part(&s, &part_url(&link, "parts", 1), vec![1u8; ps - 1]).await;
     assert_eq!(r.status(), 400);
-    let r = put_part(&s, &part_url(&link, 1), vec![1u8; ps + 1]).await;
+    let r = put_part(&s, &part_url(&link, "parts", 1), vec![1u8; ps + 1]).await;
     assert_eq!(r.status(), 413);
     // A part URL cannot be reused for another part number (the signature covers the query).
-    let other = part_url(&link, 1).replace("partNumber=1&", "partNumber=2&");
+    let other = part_url(&link, "parts", 1).replace("partNumber=1&", "partNumber=2&");
     assert_eq!(
         put_part(&s, &other, chunk(&bytes, ps, 2)).await.status(),
         403
@@ -222,13 +211,13 @@ async fn bad_parts_and_incomplete_uploads_are_refused() {
     assert_eq!(put_part(&s, &whole, bytes.clone()).await.status(), 400);
 
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+        put_part(&s, &part_url(&link, "parts", 1), chunk(&bytes, ps, 1))
             .await
             .status(),
         200
     );
     assert_eq!(
-        put_part(&s, &part_url(&link, 3), chunk(&bytes, ps, 3))
+        put_part(&s, &part_url(&link, "parts", 3), chunk(&bytes, ps, 3))
             .await
             .status(),
         200
@@ -242,7 +231,7 @@ async fn bad_parts_and_incomplete_uploads_are_refused() {
         .contains("part 2 is missing"));
     // A part list that skips a part, or names a wrong ETag.
     assert_eq!(
-        put_part(&s, &part_url(&link, 2), chunk(&bytes, ps, 2))
+        put_part(&s, &part_url(&link, "parts", 2), chunk(&bytes, ps, 2))
             .await
             .status(),
         200
@@ -286,7 +275,7 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
     let link = create(&s, &bytes, None).await;
     let id = link["fileId"].as_str().unwrap().to_owned();
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+        put_part(&s, &part_url(&link, "parts", 1), chunk(&bytes, ps, 1))
             .await
             .status(),
         200
@@ -302,7 +291,7 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
     assert_eq!(r.status(), 200);
     assert!(!parts_dir.exists(), "aborted upload's parts removed");
     assert_eq!(
-        put_part(&s, &part_url(&link, 2), chunk(&bytes, ps, 2))
+        put_part(&s, &part_url(&link, "parts", 2), chunk(&bytes, ps, 2))
             .await
             .status(),
         404
@@ -312,7 +301,7 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
     let link = create(&s, &bytes, None).await;
     let id = link["fileId"].as_str().unwrap().to_owned();
     assert_eq!(
-        put_part(&s, &part_url(&link, 1), chunk(&bytes, ps, 1))
+        put_part(&s, &part_url(&link, "parts", 1), chunk(&bytes, ps, 1))
             .await
             .status(),
         200

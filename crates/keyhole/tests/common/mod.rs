@@ -234,6 +234,20 @@ impl TestServer {
 }
 
 /// Lower-case hex SHA-256.
+/// The signed URL of part `n` in the list `key` (`parts` of an upload reply, `missing` of a
+/// parts listing).
+pub fn part_url(reply: &Value, key: &str, n: u64) -> String {
+    reply[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["partNumber"] == n)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(bytes))
 }
