@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
         Some("text") => LogFormat::Text,
         _ => LogFormat::Json,
     };
-    let _guard = keyhole::telemetry::init_logging(format);
+    // No linger: the runtime may freeze the process as soon as an invocation returns.
+    let _guard = keyhole::telemetry::init_logging(format, std::time::Duration::ZERO);
     let lambda = match keyhole_lambda::Lambda::from_env().await {
         Ok(l) => l,
         Err(e) => {

@@ -10,7 +10,7 @@ use crate::{auth, server, telemetry};
 
 pub(super) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let config = args.resolve()?;
-    let _log_guard = telemetry::init_logging(config.log_format);
+    let _log_guard = telemetry::init_logging(config.log_format, telemetry::SERVE_LOG_LINGER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

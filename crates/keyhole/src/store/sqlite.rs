@@ -57,11 +57,18 @@ CREATE TABLE parts (
 /// a link then costs no fsync.
 ///
 /// New records go to one writer thread that owns the `NORMAL` connection and commits whatever
-/// has queued up as one transaction (group commit): under load, hundreds of link records share
-/// one commit, and no request waits on a lock or a blocking-pool thread hand-off.
+/// has queued up as one transaction (group commit): under load, many link records share one
+/// commit, and no request waits on a lock or a blocking-pool thread hand-off.
+///
+/// No connection checkpoints the WAL when it commits (SQLite's default is to do it inside the
+/// commit that crosses 1,000 pages, which stalls every request queued behind that commit while
+/// thousands of pages are copied); a fourth connection on its own thread does it in the
+/// background instead (see [`checkpoint_loop`]).
 #[derive(Clone)]
 pub struct SqliteStore {
     inserts: std::sync::mpsc::Sender<Insert>,
+    /// Dropped with the last clone of the store, which tells the checkpoint thread to stop.
+    _checkpointer: Arc<std::sync::mpsc::Sender<()>>,
     durable: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
 }
@@ -75,9 +82,28 @@ type Insert = (
 /// Most records committed in one transaction by the writer thread.
 const MAX_BATCH: usize = 512;
 
-/// How long the writer thread waits for more records once a second one has queued up behind the
-/// first: the most a record's commit is delayed to share it with others.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_micros(500);
+/// How long the writer thread lets records gather before a commit when the server is busy (more
+/// than one record queued, or the previous commit took more than one): the most a record's
+/// commit is delayed to share it with others. The thread sleeps rather than waiting on the queue,
+/// so the requests that queue records meanwhile wake nobody. An idle server, or one client
+/// minting links one after another, commits each record at once.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How often the checkpoint thread copies committed WAL pages into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// WAL size (pages) past which the checkpoint thread stops letting writers run alongside it and
+/// restarts the WAL from the beginning (`RESTART`), so a server that never goes idle still has a
+/// bounded WAL. Writers wait for that checkpoint only (a few milliseconds: the passive ones before
+/// it have copied nearly everything).
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// Size a WAL file is truncated to after it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Pages of cache per connection (negative: KiB), so the indexes of a large table stay in memory
+/// instead of being read back from the file on every insert.
+const CACHE_KIB: i64 = 16 * 1024;
 
 const INSERT_SQL: &str = "INSERT INTO files (file_id, original_filename, content_type, \
     object_key, upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, \
@@ -143,39 +169,63 @@ fn insert_batch(c: &Connection, batch: &[&FileRecord]) -> Vec<Result<(), StoreEr
     }
 }
 
-/// The writer thread: takes one record, then whatever else is already queued (up to
-/// [`MAX_BATCH`]), commits them together and answers each caller. Ends when the store is dropped.
+/// The writer thread: takes one record, then, when the server is busy, sleeps [`BATCH_WINDOW`]
+/// and takes whatever else has queued (up to [`MAX_BATCH`]), commits them together and answers
+/// each caller. Ends when the store is dropped.
 fn insert_loop(conn: Connection, queue: std::sync::mpsc::Receiver<Insert>) {
+    let mut jobs: Vec<Insert> = Vec::new();
+    let mut busy = false;
     while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        // Under load, wait a moment for more records so they share the commit (each commit
-        // rewrites the index pages it touches); an idle server commits a lone record at once.
-        let window = std::time::Instant::now() + BATCH_WINDOW;
-        let mut busy = false;
+        jobs.push(first);
+        if let Ok(next) = queue.try_recv() {
+            jobs.push(next);
+            busy = true;
+        }
+        if busy {
+            std::thread::sleep(BATCH_WINDOW);
+        }
         while jobs.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => {
-                    jobs.push(job);
-                    busy = true;
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) if busy => {
-                    let left = window.saturating_duration_since(std::time::Instant::now());
-                    match queue.recv_timeout(left) {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
+        busy = jobs.len() > 1;
         let records: Vec<&FileRecord> = jobs.iter().map(|(r, _)| r).collect();
         let results = insert_batch(&conn, &records);
-        for ((_, reply), result) in jobs.into_iter().zip(results) {
+        for ((_, reply), result) in jobs.drain(..).zip(results) {
             // The caller may have gone away (request cancelled); the record stays, harmlessly
             // pending until it expires.
             let _ = reply.send(result);
         }
     }
+}
+
+/// The checkpoint thread: every [`CHECKPOINT_INTERVAL`], a passive checkpoint (writers and
+/// readers carry on alongside it); a `RESTART` one once the WAL passes [`WAL_RESTART_PAGES`].
+/// Ends when the store is dropped (the last connection to close checkpoints what is left).
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(CHECKPOINT_INTERVAL)
+    {
+        match checkpoint(&conn, "PASSIVE") {
+            Ok(pages) if pages > WAL_RESTART_PAGES => {
+                if let Err(e) = checkpoint(&conn, "RESTART") {
+                    tracing::warn!(error = %e, "SQLite WAL checkpoint (RESTART) failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite WAL checkpoint failed"),
+        }
+    }
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)` and returns the WAL's size in pages before it ran.
+fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, StoreError> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(1)
+    })
+    .map_err(backend)
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -215,7 +265,9 @@ impl SqliteStore {
             let conn = Connection::open(path).map_err(backend)?;
             conn.execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; \
+                 PRAGMA cache_size = -{CACHE_KIB};"
             ))
             .map_err(backend)?;
             Ok(conn)
@@ -224,6 +276,7 @@ impl SqliteStore {
         Self::migrate(&durable)?;
         let conn = connect("NORMAL")?;
         let reader = connect("NORMAL")?;
+        let checkpointer = connect("NORMAL")?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -234,8 +287,14 @@ impl SqliteStore {
             .name("keyhole-sqlite-writer".into())
             .spawn(move || insert_loop(conn, queue))
             .map_err(backend)?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("keyhole-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .map_err(backend)?;
         Ok(SqliteStore {
             inserts,
+            _checkpointer: Arc::new(stop),
             durable: Arc::new(Mutex::new(durable)),
             reader: Arc::new(Mutex::new(reader)),
         })
@@ -653,5 +712,79 @@ mod tests {
         // Reopening keeps data and does not re-run migrations.
         let again = SqliteStore::open(&dir.path().join("m.db")).unwrap();
         assert!(again.get("id0").await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_share_commits_and_conflicts_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store
+            .create(&record("taken", "alice", 1, Some(1000)))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    // Every tenth record collides with one already stored.
+                    let id = if i % 10 == 0 {
+                        "taken".to_owned()
+                    } else {
+                        format!("id{i}")
+                    };
+                    store.create(&record(&id, "alice", i, Some(1000))).await
+                })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => conflicts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(conflicts, 30);
+        for i in (1..300).filter(|i| i % 10 != 0) {
+            assert!(
+                store.get(&format!("id{i}")).await.unwrap().is_some(),
+                "id{i}"
+            );
+        }
+    }
+
+    /// Commits never checkpoint; the background thread copies them into the database file.
+    #[tokio::test]
+    async fn background_checkpoint_moves_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..50 {
+            store
+                .create(&record(&format!("id{i}"), "alice", i, Some(1000)))
+                .await
+                .unwrap();
+        }
+        // `immutable=1` reads the database file alone, ignoring the WAL: rows show there only
+        // once a checkpoint has copied them.
+        let in_file = || -> i64 {
+            let uri = format!("file:{}?immutable=1", path.display());
+            let c = Connection::open_with_flags(
+                uri,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+            .unwrap();
+            c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_file() < 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpoint thread did not copy the commits into the database file"
+            );
+            tokio::time::sleep(CHECKPOINT_INTERVAL / 4).await;
+        }
+        assert!(store.get("id49").await.unwrap().is_some());
     }
 }
