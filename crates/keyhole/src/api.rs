@@ -443,18 +443,25 @@ pub async fn create_upload(
         upload_id,
         part_size,
     };
-    let (upload_url, parts) = match record.part_count() {
-        Some(count) if record.upload_id.is_some() => {
-            let numbers: Vec<u32> = (1..=count).collect();
-            let links = links::part_links(&state, &record, &numbers, mode, expires).await?;
-            (None, Some(links))
+    let signing = async {
+        match record.part_count() {
+            Some(count) if record.upload_id.is_some() => {
+                let numbers: Vec<u32> = (1..=count).collect();
+                let links = links::part_links(&state, &record, &numbers, mode, expires).await?;
+                Ok::<_, ApiError>((None, Some(links)))
+            }
+            _ => Ok((
+                Some(links::upload_url(&state, &record, mode, expires).await?),
+                None,
+            )),
         }
-        _ => (
-            Some(links::upload_url(&state, &record, mode, expires).await?),
-            None,
-        ),
     };
-    state.meta.create(&record).await?;
+    // The record is handed to the metadata store first and the links signed while it is being
+    // written (`join` polls in order), so the store's round trip overlaps the signing instead of
+    // following it. A record whose links then fail to sign stays pending until it expires.
+    let (created, signed) = futures_util::future::join(state.meta.create(&record), signing).await;
+    created?;
+    let (upload_url, parts) = signed?;
     Ok(Json(UploadLink {
         success: true,
         upload_url,

@@ -93,6 +93,21 @@ struct Bucket {
     updated: Instant,
 }
 
+impl Bucket {
+    /// Refills for the time since the last call, then takes one token or says how long to wait.
+    fn take(&mut self, now: Instant, burst: f64, rate: f64) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
 /// Token-bucket rate limit per principal.
 pub struct RateLimiter {
     limit: RateLimit,
@@ -120,19 +135,17 @@ impl RateLimiter {
         };
         let burst = f64::from(self.limit.burst);
         let rate = f64::from(self.limit.per_second);
-        let bucket = buckets.entry(principal.to_owned()).or_insert(Bucket {
+        // Look up before inserting: the principal is copied once, not on every request.
+        if let Some(bucket) = buckets.get_mut(principal) {
+            return bucket.take(now, burst, rate);
+        }
+        let mut bucket = Bucket {
             tokens: burst,
             updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+        };
+        let outcome = bucket.take(now, burst, rate);
+        buckets.insert(principal.to_owned(), bucket);
+        outcome
     }
 }
 

@@ -218,6 +218,18 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The length of the request target as received, without rendering it.
+fn uri_len(uri: &axum::http::Uri) -> usize {
+    let path_and_query = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => {
+            scheme.len() + 3 + authority.as_str().len() + path_and_query
+        }
+        (None, Some(authority)) => authority.as_str().len() + path_and_query,
+        _ => path_and_query,
+    }
+}
+
 fn new_request_id() -> String {
     let mut b = [0u8; 8];
     let _ = openssl::rand::rand_bytes(&mut b);
@@ -249,7 +261,7 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    let early = if req.uri().to_string().len() > MAX_URI_BYTES {
+    let early = if uri_len(req.uri()) > MAX_URI_BYTES {
         Some(
             ApiError::new(
                 StatusCode::URI_TOO_LONG,
@@ -341,4 +353,25 @@ pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Respons
 /// An empty body.
 pub fn empty() -> Body {
     Body::empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_len_is_the_rendered_length() {
+        for target in [
+            "/",
+            "/api/files?limit=5&cursor=abc",
+            "/files/k3v_doc.pdf?Expires=1&Signature=a~b_&Key-Pair-Id=K",
+            "http://cdn.example.com/files/a",
+            "https://cdn.example.com:8443/uploads/a?x=1",
+            "cdn.example.com:443",
+            "*",
+        ] {
+            let uri: axum::http::Uri = target.parse().unwrap();
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{target}");
+        }
+    }
 }

@@ -124,7 +124,8 @@ impl Rollout {
         if let Some((_, mode)) = self.pins.iter().find(|(p, _)| p == principal) {
             return *mode;
         }
-        if bucket(principal) < self.cloudfront_percent {
+        // At 0 or 100 percent every bucket gets the same answer: no need to hash the principal.
+        if self.cloudfront_percent >= 100 || bucket(principal) < self.cloudfront_percent {
             UrlMode::CloudFront
         } else {
             UrlMode::S3Presigned

@@ -87,7 +87,7 @@ const MAX_BATCH: usize = 512;
 /// commit is delayed to share it with others. The thread sleeps rather than waiting on the queue,
 /// so the requests that queue records meanwhile wake nobody. An idle server, or one client
 /// minting links one after another, commits each record at once.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How often the checkpoint thread copies committed WAL pages into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
