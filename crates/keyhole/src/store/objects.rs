@@ -254,11 +254,54 @@ impl LocalDisk {
     }
 }
 
+/// Bytes a local upload writes between two background `fdatasync` calls.
+const EARLY_SYNC_BYTES: u64 = 64 * 1024 * 1024;
+
 struct LocalWriter {
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     temp: PathBuf,
     dest: PathBuf,
     replace: bool,
+    /// The staged file once more for the background syncs (the same open file).
+    sync_file: Option<std::sync::Arc<std::fs::File>>,
+    /// Written since the last background sync started.
+    unsynced: u64,
+    /// The background sync in flight, if any.
+    syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalWriter {
+    /// Keeps the disk busy while the body arrives: every [`EARLY_SYNC_BYTES`], an `fdatasync`
+    /// on the blocking pool (never two at once), so the one before the commit has only the tail
+    /// left to write instead of the whole file. A failed sync fails the upload: its error is
+    /// reported once, here, and a later sync would not report it again.
+    async fn sync_in_background(&mut self, written: u64) -> Result<(), ObjectError> {
+        self.unsynced += written;
+        if self.unsynced < EARLY_SYNC_BYTES {
+            return Ok(());
+        }
+        if let Some(task) = &self.syncing {
+            if !task.is_finished() {
+                return Ok(());
+            }
+        }
+        self.finish_sync().await?;
+        if let Some(file) = &self.sync_file {
+            let file = file.clone();
+            self.unsynced = 0;
+            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        }
+        Ok(())
+    }
+
+    /// Waits for the background sync in flight and returns its error.
+    async fn finish_sync(&mut self) -> Result<(), ObjectError> {
+        if let Some(task) = self.syncing.take() {
+            task.await
+                .map_err(|e| ObjectError::Io(std::io::Error::other(e)))??;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for LocalWriter {
@@ -273,11 +316,14 @@ impl Drop for LocalWriter {
 impl ObjectWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
         match self.file.as_mut() {
-            Some(f) => Ok(f.write_all(&chunk).await?),
-            None => Err(ObjectError::Io(std::io::Error::other(
-                "writer already committed",
-            ))),
+            Some(f) => f.write_all(&chunk).await?,
+            None => {
+                return Err(ObjectError::Io(std::io::Error::other(
+                    "writer already committed",
+                )))
+            }
         }
+        self.sync_in_background(chunk.len() as u64).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<Option<String>, ObjectError> {
@@ -289,7 +335,10 @@ impl ObjectWriter for LocalWriter {
         let temp = self.temp.clone();
         let dest = self.dest.clone();
         let replace = self.replace;
+        let early_sync = self.finish_sync().await;
+        self.sync_file = None;
         let result: Result<(), ObjectError> = async {
+            early_sync?;
             file.flush().await?;
             file.get_mut().sync_all().await?;
             drop(file);
@@ -333,11 +382,19 @@ impl LocalDisk {
         #[cfg(unix)]
         options.mode(0o600);
         let file = options.open(&temp).await?;
+        // Without a second handle the upload still works; it just syncs everything at the end.
+        let sync_file = match file.try_clone().await {
+            Ok(clone) => Some(std::sync::Arc::new(clone.into_std().await)),
+            Err(_) => None,
+        };
         Ok(Box::new(LocalWriter {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             temp,
             dest,
             replace,
+            sync_file,
+            unsynced: 0,
+            syncing: None,
         }))
     }
 }
