@@ -228,6 +228,12 @@ fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, StoreError> {
     .map_err(backend)
 }
 
+/// Busy handler of the writer connection: wait 100 µs and retry, for up to 5 seconds.
+fn retry_soon(attempts: i32) -> bool {
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    attempts < 50_000
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -275,8 +281,17 @@ impl SqliteStore {
         let durable = connect("FULL")?;
         Self::migrate(&durable)?;
         let conn = connect("NORMAL")?;
+        // The writer retries every 100 µs while a RESTART checkpoint holds it off, instead of
+        // SQLite's default back-off (1, 2, 5, 10 ms, ...), which would stall minting for several
+        // times as long as the checkpoint itself takes.
+        conn.busy_handler(Some(retry_soon)).map_err(backend)?;
         let reader = connect("NORMAL")?;
         let checkpointer = connect("NORMAL")?;
+        // A RESTART checkpoint that cannot start at once gives up (and is tried again next time)
+        // rather than holding writers off for long while it waits for readers.
+        checkpointer
+            .busy_timeout(std::time::Duration::from_millis(100))
+            .map_err(backend)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
