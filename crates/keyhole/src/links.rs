@@ -125,7 +125,12 @@ impl Rollout {
             return *mode;
         }
         // At 0 or 100 percent every bucket gets the same answer: no need to hash the principal.
-        if self.cloudfront_percent >= 100 || bucket(principal) < self.cloudfront_percent {
+        let cloudfront = match self.cloudfront_percent {
+            0 => false,
+            p if p >= 100 => true,
+            p => bucket(principal) < p,
+        };
+        if cloudfront {
             UrlMode::CloudFront
         } else {
             UrlMode::S3Presigned

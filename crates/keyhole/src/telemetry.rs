@@ -64,7 +64,7 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for JsonFields {
         fields: R,
     ) -> std::fmt::Result {
         let mut out = String::new();
-        fields.record(&mut JsonVisitor::new(&mut out));
+        fields.record(&mut JsonVisitor::new(&mut out, false));
         writer.write_str(&out)
     }
 
@@ -73,14 +73,8 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for JsonFields {
         current: &'w mut tracing_subscriber::fmt::FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> std::fmt::Result {
-        let mut out = String::new();
-        fields.record(&mut JsonVisitor::new(&mut out));
-        if !out.is_empty() {
-            if !current.fields.is_empty() {
-                current.fields.push(',');
-            }
-            current.fields.push_str(&out);
-        }
+        let after_others = !current.fields.is_empty();
+        fields.record(&mut JsonVisitor::new(&mut current.fields, after_others));
         Ok(())
     }
 }
@@ -104,12 +98,7 @@ where
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push('"');
-        let mut fields = String::new();
-        event.record(&mut JsonVisitor::new(&mut fields));
-        if !fields.is_empty() {
-            line.push(',');
-            line.push_str(&fields);
-        }
+        event.record(&mut JsonVisitor::new(&mut line, true));
         line.push_str(",\"target\":");
         push_json_str(&mut line, meta.target());
         if let Some(span) = ctx.lookup_current() {
@@ -131,20 +120,23 @@ where
     }
 }
 
-/// Appends fields as JSON members, comma-separated.
+/// Appends fields as JSON members, comma-separated, straight onto `out`.
 struct JsonVisitor<'a> {
     out: &'a mut String,
+    /// Whether `out` already ends with a member, so the next one needs a comma first.
+    after_member: bool,
 }
 
 impl<'a> JsonVisitor<'a> {
-    fn new(out: &'a mut String) -> Self {
-        JsonVisitor { out }
+    fn new(out: &'a mut String, after_member: bool) -> Self {
+        JsonVisitor { out, after_member }
     }
 
     fn key(&mut self, field: &tracing::field::Field) {
-        if !self.out.is_empty() {
+        if self.after_member {
             self.out.push(',');
         }
+        self.after_member = true;
         push_json_str(self.out, field.name());
         self.out.push(':');
     }

@@ -336,7 +336,6 @@ impl ObjectWriter for LocalWriter {
         let dest = self.dest.clone();
         let replace = self.replace;
         let early_sync = self.finish_sync().await;
-        self.sync_file = None;
         let result: Result<(), ObjectError> = async {
             early_sync?;
             file.flush().await?;
