@@ -69,7 +69,7 @@ async fn objects_without_a_record_or_of_the_wrong_size_are_deleted() {
     let lambda = aws.lambda().await;
 
     // An object nobody asked for: a well-formed id with no record.
-    let ghost = keyhole::ids::new_file_id("ghost.bin");
+    let ghost = keyhole::ids::new_file_id("ghost.bin").unwrap();
     let etag = put_object(&lambda, &ghost, b"uninvited").await;
     assert!(deliver_created(&lambda, &aws, &ghost, 9, &etag)
         .await

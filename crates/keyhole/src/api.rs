@@ -414,7 +414,7 @@ pub async fn create_upload(
     let mode = links::mode_for(&state.config, &principal, Feature::Upload);
     let now = now_secs();
     let expires = now + state.config.upload_ttl.as_secs() as i64;
-    let file_id = ids::new_file_id(&req.filename);
+    let file_id = ids::new_file_id(&req.filename).map_err(ApiError::internal)?;
     let upload_id = match part_size {
         Some(_) => Some(
             state

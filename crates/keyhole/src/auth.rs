@@ -75,17 +75,17 @@ impl Authenticator {
     }
 }
 
-/// A new random API token and the SHA-256 hex to configure for it.
-pub fn generate_token() -> (String, String) {
+/// A new random API token and the SHA-256 hex to configure for it. Fails only when the system's
+/// random generator does.
+pub fn generate_token() -> Result<(String, String), crate::ids::RandomError> {
     use base64::Engine;
-    let mut bytes = [0u8; 32];
-    let _ = openssl::rand::rand_bytes(&mut bytes);
+    let bytes = crate::ids::random_bytes::<32>()?;
     let token = format!(
         "kh_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let hash = hex::encode(openssl::sha::sha256(token.as_bytes()));
-    (token, hash)
+    Ok((token, hash))
 }
 
 struct Bucket {
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn tokens_authenticate_by_hash() {
-        let (token, hash) = generate_token();
+        let (token, hash) = generate_token().unwrap();
         let auth = Authenticator::new(&[TokenEntry {
             principal: "alice".into(),
             sha256: hash,

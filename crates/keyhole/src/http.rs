@@ -230,10 +230,18 @@ fn uri_len(uri: &axum::http::Uri) -> usize {
     }
 }
 
+/// A new request id: 16 random hex digits. A request id correlates log lines and is not a
+/// secret, so if the system's random generator fails the request still gets an id that is
+/// unique in this process (`x` and a counter), never a constant one.
 fn new_request_id() -> String {
-    let mut b = [0u8; 8];
-    let _ = openssl::rand::rand_bytes(&mut b);
-    hex::encode(b)
+    match crate::ids::random_bytes::<8>() {
+        Ok(b) => hex::encode(b),
+        Err(_) => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("x{n:015x}")
+        }
+    }
 }
 
 /// Middleware for every request: bounds the target and headers (414/431), assigns a request id

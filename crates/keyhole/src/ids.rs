@@ -31,20 +31,31 @@ pub fn sanitise_filename(name: &str) -> String {
     }
 }
 
-/// A new file id for `filename`: 26 random base32 characters, `_`, the sanitised name.
-pub fn new_file_id(filename: &str) -> String {
+/// The system's random generator failed: nothing that must be unguessable can be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed: {0}")]
+pub struct RandomError(String);
+
+/// `N` bytes from the system's cryptographic random generator, or an error when it fails, so a
+/// caller never goes on with predictable ids, tokens or names.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut out = [0u8; N];
+    openssl::rand::rand_bytes(&mut out).map_err(|e| RandomError(e.to_string()))?;
+    Ok(out)
+}
+
+/// A new file id for `filename`: 26 random base32 characters, `_`, the sanitised name. Fails
+/// only when the system's random generator does.
+pub fn new_file_id(filename: &str) -> Result<String, RandomError> {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut random = [0u8; PREFIX_LEN];
-    // The system RNG failing is not something a request can recover from; an id of zeros would
-    // collide and be refused by the store's primary key rather than silently shared.
-    let _ = openssl::rand::rand_bytes(&mut random);
+    let random = random_bytes::<PREFIX_LEN>()?;
     let mut id: String = random
         .iter()
         .map(|b| ALPHABET[(b & 31) as usize] as char)
         .collect();
     id.push('_');
     id.push_str(&sanitise_filename(filename));
-    id
+    Ok(id)
 }
 
 /// Whether `id` has the shape [`new_file_id`] produces. Anything else is refused before it can
@@ -108,10 +119,10 @@ mod tests {
 
     #[test]
     fn ids_validate() {
-        let id = new_file_id("My File.pdf");
+        let id = new_file_id("My File.pdf").unwrap();
         assert!(is_valid_file_id(&id), "{id}");
         assert!(id.ends_with("_My-File.pdf"));
-        assert_ne!(new_file_id("x"), new_file_id("x"));
+        assert_ne!(new_file_id("x").unwrap(), new_file_id("x").unwrap());
         for bad in [
             "",
             "short_x",

@@ -410,8 +410,8 @@ async fn oversize_and_wrong_checksum_keep_nothing() {
 
 #[tokio::test]
 async fn authentication_ownership_and_rate_limit() {
-    let (alice_token, alice_hash) = keyhole::auth::generate_token();
-    let (bob_token, bob_hash) = keyhole::auth::generate_token();
+    let (alice_token, alice_hash) = keyhole::auth::generate_token().unwrap();
+    let (bob_token, bob_hash) = keyhole::auth::generate_token().unwrap();
     let s = TestServer::start_with(|c| {
         c.tokens = vec![
             keyhole::config::TokenEntry {

@@ -392,7 +392,7 @@ async fn errors_say_what_happened_and_what_to_do() {
     }
 
     // A server with tokens: none, a wrong one, the right one.
-    let (token, hash) = keyhole::auth::generate_token();
+    let (token, hash) = keyhole::auth::generate_token().unwrap();
     let server = serve(|c| {
         c.tokens = vec![TokenEntry {
             principal: "alice".into(),
@@ -433,7 +433,7 @@ async fn errors_say_what_happened_and_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     assert!(stderr(&out).contains("nope.txt"), "{}", stderr(&out));
-    let unknown = keyhole::ids::new_file_id("never.bin");
+    let unknown = keyhole::ids::new_file_id("never.bin").unwrap();
     let out = cli.run(&["rm", &unknown, &id]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&format!("deleted {id}")));

@@ -371,7 +371,7 @@ async fn pins_and_percentages_choose_each_principals_mode() {
     ];
     let tokens: Vec<(String, String)> = names
         .iter()
-        .map(|_| keyhole::auth::generate_token())
+        .map(|_| keyhole::auth::generate_token().unwrap())
         .collect();
     let s = TestServer::start_with(|c| {
         s3s.use_in(c);

@@ -82,7 +82,7 @@ pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
                     "--principal must be non-empty, without ':' or control characters".into(),
                 );
             }
-            let (token, hash) = auth::generate_token();
+            let (token, hash) = auth::generate_token()?;
             println!("token:   {token}");
             println!("config:  --token {principal}:{hash}");
             println!("toml:    [[tokens]]\n         principal = \"{principal}\"\n         sha256 = \"{hash}\"");

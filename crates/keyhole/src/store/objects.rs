@@ -195,17 +195,12 @@ pub fn valid_key(key: &str) -> bool {
         })
 }
 
-fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    // Failure of the system RNG is not recoverable; fall back to time only to keep names unique.
-    if openssl::rand::rand_bytes(&mut buf).is_err() {
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        return format!("{t:x}");
-    }
-    hex::encode(buf)
+/// `N` random bytes as hex, for staging names and upload ids; fails with the system's random
+/// generator rather than falling back to guessable names.
+fn random_hex<const N: usize>() -> Result<String, ObjectError> {
+    crate::ids::random_bytes::<N>()
+        .map(hex::encode)
+        .map_err(|e| ObjectError::Io(std::io::Error::other(e)))
 }
 
 /// Where the parts of an upload of `key` live on local disk: `parts/{last component}/{upload id}`.
@@ -375,7 +370,7 @@ impl LocalDisk {
         if !replace && tokio::fs::try_exists(&dest).await? {
             return Err(ObjectError::Exists);
         }
-        let temp = self.staging.join(format!("{}.part", random_hex(16)));
+        let temp = self.staging.join(format!("{}.part", random_hex::<16>()?));
         let mut options = tokio::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -406,7 +401,7 @@ impl ObjectStorage for LocalDisk {
 
     async fn create_multipart(&self, key: &str) -> Result<String, ObjectError> {
         self.path_of(key)?;
-        Ok(random_hex(16))
+        random_hex::<16>()
     }
 
     async fn begin_part(
@@ -546,7 +541,9 @@ impl ObjectStorage for LocalDisk {
     }
 
     async fn ping(&self) -> Result<(), ObjectError> {
-        let probe = self.staging.join(format!("ready-{}.probe", random_hex(8)));
+        let probe = self
+            .staging
+            .join(format!("ready-{}.probe", random_hex::<8>()?));
         tokio::fs::write(&probe, b"ok").await?;
         tokio::fs::remove_file(&probe).await?;
         Ok(())
