@@ -21,6 +21,7 @@
 #   BENCH_ROUNDS=3          transfer rounds, keyhole and references interleaved; best of each kept
 #   BENCH_FILE_MIB=1024     size of the transfer file
 #   BENCH_STREAMS=16        concurrent download streams
+#   BENCH_PHASES="mint download upload"   which phases to run (any subset, in this order)
 #   BENCH_INSTALL=1         0: never apt-get install nginx/wrk (missing tools are then skipped)
 #   BENCH_TMPDIR            where the work directory goes (default: ROOT/target, the disk of the
 #                           checkout); needs ~4 x the file size free
@@ -44,6 +45,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
 STREAMS=${BENCH_STREAMS:-16}
 KEYHOLE=${KEYHOLE:-$ROOT/target/release/keyhole}
+PHASES=" ${BENCH_PHASES:-mint download upload} "
+phase() { [[ "$PHASES" == *" $1 "* ]]; }
 OUT_DIR="$ROOT/bench/out"
 FILE_BYTES=$((FILE_MIB * 1024 * 1024))
 CT=application/octet-stream
@@ -279,7 +282,9 @@ if [[ "$VARIANTS" == 1 ]] && [[ -d /dev/shm && -w /dev/shm ]]; then
 fi
 declare -A R
 start_keyhole "$WORK/keyhole.log"
-if have wrk; then
+if ! phase mint; then
+  :
+elif have wrk; then
   mint_phase rsa
   if have openssl; then
     log "openssl speed -multi 2 -seconds $SSL_SECS rsa2048 (sign, then verify)..."
@@ -433,6 +438,7 @@ multi_stream() { # $1 URL -> aggregate MB/s of STREAMS parallel full downloads
   fcalc %.1f "$total / ($t1 - $t0) / 1e6"
 }
 
+if phase download; then
 log "uploading the file through keyhole (staging for the download test)..."
 read -r DL_ID UP_URL < <(mint_upload bench-download.bin "$FILE_BYTES")
 [[ -n "$UP_URL" ]] || die "POST /api/files/upload gave no uploadUrl"
@@ -475,12 +481,14 @@ say "download_$STREAMS: keyhole ${R[kh_dlN]:-n/a} MB/s aggregate, nginx ${R[ng_d
 ((NGINX_OK)) && say "  nginx with sendfile off (copies through user space like keyhole): 1 stream ${R[ng_dl1_nosf]:-n/a} MB/s, $STREAMS streams ${R[ng_dlN_nosf]:-n/a} MB/s; keyhole/that: $(ratio "${R[kh_dl1]:-}" "${R[ng_dl1_nosf]:-}"), $(ratio "${R[kh_dlN]:-}" "${R[ng_dlN_nosf]:-}")"
 say "download_rss: keyhole peak RSS ${R[kh_dl_rss]:-} MB over all download rounds (target < 100 MB: $(verdict "${R[kh_dl_rss]:-}" lt 100))"
 rm -f "$WORK/nginx/www/files/bench-download.bin"
+fi
 
 # ======================================================================== 3. upload
 curl_put() { # $1 URL, $2 file -> "code bytes seconds"
   curl -sS -o /dev/null --max-time 300 -w '%{http_code} %{size_upload} %{time_total}\n' \
     -H 'Expect:' -H "Content-Type: $CT" -T "$2" "$1" || echo "000 0 0"
 }
+if phase upload; then
 KHU=(); NGU=(); DDU=(); KHU_RSS=()
 for round in $(seq "$ROUNDS"); do
   log "upload round $round/$ROUNDS: keyhole PUT, nginx PUT, dd conv=fsync (${FILE_MIB} MiB each)"
@@ -515,6 +523,7 @@ rn=$(ratio "${R[kh_up]:-}" "${R[ng_up]:-}"); rd=$(ratio "${R[kh_up]:-}" "${R[dd]
 say "upload: keyhole ${R[kh_up]:-n/a} MB/s, nginx PUT ${R[ng_up]:-n/a} MB/s, ratio $rn (target 0.70: $(verdict "$rn" ge 0.70)); dd conv=fsync ${R[dd]:-n/a} MB/s, ratio $rd (target 0.70: $(verdict "$rd" ge 0.70)) [rounds: keyhole ${KHU[*]}; nginx ${NGU[*]:-n/a}; dd ${DDU[*]}]"
 say "  (keyhole hashes SHA-256 and fsyncs before it answers; nginx's PUT does not fsync; dd writes zeros and fsyncs)"
 say "upload_rss: keyhole peak RSS ${R[kh_up_rss]:-n/a} MB during the uploads (target < 100 MB: $(verdict "${R[kh_up_rss]:-}" lt 100))"
+fi
 
 # ======================================================================== summary
 {

@@ -7,7 +7,6 @@
 //! fsynced. A crash at any point leaves either no object or the complete one; stray temporary
 //! files are removed at start-up.
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Failures of an object backend.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +180,8 @@ pub trait ObjectStorage: Send + Sync + 'static {
 pub struct LocalDisk {
     root: PathBuf,
     staging: PathBuf,
+    /// KiB of large download buffers all downloads may hold at once (see [`FileChunks`]).
+    read_budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Checks an object key: `/`-separated components of `[A-Za-z0-9._-]`, none empty, none
@@ -238,7 +239,11 @@ impl LocalDisk {
                 std::fs::remove_file(entry.path())?;
             }
         }
-        Ok(LocalDisk { root, staging })
+        Ok(LocalDisk {
+            root,
+            staging,
+            read_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_KIB)),
+        })
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, ObjectError> {
@@ -361,6 +366,132 @@ impl ObjectWriter for LocalWriter {
         // The staged name is removed whether or not the commit succeeded.
         let _ = tokio::fs::remove_file(&self.temp).await;
         result.map(|()| None)
+    }
+}
+
+/// Bytes read per positioned read of a download, while the read budget lasts.
+const READ_CHUNK: usize = 512 * 1024;
+/// Bytes per read once the budget is spent: downloads still progress, in small steps.
+const SMALL_READ_CHUNK: usize = 64 * 1024;
+/// Reads in flight ahead of the one the response is sending.
+const READ_AHEAD: usize = 2;
+/// KiB of large read buffers all downloads together may hold (32 MiB), so memory stays bounded
+/// however many downloads run: 16 streams at full speed fit (3 chunks each: two reading, one
+/// sending); beyond that, downloads fall back to small reads.
+const READ_BUDGET_KIB: usize = 32 * 1024;
+
+/// A range of a local file as a stream of chunks, read with positioned reads on the blocking pool
+/// straight into the buffers the response sends (no second copy), with up to [`READ_AHEAD`]
+/// reads in flight, so the disk or page cache is read while the previous chunk goes out. Each
+/// read is its own short blocking task, so a slow client holds buffers, never a thread. A large
+/// buffer holds its share of the store's read budget until the response has sent it; with the
+/// budget spent, reads are small. A file that ends early is an error, never a short body that
+/// looks complete.
+struct FileChunks {
+    file: std::sync::Arc<std::fs::File>,
+    /// Where the next read not yet started begins.
+    next: u64,
+    /// Bytes not yet asked of a read.
+    unread: u64,
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+}
+
+impl FileChunks {
+    fn new(
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+        budget: std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Self {
+        Self {
+            file: std::sync::Arc::new(file),
+            next: offset,
+            unread: len,
+            budget,
+            in_flight: std::collections::VecDeque::with_capacity(READ_AHEAD),
+        }
+    }
+
+    fn start_reads(&mut self) {
+        while self.in_flight.len() < READ_AHEAD && self.unread > 0 {
+            let large = self.unread.min(READ_CHUNK as u64) as usize;
+            let (n, permit) = match self
+                .budget
+                .clone()
+                .try_acquire_many_owned(large.div_ceil(1024) as u32)
+            {
+                Ok(permit) => (large, Some(permit)),
+                Err(_) => (large.min(SMALL_READ_CHUNK), None),
+            };
+            let (file, at) = (self.file.clone(), self.next);
+            self.next += n as u64;
+            self.unread -= n as u64;
+            self.in_flight
+                .push_back(tokio::task::spawn_blocking(move || {
+                    read_exact_at(&file, at, n).map(|buf| {
+                        Bytes::from_owner(Budgeted {
+                            buf,
+                            _permit: permit,
+                        })
+                    })
+                }));
+        }
+    }
+}
+
+/// A read buffer and the share of the read budget it holds until it is dropped.
+struct Budgeted {
+    buf: Vec<u8>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+fn read_exact_at(file: &std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, at)?;
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek};
+        let mut f = file;
+        f.seek(std::io::SeekFrom::Start(at))?;
+        f.read_exact(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+impl futures_util::Stream for FileChunks {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        self.start_reads();
+        let Some(front) = self.in_flight.front_mut() else {
+            return Poll::Ready(None);
+        };
+        let result = match std::pin::Pin::new(front).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        };
+        self.in_flight.pop_front();
+        if result.is_err() {
+            // Nothing follows an error: the body ends there, visibly short.
+            self.unread = 0;
+            self.in_flight.clear();
+        } else {
+            self.start_reads();
+        }
+        Poll::Ready(Some(result))
     }
 }
 
@@ -487,20 +618,16 @@ impl ObjectStorage for LocalDisk {
     }
 
     async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
-        use tokio::io::AsyncReadExt;
         let path = self.path_of(key)?;
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let file = match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ObjectError::NotFound)
             }
-            Err(e) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(ObjectError::Io(std::io::Error::other(e))),
         };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await?;
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
-        Ok(stream.boxed())
+        Ok(FileChunks::new(file, offset, len, self.read_budget.clone()).boxed())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, ObjectError> {
@@ -654,5 +781,90 @@ mod tests {
         disk.abort_multipart("uploads/n", &id2).await.unwrap();
         assert!(disk.begin_part("uploads/n", "../..", 1, 1).await.is_err());
         disk.ping().await.unwrap();
+    }
+
+    async fn collect(stream: ByteStream) -> (Vec<u8>, Vec<usize>, Option<std::io::Error>) {
+        let (mut bytes, mut sizes) = (Vec::new(), Vec::new());
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    sizes.push(c.len());
+                    bytes.extend_from_slice(&c);
+                }
+                Err(e) => return (bytes, sizes, Some(e)),
+            }
+        }
+        (bytes, sizes, None)
+    }
+
+    #[tokio::test]
+    async fn downloads_read_ranges_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path().join("o"), dir.path().join("t")).unwrap();
+        let data: Vec<u8> = (0..3 * READ_CHUNK + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut w = disk.begin_write("uploads/big").await.unwrap();
+        w.write(Bytes::from(data.clone())).await.unwrap();
+        w.commit().await.unwrap();
+        let full = data.len() as u64;
+
+        // Whole file, ranges across chunk edges, one byte, the last byte.
+        for (offset, len) in [
+            (0, full),
+            (1, full - 1),
+            (READ_CHUNK as u64 - 1, READ_CHUNK as u64 + 2),
+            (7, 1),
+            (full - 1, 1),
+        ] {
+            let (got, sizes, err) =
+                collect(disk.read("uploads/big", offset, len).await.unwrap()).await;
+            assert!(err.is_none(), "{offset}+{len}: {err:?}");
+            assert_eq!(
+                got,
+                &data[offset as usize..(offset + len) as usize],
+                "{offset}+{len}"
+            );
+            assert!(sizes.iter().all(|&n| n <= READ_CHUNK));
+        }
+        assert_eq!(disk.read_budget.available_permits(), READ_BUDGET_KIB);
+
+        // While other downloads hold the whole budget, reads are small and still complete;
+        // chunks the response still holds keep their share until dropped.
+        let held = disk
+            .read_budget
+            .clone()
+            .try_acquire_many_owned(READ_BUDGET_KIB as u32)
+            .unwrap();
+        let (got, sizes, err) = collect(disk.read("uploads/big", 0, full).await.unwrap()).await;
+        assert!(err.is_none());
+        assert_eq!(got, data);
+        assert!(sizes.iter().all(|&n| n <= SMALL_READ_CHUNK), "{sizes:?}");
+        drop(held);
+        let mut s = disk.read("uploads/big", 0, full).await.unwrap();
+        let first = s.next().await.unwrap().unwrap();
+        assert_eq!(first.len(), READ_CHUNK);
+        drop(s);
+        // The reads still in flight finish on the blocking pool and free their share.
+        let expected = READ_BUDGET_KIB - READ_CHUNK / 1024;
+        for _ in 0..500 {
+            if disk.read_budget.available_permits() == expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(disk.read_budget.available_permits(), expected);
+        drop(first);
+        assert_eq!(disk.read_budget.available_permits(), READ_BUDGET_KIB);
+
+        // A file shorter than the range asked for is an error, not a short body.
+        let (got, _, err) = collect(disk.read("uploads/big", full - 10, 20).await.unwrap()).await;
+        assert!(got.len() < 20);
+        assert_eq!(err.unwrap().kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(matches!(
+            disk.read("uploads/none", 0, 1).await,
+            Err(ObjectError::NotFound)
+        ));
     }
 }
