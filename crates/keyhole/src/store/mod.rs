@@ -49,7 +49,7 @@ impl Status {
 /// One file, under the contract's attribute names (see `docs/api.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRecord {
-    /// Random prefix + `_` + sanitised file name.
+    /// Time-ordered random prefix + `_` + sanitised file name (see [`crate::ids`]).
     pub file_id: String,
     /// The name the client gave.
     pub original_filename: String,
