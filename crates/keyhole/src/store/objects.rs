@@ -179,8 +179,8 @@ pub trait ObjectStorage: Send + Sync + 'static {
 pub struct LocalDisk {
     root: PathBuf,
     staging: PathBuf,
-    /// KiB of large download buffers all downloads may hold at once (see [`FileChunks`]).
-    read_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The large download buffers (see [`FileChunks`]).
+    read_buffers: std::sync::Arc<ReadBuffers>,
 }
 
 /// Checks an object key: `/`-separated components of `[A-Za-z0-9._-]`, none empty, none
@@ -241,7 +241,10 @@ impl LocalDisk {
         Ok(LocalDisk {
             root,
             staging,
-            read_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_KIB)),
+            read_buffers: std::sync::Arc::new(ReadBuffers {
+                budget: std::sync::Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_KIB)),
+                idle: std::sync::Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -464,6 +467,45 @@ const READ_AHEAD: usize = 2;
 /// however many downloads run: 16 streams at full speed fit (3 chunks each: two reading, one
 /// sending); beyond that, downloads fall back to small reads.
 const READ_BUDGET_KIB: usize = 32 * 1024;
+/// Large buffers kept for the next downloads once sent (8 MiB): reused rather than freed, so
+/// a busy server does not churn half-megabyte allocations through the allocator's per-thread
+/// arenas (which keep what they free, and grow the resident size).
+const MAX_IDLE_BUFFERS: usize = 16;
+
+/// The large download buffers: the budget they draw on and those free for reuse.
+struct ReadBuffers {
+    /// KiB of large buffers all downloads may hold at once.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    idle: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for ReadBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuffers")
+            .field("budget_kib_free", &self.budget.available_permits())
+            .field("idle", &self.idle.lock().map_or(0, |idle| idle.len()))
+            .finish()
+    }
+}
+
+impl ReadBuffers {
+    /// A buffer of [`READ_CHUNK`] bytes and its share of the budget, or `None` when the budget
+    /// is spent.
+    fn take(self: &std::sync::Arc<Self>) -> Option<Budgeted> {
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned((READ_CHUNK / 1024) as u32)
+            .ok()?;
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        Some(Budgeted {
+            buf: reused.unwrap_or_else(|| vec![0u8; READ_CHUNK]),
+            len: READ_CHUNK,
+            home: Some(self.clone()),
+            _permit: Some(permit),
+        })
+    }
+}
 
 /// A range of a local file as a stream of chunks, read with positioned reads on the blocking pool
 /// straight into the buffers the response sends (no second copy), with up to [`READ_AHEAD`]
@@ -478,7 +520,7 @@ struct FileChunks {
     next: u64,
     /// Bytes not yet asked of a read.
     unread: u64,
-    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    buffers: std::sync::Arc<ReadBuffers>,
     in_flight: std::collections::VecDeque<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
 }
 
@@ -487,68 +529,77 @@ impl FileChunks {
         file: std::fs::File,
         offset: u64,
         len: u64,
-        budget: std::sync::Arc<tokio::sync::Semaphore>,
+        buffers: std::sync::Arc<ReadBuffers>,
     ) -> Self {
         Self {
             file: std::sync::Arc::new(file),
             next: offset,
             unread: len,
-            budget,
+            buffers,
             in_flight: std::collections::VecDeque::with_capacity(READ_AHEAD),
         }
     }
 
     fn start_reads(&mut self) {
         while self.in_flight.len() < READ_AHEAD && self.unread > 0 {
-            let large = self.unread.min(READ_CHUNK as u64) as usize;
-            let (n, permit) = match self
-                .budget
-                .clone()
-                .try_acquire_many_owned(large.div_ceil(1024) as u32)
-            {
-                Ok(permit) => (large, Some(permit)),
-                Err(_) => (large.min(SMALL_READ_CHUNK), None),
-            };
+            let mut chunk = self.buffers.take().unwrap_or_else(|| Budgeted {
+                buf: vec![0u8; SMALL_READ_CHUNK],
+                len: SMALL_READ_CHUNK,
+                home: None,
+                _permit: None,
+            });
+            chunk.len = chunk.len.min(self.unread.min(usize::MAX as u64) as usize);
             let (file, at) = (self.file.clone(), self.next);
-            self.next += n as u64;
-            self.unread -= n as u64;
+            self.next += chunk.len as u64;
+            self.unread -= chunk.len as u64;
             self.in_flight
                 .push_back(tokio::task::spawn_blocking(move || {
-                    read_exact_at(&file, at, n).map(|buf| {
-                        Bytes::from_owner(Budgeted {
-                            buf,
-                            _permit: permit,
-                        })
-                    })
+                    read_exact_at(&file, at, &mut chunk.buf[..chunk.len])?;
+                    Ok(Bytes::from_owner(chunk))
                 }));
         }
     }
 }
 
-/// A read buffer and the share of the read budget it holds until it is dropped.
+/// A read buffer: its first `len` bytes are the chunk. A large one holds its share of the read
+/// budget until it is dropped, and then goes back to the idle buffers (while they have room).
 struct Budgeted {
     buf: Vec<u8>,
+    len: usize,
+    /// Where a large buffer returns.
+    home: Option<std::sync::Arc<ReadBuffers>>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl AsRef<[u8]> for Budgeted {
     fn as_ref(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
-fn read_exact_at(file: &std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; n];
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            if let Ok(mut idle) = home.idle.lock() {
+                if idle.len() < MAX_IDLE_BUFFERS {
+                    idle.push(std::mem::take(&mut self.buf));
+                }
+            }
+        }
+    }
+}
+
+fn read_exact_at(file: &std::fs::File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
     #[cfg(unix)]
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, at)?;
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)?;
     #[cfg(not(unix))]
     {
         use std::io::{Read, Seek};
         let mut f = file;
         f.seek(std::io::SeekFrom::Start(at))?;
-        f.read_exact(&mut buf)?;
+        f.read_exact(buf)?;
     }
-    Ok(buf)
+    Ok(())
 }
 
 impl futures_util::Stream for FileChunks {
@@ -710,7 +761,7 @@ impl ObjectStorage for LocalDisk {
             Ok(Err(e)) => return Err(e.into()),
             Err(e) => return Err(ObjectError::Io(std::io::Error::other(e))),
         };
-        Ok(FileChunks::new(file, offset, len, self.read_budget.clone()).boxed())
+        Ok(FileChunks::new(file, offset, len, self.read_buffers.clone()).boxed())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, ObjectError> {
@@ -911,12 +962,19 @@ mod tests {
             );
             assert!(sizes.iter().all(|&n| n <= READ_CHUNK));
         }
-        assert_eq!(disk.read_budget.available_permits(), READ_BUDGET_KIB);
+        assert_eq!(
+            disk.read_buffers.budget.available_permits(),
+            READ_BUDGET_KIB
+        );
+        // Sent buffers wait for the next download instead of going back to the allocator.
+        let idle = disk.read_buffers.idle.lock().unwrap().len();
+        assert!((1..=MAX_IDLE_BUFFERS).contains(&idle), "{idle}");
 
         // While other downloads hold the whole budget, reads are small and still complete;
         // chunks the response still holds keep their share until dropped.
         let held = disk
-            .read_budget
+            .read_buffers
+            .budget
             .clone()
             .try_acquire_many_owned(READ_BUDGET_KIB as u32)
             .unwrap();
@@ -932,14 +990,17 @@ mod tests {
         // The reads still in flight finish on the blocking pool and free their share.
         let expected = READ_BUDGET_KIB - READ_CHUNK / 1024;
         for _ in 0..500 {
-            if disk.read_budget.available_permits() == expected {
+            if disk.read_buffers.budget.available_permits() == expected {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(disk.read_budget.available_permits(), expected);
+        assert_eq!(disk.read_buffers.budget.available_permits(), expected);
         drop(first);
-        assert_eq!(disk.read_budget.available_permits(), READ_BUDGET_KIB);
+        assert_eq!(
+            disk.read_buffers.budget.available_permits(),
+            READ_BUDGET_KIB
+        );
 
         // A file shorter than the range asked for is an error, not a short body.
         let (got, _, err) = collect(disk.read("uploads/big", full - 10, 20).await.unwrap()).await;
