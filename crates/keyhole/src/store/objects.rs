@@ -589,15 +589,23 @@ impl Drop for Budgeted {
     }
 }
 
+/// Fills all of `buf` from `at` on, or fails. A reused buffer still holds an earlier download's
+/// bytes, so only a buffer filled completely may become a chunk: on any error it goes back unsent.
 fn read_exact_at(file: &std::fs::File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::FileExt::read_exact_at(file, buf, at)?;
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        use std::io::{Read, Seek};
-        let mut f = file;
-        f.seek(std::io::SeekFrom::Start(at))?;
-        f.read_exact(buf)?;
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], at + done as u64) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(())
 }
@@ -1001,6 +1009,18 @@ mod tests {
             disk.read_buffers.budget.available_permits(),
             READ_BUDGET_KIB
         );
+
+        // A reused buffer shows only what this read put in it, never an earlier download's bytes.
+        let mut w = disk.begin_write("uploads/small").await.unwrap();
+        w.write(Bytes::from_static(&[0xbb; 10])).await.unwrap();
+        w.commit().await.unwrap();
+        assert!(!disk.read_buffers.idle.lock().unwrap().is_empty());
+        let (got, _, err) = collect(disk.read("uploads/small", 0, 10).await.unwrap()).await;
+        assert!(err.is_none());
+        assert_eq!(got, [0xbb; 10]);
+        let (got, _, err) = collect(disk.read("uploads/small", 5, 20).await.unwrap()).await;
+        assert!(got.is_empty(), "{got:?}");
+        assert!(err.is_some());
 
         // A file shorter than the range asked for is an error, not a short body.
         let (got, _, err) = collect(disk.read("uploads/big", full - 10, 20).await.unwrap()).await;
