@@ -123,8 +123,8 @@ free_port() { # a port nothing on 127.0.0.1 answers on
 }
 
 fcalc() { awk "BEGIN { printf \"$1\", $2 }"; }     # fcalc FORMAT EXPR
-ratio() { # a / b with 2 decimals, or n/a
-  if [[ -n "${1:-}" && -n "${2:-}" && "${2:-0}" != 0 && "$2" != 0.0 ]]; then fcalc %.2f "$1 / $2"; else echo n/a; fi
+ratio() { # a / b with 3 decimals (so a verdict is never decided by rounding), or n/a
+  if [[ -n "${1:-}" && -n "${2:-}" && "${2:-0}" != 0 && "$2" != 0.0 ]]; then fcalc %.3f "$1 / $2"; else echo n/a; fi
 }
 verdict() { # $1 value, $2 op (ge|lt), $3 target
   [[ -n "${1:-}" && "$1" != n/a ]] || { echo "n/a"; return; }
