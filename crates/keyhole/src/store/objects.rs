@@ -542,11 +542,21 @@ impl FileChunks {
 
     fn start_reads(&mut self) {
         while self.in_flight.len() < READ_AHEAD && self.unread > 0 {
-            let mut chunk = self.buffers.take().unwrap_or_else(|| Budgeted {
-                buf: vec![0u8; SMALL_READ_CHUNK],
-                len: SMALL_READ_CHUNK,
-                home: None,
-                _permit: None,
+            // A small file or the tail of a range gets a buffer of its own size, so it never
+            // holds a large buffer (and its share of the budget) while a slow client reads it.
+            let large = if self.unread > SMALL_READ_CHUNK as u64 {
+                self.buffers.take()
+            } else {
+                None
+            };
+            let mut chunk = large.unwrap_or_else(|| {
+                let n = self.unread.min(SMALL_READ_CHUNK as u64) as usize;
+                Budgeted {
+                    buf: vec![0u8; n],
+                    len: n,
+                    home: None,
+                    _permit: None,
+                }
             });
             chunk.len = chunk.len.min(self.unread.min(usize::MAX as u64) as usize);
             let (file, at) = (self.file.clone(), self.next);
@@ -1010,17 +1020,24 @@ mod tests {
             READ_BUDGET_KIB
         );
 
-        // A reused buffer shows only what this read put in it, never an earlier download's bytes.
-        let mut w = disk.begin_write("uploads/small").await.unwrap();
-        w.write(Bytes::from_static(&[0xbb; 10])).await.unwrap();
+        // A reused buffer shows only what this read put in it, never an earlier download's bytes:
+        // a file between the small and the large read size takes a reused large buffer.
+        let n = SMALL_READ_CHUNK + 1000;
+        let mut w = disk.begin_write("uploads/mid").await.unwrap();
+        w.write(Bytes::from(vec![0xbb; n])).await.unwrap();
         w.commit().await.unwrap();
-        assert!(!disk.read_buffers.idle.lock().unwrap().is_empty());
-        let (got, _, err) = collect(disk.read("uploads/small", 0, 10).await.unwrap()).await;
+        let idle_before = disk.read_buffers.idle.lock().unwrap().len();
+        assert!(idle_before > 0);
+        let (got, sizes, err) = collect(disk.read("uploads/mid", 0, n as u64).await.unwrap()).await;
         assert!(err.is_none());
-        assert_eq!(got, [0xbb; 10]);
-        let (got, _, err) = collect(disk.read("uploads/small", 5, 20).await.unwrap()).await;
-        assert!(got.is_empty(), "{got:?}");
+        assert_eq!(sizes, [n]);
+        assert!(got.iter().all(|&b| b == 0xbb));
+        let (got, _, err) = collect(disk.read("uploads/mid", 5, 2 * n as u64).await.unwrap()).await;
+        assert!(got.is_empty(), "{} stale or partial bytes", got.len());
         assert!(err.is_some());
+        // Small files and tails get buffers of their own size, outside the budget.
+        let (got, sizes, _) = collect(disk.read("uploads/mid", 0, 10).await.unwrap()).await;
+        assert_eq!((got, sizes), (vec![0xbb; 10], vec![10]));
 
         // A file shorter than the range asked for is an error, not a short body.
         let (got, _, err) = collect(disk.read("uploads/big", full - 10, 20).await.unwrap()).await;
