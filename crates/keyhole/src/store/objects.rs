@@ -315,14 +315,19 @@ fn committed() -> ObjectError {
 }
 
 impl LocalWriter {
-    /// Hands everything gathered to one write on the blocking pool, after the previous one has
-    /// finished (its error, if any, fails the upload here).
-    async fn write_pending(&mut self) -> Result<(), ObjectError> {
-        self.finish_write().await?;
+    /// Moves the small chunks copied together so far, if any, to the end of the batch.
+    fn queue_small(&mut self) {
         if !self.small.is_empty() {
             let small = self.small.split().freeze();
             self.pending.push(small);
         }
+    }
+
+    /// Hands everything gathered to one write on the blocking pool, after the previous one has
+    /// finished (its error, if any, fails the upload here).
+    async fn write_pending(&mut self) -> Result<(), ObjectError> {
+        self.finish_write().await?;
+        self.queue_small();
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -394,14 +399,10 @@ impl ObjectWriter for LocalWriter {
         if chunk.len() < SMALL_CHUNK_BYTES {
             self.small.extend_from_slice(&chunk);
             if self.small.len() >= SMALL_CHUNK_BYTES * 4 {
-                let small = self.small.split().freeze();
-                self.pending.push(small);
+                self.queue_small();
             }
         } else {
-            if !self.small.is_empty() {
-                let small = self.small.split().freeze();
-                self.pending.push(small);
-            }
+            self.queue_small();
             self.pending.push(chunk);
         }
         if self.pending_len >= WRITE_BATCH_BYTES {
@@ -558,7 +559,7 @@ impl FileChunks {
                     _permit: None,
                 }
             });
-            chunk.len = chunk.len.min(self.unread.min(usize::MAX as u64) as usize);
+            chunk.len = self.unread.min(chunk.len as u64) as usize;
             let (file, at) = (self.file.clone(), self.next);
             self.next += chunk.len as u64;
             self.unread -= chunk.len as u64;
