@@ -25,6 +25,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Where links minted on the request path are signed, in arrival order.
+    pub signing: crate::signq::SignQueue,
 }
 
 /// Shared state handle.
