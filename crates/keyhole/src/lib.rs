@@ -17,7 +17,6 @@ pub mod keyfile;
 pub mod keys;
 pub mod links;
 pub mod server;
-pub mod signq;
 pub mod state;
 pub mod store;
 pub mod sweeper;

@@ -285,7 +285,6 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
         auth: Authenticator::new(&config.tokens),
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),
-        signing: crate::signq::SignQueue::new(),
         config,
         meta,
         objects,

@@ -25,8 +25,6 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Metrics registry.
     pub metrics: Metrics,
-    /// Where links minted on the request path are signed, in arrival order.
-    pub signing: crate::signq::SignQueue,
 }
 
 /// Shared state handle.
