@@ -200,11 +200,12 @@ rss_stop() { # prints peak MB (10^6 bytes)
   fcalc %.1f "$(cat "$WORK/rss.max") * 1024 / 1e6"
 }
 
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }   # gt A B: A > B, as numbers
 best() { # max of the non-empty arguments, or empty
   local v b=""
   for v in "$@"; do
     [[ -n "$v" ]] || continue
-    if [[ -z "$b" ]] || awk -v a="$v" -v b="$b" 'BEGIN { exit !(a > b) }'; then b=$v; fi
+    if [[ -z "$b" ]] || gt "$v" "$b"; then b=$v; fi
   done
   echo "$b"
 }
@@ -276,7 +277,7 @@ mint_phase() { # $1 label (rsa|ec), $2 openssl algorithm, $3 its table regex, $4
       ssl=$(openssl_multi "$2" "$3" "$4")
     fi
     rounds+="${rounds:+; }${rps:-n/a} req/s p99 ${p99:-n/a} ms / openssl ${ssl:-n/a}"
-    if [[ -n "$rps" ]] && { [[ -z "$best_rps" ]] || awk -v a="$rps" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; }; then
+    if [[ -n "$rps" ]] && { [[ -z "$best_rps" ]] || gt "$rps" "$best_rps"; }; then
       best_rps=$rps; R[mint_${label}_p99]=$p99
     fi
     best_ssl=$(best "$best_ssl" "$ssl")
