@@ -618,6 +618,17 @@ fn read_exact_at(file: &std::fs::File, at: u64, buf: &mut [u8]) -> std::io::Resu
             }
         }
     }
+    // Without positioned reads the buffer would stay as it was, so a reused one would send an
+    // earlier download's bytes: refuse rather than do that.
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, at, buf);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "positioned file reads are not available on this platform",
+        ));
+    }
+    #[allow(unreachable_code)]
     Ok(())
 }
 
