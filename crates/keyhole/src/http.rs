@@ -1,14 +1,17 @@
 //! HTTP plumbing shared by the API and the edge: the one place errors become responses, the JSON
 //! body extractor, and the request middleware (request ids, bounds, logs, metrics).
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::Instrument;
@@ -24,6 +27,12 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const MAX_HEADER_COUNT: usize = 100;
 /// Longest request target.
 pub const MAX_URI_BYTES: usize = 16 * 1024;
+
+/// Most bytes of a refused request's body read and discarded so the client can read the refusal
+/// (see [`observe`]).
+pub const DISCARD_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest time spent discarding a refused request's body.
+pub const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 /// The request id header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -244,11 +253,115 @@ fn new_request_id() -> String {
     }
 }
 
+/// A request body that, when dropped before its end, hands what is left back to [`observe`].
+struct Tracked {
+    inner: Option<Body>,
+    polled: bool,
+    ended: bool,
+    back: Option<tokio::sync::oneshot::Sender<Unread>>,
+}
+
+/// The unread rest of a request body, and whether the handler asked for any of it.
+struct Unread {
+    body: Body,
+    polled: bool,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        this.polled = true;
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+            this.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(HttpBody::size_hint)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if let (Some(body), Some(back)) = (self.inner.take(), self.back.take()) {
+            let _ = back.send(Unread {
+                body,
+                polled: self.polled,
+            });
+        }
+    }
+}
+
+/// Reads and drops the rest of a refused request's body, up to [`DISCARD_BYTES`] within
+/// [`DISCARD_TIME`]; true when it reached the end.
+async fn discard(mut body: Body) -> bool {
+    let mut left = DISCARD_BYTES;
+    let drained = tokio::time::timeout(DISCARD_TIME, async move {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            if n > left {
+                return false;
+            }
+            left -= n;
+        }
+        true
+    })
+    .await;
+    drained.unwrap_or(false)
+}
+
 /// Middleware for every request: bounds the target and headers (414/431), assigns a request id
 /// (kept from `x-request-id` when sane) returned on the response, logs one line per request
 /// without the query string (it carries signatures), and records metrics by route template.
+///
+/// A request answered before its body was read to the end (a refused upload, say) cannot leave
+/// the rest unread: closing a connection with unread data resets it, and a client still sending
+/// then sees a broken pipe instead of the answer. As nginx does, the rest is read and dropped
+/// first, up to [`DISCARD_BYTES`] within [`DISCARD_TIME`], and the connection stays usable. A
+/// longer body, or one the client was waiting to send until told to (`Expect: 100-continue`),
+/// is not read: the answer says `Connection: close` instead.
 pub async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (req, unread) = if req.body().is_end_stream() {
+        (req, None)
+    } else {
+        let (back, unread) = tokio::sync::oneshot::channel();
+        let req = req.map(|inner| {
+            Body::new(Tracked {
+                inner: Some(inner),
+                polled: false,
+                ended: false,
+                back: Some(back),
+            })
+        });
+        (req, Some(unread))
+    };
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
@@ -293,10 +406,21 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
 
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let mut response = match early {
-        Some(r) => r,
-        None => next.run(req).instrument(span.clone()).await,
+    let (mut response, req) = match early {
+        Some(r) => (r, Some(req)),
+        None => (next.run(req).instrument(span.clone()).await, None),
     };
+    // An early answer leaves the request unread; the handler's is back through `unread`.
+    drop(req);
+    let keep_alive = match unread.map(|mut rx| rx.try_recv()) {
+        Some(Ok(Unread { body, polled })) => (polled || !expects_continue) && discard(body).await,
+        _ => true,
+    };
+    if !keep_alive {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status();
     let elapsed = started.elapsed();
     span.in_scope(|| {

@@ -626,3 +626,74 @@ async fn start_up_removes_unacknowledged_objects_and_keeps_unrecorded_ones() {
     assert_eq!(r.status(), 200);
     assert_eq!(s.download(&pending).await, b"retried");
 }
+
+/// Writes `head` and `body` on `stream` and reads one response (head and its Content-Length
+/// body); returns the head, lower-cased.
+async fn exchange(stream: &mut tokio::net::TcpStream, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < end + length {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed inside a response body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    head
+}
+
+#[tokio::test]
+async fn refused_bodies_are_read_to_the_end_or_the_connection_closes() {
+    let s = TestServer::start().await;
+    let addr = s.base.strip_prefix("http://").unwrap().to_owned();
+    let bad = format!(
+        "/uploads/{}_x.bin?Expires=1&Signature=AAAA&Key-Pair-Id=KX",
+        "a".repeat(26)
+    );
+
+    // Refused before a byte of its 4 MiB body was read: the rest is read and dropped, so the
+    // client can send it all and read the refusal, and the connection carries the next request.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = vec![7u8; 4 * 1024 * 1024];
+    let head = exchange(
+        &mut conn,
+        &format!(
+            "PUT {bad} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        &body,
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let head = exchange(&mut conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    // A client waiting for `100 Continue` is not asked for its body: the refusal comes at once
+    // and closes the connection.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = exchange(
+        &mut conn,
+        &format!(
+            "PUT {bad} HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n"
+        ),
+        b"",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+}
