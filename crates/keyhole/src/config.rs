@@ -111,6 +111,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// HTTP worker threads, each serving its share of the connections; 0 means one per core
+    /// the process may use.
+    pub workers: usize,
     /// Extra time a pending upload record outlives its upload link.
     pub pending_grace: Duration,
     /// Log format.
@@ -241,6 +244,8 @@ pub mod defaults {
     pub const RETENTION: &str = "24h";
     /// 5 TiB, S3's object size limit (single PUTs are limited to 5 GiB by the multipart threshold).
     pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+    /// The most HTTP worker threads `--workers` accepts.
+    pub const MAX_WORKERS: usize = 1024;
     /// 64 MiB.
     pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
     /// 8 MiB.
@@ -289,6 +294,7 @@ impl Config {
             },
             sweep_interval: d(defaults::SWEEP_INTERVAL),
             shutdown_grace: d(defaults::SHUTDOWN_GRACE),
+            workers: 0,
             pending_grace: d(defaults::PENDING_GRACE),
             log_format: LogFormat::Auto,
             storage: Storage::Local,
@@ -338,6 +344,12 @@ impl Config {
         }
         if self.max_upload_bytes == 0 {
             return Err(invalid("--max-upload-bytes", "must be at least 1"));
+        }
+        if self.workers > defaults::MAX_WORKERS {
+            return Err(invalid(
+                "--workers",
+                "must be at most 1024 (0 means one per core)",
+            ));
         }
         if !(defaults::MIN_PART_SIZE..=defaults::MAX_PART_SIZE).contains(&self.part_size) {
             return Err(invalid(
@@ -485,6 +497,7 @@ struct FileConfig {
     rate_limit: Option<RateLimit>,
     sweep_interval: Option<String>,
     shutdown_grace: Option<String>,
+    workers: Option<usize>,
     pending_grace: Option<String>,
     log_format: Option<LogFormat>,
     storage: Option<String>,
@@ -575,6 +588,10 @@ pub struct ServeArgs {
     /// How long shutdown waits for transfers in flight [default: 30s].
     #[arg(long, env = "KEYHOLE_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// HTTP worker threads; each serves its share of the connections on one core. 0 means one
+    /// per core the process may use [default: 0].
+    #[arg(long, env = "KEYHOLE_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
     /// Object storage: `local` (DATA/objects) or s3://BUCKET[/PREFIX] (credentials from the
     /// standard AWS variables) [default: local].
     #[arg(long, env = "KEYHOLE_STORAGE", value_name = "local|s3://BUCKET/PREFIX")]
@@ -752,6 +769,9 @@ impl ServeArgs {
         if let Some(n) = self.max_upload_bytes.or(file.max_upload_bytes) {
             config.max_upload_bytes = n;
         }
+        if let Some(n) = self.workers.or(file.workers) {
+            config.workers = n;
+        }
         if let Some(n) = self.multipart_threshold.or(file.multipart_threshold) {
             config.multipart_threshold = n;
         }
@@ -907,6 +927,32 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("uplod_ttl"), "{err}");
+    }
+
+    #[test]
+    fn workers_from_file_and_flags_within_bounds() {
+        assert_eq!(ServeArgs::default().resolve().unwrap().workers, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "workers = 3\n").unwrap();
+        let file = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(file.resolve().unwrap().workers, 3);
+        let flag = ServeArgs {
+            config: Some(path),
+            workers: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(flag.resolve().unwrap().workers, 1);
+        let err = ServeArgs {
+            workers: Some(5000),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("--workers"), "{err}");
     }
 
     #[test]

@@ -218,6 +218,16 @@ pub enum LinkError {
     /// Presigning failed.
     #[error("presigning an S3 link failed: {0}")]
     Presign(#[from] ObjectError),
+    /// The signing queue stopped (the server is shutting down).
+    #[error(transparent)]
+    Stopped(#[from] crate::signq::Stopped),
+}
+
+/// Signs `url` with the active key, on this thread's signing queue ([`crate::signq`]).
+async fn sign_canned(state: &SharedState, url: String, expires: i64) -> Result<String, LinkError> {
+    let policy = Policy::canned(expires as u64)?;
+    let keys = state.keys.current();
+    Ok(crate::signq::run(move || keys.signer.sign_url(&url, &policy)).await??)
 }
 
 /// Seconds from now until `expires` (epoch seconds), at least one.
@@ -261,8 +271,7 @@ pub async fn upload_url(
                 state.config.public_origin(),
                 record.file_id
             );
-            let policy = Policy::canned(expires as u64)?;
-            state.keys.current().signer.sign_url(&url, &policy)?
+            sign_canned(state, url, expires).await?
         }
         UrlMode::S3Presigned => presign(state, record, &PresignOp::Put, expires).await?,
     };
@@ -315,8 +324,7 @@ pub async fn download_url(
     let url = match mode {
         UrlMode::CloudFront => {
             let url = format!("{}/files/{}", state.config.public_origin(), record.file_id);
-            let policy = Policy::canned(expires as u64)?;
-            state.keys.current().signer.sign_url(&url, &policy)?
+            sign_canned(state, url, expires).await?
         }
         UrlMode::S3Presigned => {
             let disposition = crate::edge::content_disposition(&record.original_filename);

@@ -23,6 +23,7 @@ use crate::store::s3::{S3Settings, S3Storage};
 use crate::store::sqlite::SqliteStore;
 use crate::store::MetaStore;
 use crate::telemetry::Metrics;
+use crate::workers::Workers;
 use crate::{api, edge, http, sweeper};
 
 /// Why the server could not start.
@@ -72,7 +73,7 @@ pub struct RunningServer {
     /// Shared state (tests read metrics and stores through it).
     pub state: SharedState,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    workers: Workers,
     sweeper: tokio::task::JoinHandle<()>,
     key_refresh: Option<tokio::task::JoinHandle<()>>,
 }
@@ -87,19 +88,20 @@ impl RunningServer {
             refresh.abort();
         }
         let grace = self.state.config.shutdown_grace;
-        let mut task = self.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
+        let mut workers = self.workers;
+        if tokio::time::timeout(grace, workers.wait()).await.is_err() {
             tracing::warn!(
                 ?grace,
                 "shutdown grace elapsed; closing remaining connections"
             );
-            task.abort();
+            workers.force_stop();
+            workers.wait().await;
         }
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
     pub async fn wait(&mut self) {
-        let _ = (&mut self.task).await;
+        self.workers.wait().await;
     }
 }
 
@@ -310,19 +312,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     sweeper::reconcile(&state).await;
-    let (tx, mut rx) = watch::channel(false);
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "server failed");
-        }
-    });
+    let (tx, rx) = watch::channel(false);
+    let count = match state.config.workers {
+        0 => crate::workers::default_count(),
+        n => n,
+    };
+    let workers = Workers::start(count, listener, router(state.clone()), rx)
+        .map_err(|e| StartError::Other(format!("cannot start the HTTP workers: {e}")))?;
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
     let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);
     Ok(RunningServer {
@@ -331,7 +327,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         generated_key,
         state,
         shutdown: tx,
-        task,
+        workers,
         sweeper,
         key_refresh,
     })

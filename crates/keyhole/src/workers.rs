@@ -1,0 +1,180 @@
+//! HTTP worker threads: one single-threaded tokio runtime per core, each serving the connections an
+//! acceptor hands it in turn.
+//!
+//! A multi-threaded runtime moves tasks between its workers and runs each worker's queue in the
+//! order tasks were woken. Minting is CPU-bound (an RSA-2048 signature is about 0.3 ms), so under
+//! load those queues hold dozens of requests, and a request that is woken again (its body arrived,
+//! its record was committed) goes to the back of whichever queue it lands on. Pinning every
+//! connection to one thread keeps each request's work, and the signing queue
+//! ([`crate::signq`]) that orders it, on one core; this is the model of nginx's worker processes.
+//! Transfers are not affected: their I/O waits on the kernel, not on the CPU.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::serve::{Listener, ListenerExt};
+use axum::Router;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The worker count when none is configured: one per core the process may use.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+}
+
+/// How long a stopping worker waits for its blocking file operations.
+const BLOCKING_GRACE: Duration = Duration::from_secs(5);
+
+/// Connections handed over by the acceptor.
+struct Handed {
+    rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl Listener for Handed {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            let Some((stream, peer)) = self.rx.recv().await else {
+                // The acceptor stopped: no more connections; the graceful shutdown ends `serve`.
+                std::future::pending::<()>().await;
+                unreachable!()
+            };
+            match TcpStream::from_std(stream) {
+                Ok(stream) => return (stream, peer),
+                Err(e) => tracing::warn!(error = %e, %peer, "cannot register a connection"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// The running workers and their acceptor.
+pub struct Workers {
+    done: Vec<oneshot::Receiver<()>>,
+    acceptor: Option<tokio::task::JoinHandle<()>>,
+    force: watch::Sender<bool>,
+}
+
+impl Workers {
+    /// Starts `count` worker threads serving `app`, and an acceptor task (on the calling runtime)
+    /// that hands them the connections of `listener` in turn. All stop gracefully once `stop`
+    /// turns true: no new connections, and requests in flight finish.
+    pub fn start(
+        count: usize,
+        listener: TcpListener,
+        app: Router,
+        stop: watch::Receiver<bool>,
+    ) -> std::io::Result<Workers> {
+        let local = listener.local_addr()?;
+        let (force, _) = watch::channel(false);
+        let mut senders = Vec::new();
+        let mut done = Vec::new();
+        for i in 0..count.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (done_tx, done_rx) = oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("keyhole-http-{i}-blocking"))
+                .build()?;
+            let app = app.clone();
+            let mut stop = stop.clone();
+            let mut force = force.subscribe();
+            std::thread::Builder::new()
+                .name(format!("keyhole-http-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let _signing = crate::signq::install();
+                        let listener = Handed { rx, local }.tap_io(|s: &mut TcpStream| {
+                            let _ = s.set_nodelay(true);
+                        });
+                        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        tokio::select! {
+                            r = serve => if let Err(e) = r {
+                                tracing::error!(error = %e, "worker failed");
+                            },
+                            _ = force.wait_for(|f| *f) => {}
+                        }
+                    });
+                    runtime.shutdown_timeout(BLOCKING_GRACE);
+                    let _ = done_tx.send(());
+                })?;
+            senders.push(tx);
+            done.push(done_rx);
+        }
+        let mut stop = stop;
+        let acceptor = tokio::spawn(async move {
+            let mut next = 0;
+            loop {
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        accept_error(e).await;
+                        continue;
+                    }
+                };
+                match stream.into_std() {
+                    Ok(stream) => {
+                        let _ = senders[next].send((stream, peer));
+                        next = (next + 1) % senders.len();
+                    }
+                    Err(e) => tracing::warn!(error = %e, %peer, "cannot hand over a connection"),
+                }
+            }
+        });
+        Ok(Workers {
+            done,
+            acceptor: Some(acceptor),
+            force,
+        })
+    }
+
+    /// Waits until every worker has stopped.
+    pub async fn wait(&mut self) {
+        if let Some(acceptor) = &mut self.acceptor {
+            let _ = acceptor.await;
+            self.acceptor = None;
+        }
+        while let Some(done) = self.done.last_mut() {
+            // An error means the thread ended without reporting: stopped all the same.
+            let _ = done.await;
+            self.done.pop();
+        }
+    }
+
+    /// Ends every connection still open now, without waiting for its requests.
+    pub fn force_stop(&self) {
+        let _ = self.force.send(true);
+        if let Some(acceptor) = &self.acceptor {
+            acceptor.abort();
+        }
+    }
+}
+
+/// A failed `accept`: connection-level errors are the client's and are skipped; running out of
+/// file descriptors is waited out rather than spun on.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; retrying in one second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
