@@ -289,7 +289,7 @@ pub async fn part_links(
     expires: i64,
 ) -> Result<Vec<PartLink>, crate::http::ApiError> {
     if mode == UrlMode::CloudFront {
-        let links = crate::api::part_links(state, record, numbers, expires)?;
+        let links = crate::api::part_links(state, record, numbers, expires).await?;
         for _ in &links {
             count(state, "upload_part", mode);
         }

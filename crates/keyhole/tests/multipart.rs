@@ -317,3 +317,51 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
     );
     assert!(s.list_all().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_part_links_do_not_hold_up_other_requests() {
+    // One HTTP worker: the request minting 2,048 part links (about 0.6 s of RSA signatures)
+    // shares it with the health check.
+    let s = std::sync::Arc::new(
+        TestServer::start_with(|c| {
+            c.workers = 1;
+            c.part_size = 5 * MIB as u64;
+        })
+        .await,
+    );
+    let parts = || {
+        s.server
+            .as_ref()
+            .unwrap()
+            .state
+            .metrics
+            .links
+            .get_or_create(&keyhole::telemetry::KindLabel {
+                kind: "upload_part".into(),
+            })
+            .get()
+    };
+    let minting = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.create_upload(json!({"filename": "huge.bin", "contentType": "application/octet-stream", "size": 2048u64 * 5 * MIB as u64}))
+                .await
+        })
+    };
+    while parts() == 0 {
+        assert!(!minting.is_finished(), "{:?}", minting.await);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Signing has begun; the health check is answered between its jobs, long before the last.
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let signed = parts();
+    assert!(
+        signed < 2048,
+        "the health check waited for all {signed} part links"
+    );
+    let (status, v) = minting.await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["parts"].as_array().unwrap().len(), 2048);
+    assert_eq!(parts(), 2048);
+}
