@@ -7,7 +7,9 @@
 //! its record was committed) goes to the back of whichever queue it lands on. Pinning every
 //! connection to one thread keeps each request's work, and the signing queue
 //! ([`crate::signq`]) that orders it, on one core; this is the model of nginx's worker processes.
-//! Transfers are not affected: their I/O waits on the kernel, not on the CPU.
+//! The trade-off is nginx's too: connections are spread evenly, not their load, so a connection
+//! that keeps its worker busy (a large upload being hashed) shares that core with the others
+//! handed to the same worker rather than having them moved away.
 
 use std::net::SocketAddr;
 use std::time::Duration;
