@@ -318,6 +318,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         n => n,
     };
     let workers = Workers::start(count, listener, router(state.clone()), rx)
+        .await
         .map_err(|e| StartError::Other(format!("cannot start the HTTP workers: {e}")))?;
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
     let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);

@@ -58,7 +58,8 @@ impl Listener for Handed {
     }
 }
 
-/// The running workers and their acceptor.
+/// The running workers and their acceptor. Dropping it ends every connection at once, as
+/// [`Workers::force_stop`] does.
 pub struct Workers {
     done: Vec<oneshot::Receiver<()>>,
     acceptor: Option<tokio::task::JoinHandle<()>>,
@@ -69,7 +70,7 @@ impl Workers {
     /// Starts `count` worker threads serving `app`, and an acceptor task (on the calling runtime)
     /// that hands them the connections of `listener` in turn. All stop gracefully once `stop`
     /// turns true: no new connections, and requests in flight finish.
-    pub fn start(
+    pub async fn start(
         count: usize,
         listener: TcpListener,
         app: Router,
@@ -82,16 +83,27 @@ impl Workers {
         for i in 0..count.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
             let (done_tx, done_rx) = oneshot::channel();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_name(format!("keyhole-http-{i}-blocking"))
-                .build()?;
+            let (ready_tx, ready_rx) = oneshot::channel();
             let app = app.clone();
             let mut stop = stop.clone();
             let mut force = force.subscribe();
+            // The runtime is built on its own thread: dropping one here, in an async context,
+            // would panic if the thread could not be started.
             std::thread::Builder::new()
                 .name(format!("keyhole-http-{i}"))
                 .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .thread_name(format!("keyhole-http-{i}-blocking"))
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
                     runtime.block_on(async move {
                         let _signing = crate::signq::install();
                         let listener = Handed { rx, local }.tap_io(|s: &mut TcpStream| {
@@ -111,6 +123,9 @@ impl Workers {
                     runtime.shutdown_timeout(BLOCKING_GRACE);
                     let _ = done_tx.send(());
                 })?;
+            ready_rx
+                .await
+                .map_err(|_| std::io::Error::other("a worker thread ended while starting"))??;
             senders.push(tx);
             done.push(done_rx);
         }
@@ -129,12 +144,28 @@ impl Workers {
                         continue;
                     }
                 };
-                match stream.into_std() {
-                    Ok(stream) => {
-                        let _ = senders[next].send((stream, peer));
-                        next = (next + 1) % senders.len();
+                let mut conn = match stream.into_std() {
+                    Ok(stream) => (stream, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %peer, "cannot hand over a connection");
+                        continue;
                     }
-                    Err(e) => tracing::warn!(error = %e, %peer, "cannot hand over a connection"),
+                };
+                // The next worker in turn; one whose thread has ended is passed over.
+                let mut handed = false;
+                for _ in 0..senders.len() {
+                    let to = next;
+                    next = (next + 1) % senders.len();
+                    match senders[to].send(conn) {
+                        Ok(()) => {
+                            handed = true;
+                            break;
+                        }
+                        Err(mpsc::error::SendError(back)) => conn = back,
+                    }
+                }
+                if !handed {
+                    tracing::error!(%peer, "no HTTP worker is running; connection closed");
                 }
             }
         });
