@@ -70,6 +70,8 @@ pub struct RunningServer {
     pub key_pair_id: String,
     /// Whether this start generated the key pair.
     pub generated_key: bool,
+    /// HTTP worker threads serving connections.
+    pub worker_count: usize,
     /// Shared state (tests read metrics and stores through it).
     pub state: SharedState,
     shutdown: watch::Sender<bool>,
@@ -326,6 +328,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr,
         key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
         generated_key,
+        worker_count: count,
         state,
         shutdown: tx,
         workers,

@@ -329,6 +329,7 @@ async fn thousands_of_part_links_do_not_hold_up_other_requests() {
         })
         .await,
     );
+    assert_eq!(s.running().worker_count, 1);
     let parts = || {
         s.server
             .as_ref()

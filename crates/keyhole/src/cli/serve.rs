@@ -28,7 +28,7 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         eprintln!("keyhole: public URL   {public}");
         eprintln!("keyhole: key pair id  {}", running.key_pair_id);
         eprintln!("keyhole: data dir     {}", data_dir.display());
-        tracing::info!(listen = %running.addr, public_url = %public, key_pair_id = %running.key_pair_id, "keyhole serving");
+        tracing::info!(listen = %running.addr, public_url = %public, key_pair_id = %running.key_pair_id, workers = running.worker_count, "keyhole serving");
         wait_for_signal().await;
         tracing::info!("shutting down; waiting for transfers in flight");
         running.shutdown().await;
