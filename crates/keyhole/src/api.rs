@@ -18,6 +18,7 @@ use crate::ids;
 use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
 use crate::state::{now_millis, now_secs, SharedState};
 use crate::store::{FileRecord, Status};
+use crate::telemetry::Metrics;
 
 impl FromRequestParts<SharedState> for Principal {
     type Rejection = ApiError;
@@ -528,13 +529,7 @@ pub(crate) async fn part_links(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-        state
-            .metrics
-            .links
-            .get_or_create(&crate::telemetry::KindLabel {
-                kind: "upload_part".to_owned(),
-            })
-            .inc_by(signed.len() as u64);
+        Metrics::count_by(&state.metrics.links, "upload_part", signed.len() as u64);
         links.extend(signed);
     }
     Ok(links)

@@ -406,12 +406,14 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
 
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let (mut response, req) = match early {
-        Some(r) => (r, Some(req)),
-        None => (next.run(req).instrument(span.clone()).await, None),
+    let mut response = match early {
+        Some(r) => {
+            // Unread: its body comes back through `unread`, as a handler's does.
+            drop(req);
+            r
+        }
+        None => next.run(req).instrument(span.clone()).await,
     };
-    // An early answer leaves the request unread; the handler's is back through `unread`.
-    drop(req);
     let keep_alive = match unread.map(|mut rx| rx.try_recv()) {
         Some(Ok(Unread { body, polled })) => (polled || !expects_continue) && discard(body).await,
         _ => true,

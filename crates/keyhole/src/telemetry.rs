@@ -564,11 +564,16 @@ impl Metrics {
 
     /// Counts one labelled event.
     pub fn count(family: &Family<KindLabel, Counter>, kind: &str) {
+        Self::count_by(family, kind, 1);
+    }
+
+    /// Counts `n` labelled events.
+    pub fn count_by(family: &Family<KindLabel, Counter>, kind: &str, n: u64) {
         family
             .get_or_create(&KindLabel {
                 kind: kind.to_owned(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     /// Counts one minted link of `feature` in `mode`.

@@ -43,8 +43,7 @@ impl Listener for Handed {
         loop {
             let Some((stream, peer)) = self.rx.recv().await else {
                 // The acceptor stopped: no more connections; the graceful shutdown ends `serve`.
-                std::future::pending::<()>().await;
-                unreachable!()
+                return std::future::pending().await;
             };
             match TcpStream::from_std(stream) {
                 Ok(stream) => return (stream, peer),
