@@ -10,6 +10,11 @@
 //! The trade-off is nginx's too: connections are spread evenly, not their load, so a connection
 //! that keeps its worker busy (a large upload being hashed) shares that core with the others
 //! handed to the same worker rather than having them moved away.
+//!
+//! Tasks a request spawns run on its worker's runtime, and other workers may depend on them: a
+//! backend client pools connections across workers, each driven by a task on the worker that
+//! opened it. So on a graceful stop a worker whose connections are done keeps its runtime
+//! running until every worker is done.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,6 +62,15 @@ impl Listener for Handed {
     }
 }
 
+/// Held by a worker while it serves; counts it as finished when dropped, even by a panic.
+struct Serving(std::sync::Arc<watch::Sender<usize>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+}
+
 /// The running workers and their acceptor. Dropping it ends every connection at once, as
 /// [`Workers::force_stop`] does.
 pub struct Workers {
@@ -77,15 +91,18 @@ impl Workers {
     ) -> std::io::Result<Workers> {
         let local = listener.local_addr()?;
         let (force, _) = watch::channel(false);
+        let count = count.max(1);
+        let finished = std::sync::Arc::new(watch::channel(0usize).0);
         let mut senders = Vec::new();
         let mut done = Vec::new();
-        for i in 0..count.max(1) {
+        for i in 0..count {
             let (tx, rx) = mpsc::unbounded_channel();
             let (done_tx, done_rx) = oneshot::channel();
             let (ready_tx, ready_rx) = oneshot::channel();
             let app = app.clone();
             let mut stop = stop.clone();
             let mut force = force.subscribe();
+            let finished = finished.clone();
             // The runtime is built on its own thread: dropping one here, in an async context,
             // would panic if the thread could not be started.
             std::thread::Builder::new()
@@ -105,6 +122,7 @@ impl Workers {
                     let _ = ready_tx.send(Ok(()));
                     runtime.block_on(async move {
                         let _signing = crate::signq::install();
+                        let serving = Serving(finished.clone());
                         let listener = Handed { rx, local }.tap_io(|s: &mut TcpStream| {
                             let _ = s.set_nodelay(true);
                         });
@@ -116,6 +134,15 @@ impl Workers {
                             r = serve => if let Err(e) = r {
                                 tracing::error!(error = %e, "worker failed");
                             },
+                            _ = force.wait_for(|f| *f) => {}
+                        }
+                        drop(serving);
+                        // Tasks this worker's requests started keep running until every worker
+                        // has finished: a backend connection this worker opened may be pooled
+                        // and feeding a response another worker is still sending.
+                        let mut all = finished.subscribe();
+                        tokio::select! {
+                            _ = all.wait_for(|n| *n >= count) => {}
                             _ = force.wait_for(|f| *f) => {}
                         }
                     });
@@ -209,4 +236,91 @@ async fn accept_error(e: std::io::Error) {
     }
     tracing::error!(error = %e, "accept failed; retrying in one second");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Sends `GET path` on a new connection and returns it once the response's headers are in,
+    /// with what was read of the response so far.
+    async fn get_headers(addr: SocketAddr, path: &str) -> (TcpStream, Vec<u8>) {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 1024];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the headers");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (conn, seen)
+    }
+
+    #[tokio::test]
+    async fn a_worker_keeps_its_tasks_running_until_every_worker_has_finished() {
+        // Worker 0 answers /start by spawning, on its own runtime, the task that produces what
+        // worker 1 sends for /stream: the shape of a pooled backend connection that one worker
+        // opened and another worker's download reads from.
+        const PIECES: usize = 20;
+        let (tx, rx) = mpsc::channel::<bytes::Bytes>(1);
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let rx = Arc::new(Mutex::new(Some(rx)));
+        let app = Router::new()
+            .route(
+                "/start",
+                get(move || async move {
+                    let tx = tx.lock().unwrap().take().unwrap();
+                    tokio::spawn(async move {
+                        for _ in 0..PIECES {
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                            if tx.send(bytes::Bytes::from_static(b"x")).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    "started"
+                }),
+            )
+            .route(
+                "/stream",
+                get(move || async move {
+                    let rx = rx.lock().unwrap().take().unwrap();
+                    let pieces = futures_util::stream::unfold(rx, |mut rx| async move {
+                        let piece = rx.recv().await?;
+                        Some((Ok::<_, std::io::Error>(piece), rx))
+                    });
+                    Body::from_stream(pieces)
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let mut workers = Workers::start(2, listener, app, stopped).await.unwrap();
+
+        // Connections go to the workers in turn: the first to worker 0, the second to worker 1.
+        let (mut first, mut seen) = get_headers(addr, "/start").await;
+        first.read_to_end(&mut seen).await.unwrap();
+        assert!(String::from_utf8_lossy(&seen).ends_with("started"));
+        let (mut second, mut response) = get_headers(addr, "/stream").await;
+
+        // Worker 0 has nothing in flight and finishes serving at once; worker 1 is still
+        // sending what worker 0's task produces.
+        stop.send(true).unwrap();
+        second.read_to_end(&mut response).await.unwrap();
+        let text = String::from_utf8_lossy(&response);
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        assert_eq!(body.matches('x').count(), PIECES, "response: {text:?}");
+        assert!(body.ends_with("0\r\n\r\n"), "response: {text:?}");
+        tokio::time::timeout(Duration::from_secs(10), workers.wait())
+            .await
+            .expect("every worker stops once the last response is sent");
+    }
 }
