@@ -697,3 +697,76 @@ async fn refused_bodies_are_read_to_the_end_or_the_connection_closes() {
     assert!(head.starts_with("http/1.1 403"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
 }
+
+#[tokio::test]
+async fn a_commit_that_fails_answers_500_keeps_nothing_and_the_link_works_once_fixed() {
+    let server = TestServer::start().await;
+    let body = pseudo_random(300_000, 21);
+    let link = server
+        .upload_link("blocked.bin", Some(body.len() as u64), None)
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    let url = link["uploadUrl"].as_str().unwrap().to_owned();
+
+    // The body goes in two halves; between them, once the upload is staged, a file takes the
+    // place of the directory committed objects go to. The body is received and checked, but
+    // cannot be linked into place (a fault that holds for root too, unlike a permission).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let halves = futures_util::stream::unfold(rx, |mut rx| async move {
+        let half = rx.recv().await?;
+        Some((half, rx))
+    });
+    let put = {
+        let server_url = server.local(&url);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .put(server_url)
+                .header("content-type", "application/octet-stream")
+                .header("content-length", 300_000)
+                .body(reqwest::Body::wrap_stream(halves))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&body[..150_000])))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if server.staged() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.staged(), 1, "the upload is staged");
+    let committed = server.object_path(&file_id).parent().unwrap().to_owned();
+    if committed.exists() {
+        std::fs::remove_dir(&committed).unwrap();
+    }
+    std::fs::write(&committed, b"in the way").unwrap();
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&body[150_000..])))
+        .await
+        .unwrap();
+    drop(tx);
+    let r = put.await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>InternalError</Code>"));
+
+    // Nothing is visible, nothing is left staged, and the record still waits for its bytes.
+    assert_eq!(server.staged(), 0);
+    let (status, reply) = server.download_link(&file_id).await;
+    assert_eq!(status, 409, "{reply}");
+    let listed = server.list_all().await;
+    let record = listed.iter().find(|f| f["fileId"] == file_id).unwrap();
+    assert_eq!(record["status"], "pending", "{record}");
+
+    // The server stayed up, and the same link uploads once the fault is gone.
+    std::fs::remove_file(&committed).unwrap();
+    let r = server.put(&url, body.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(server.download(&file_id).await, body);
+}

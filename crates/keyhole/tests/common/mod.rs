@@ -233,7 +233,6 @@ impl TestServer {
     }
 }
 
-/// Lower-case hex SHA-256.
 /// The signed URL of part `n` in the list `key` (`parts` of an upload reply, `missing` of a
 /// parts listing).
 pub fn part_url(reply: &Value, key: &str, n: u64) -> String {
@@ -248,6 +247,7 @@ pub fn part_url(reply: &Value, key: &str, n: u64) -> String {
         .to_owned()
 }
 
+/// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(bytes))
 }
