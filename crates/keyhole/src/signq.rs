@@ -9,7 +9,8 @@
 //! the request queues a job and waits; the worker's signer task takes jobs oldest first, runs up to
 //! [`RUN`] of them back to back, and then yields, which lets every other task that is ready run
 //! first. Cheap work (parsing, answering) therefore goes ahead of signatures, and signatures go in
-//! arrival order. The README's minting section has the figures.
+//! arrival order. `docs/performance.md` (Minting) has the figures; 32 jobs per run instead of 8
+//! measured no faster and raised the p99 from 15 to 21 ms.
 //!
 //! On any other thread (a test's runtime, the Lambda, the command-line client) the job runs inline.
 
