@@ -39,6 +39,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 MINT_SECS=${BENCH_MINT_SECONDS:-10}
 MINT_CONNS=${BENCH_MINT_CONNS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
@@ -342,28 +344,16 @@ start_nginx() {
   [[ -n "$NGINX" ]] || return 1
   NG_PORT=$(free_port)
   NG_PORT2=$(free_port)
-  local d="$WORK/nginx" user=""
-  mkdir -p "$d/www/files" "$d/dav/uploads" "$d/tmp/body" "$d/tmp/proxy" "$d/tmp/fastcgi" "$d/tmp/uwsgi" "$d/tmp/scgi" "$d/logs"
-  [[ $EUID -eq 0 ]] && user="user $(id -un) $(id -gn);"
-  cat >"$d/nginx.conf" <<EOF
-# Reference file server: Debian's nginx with its stock transfer settings (sendfile on), a
-# secure_link check on both paths, WebDAV PUT for uploads.
-$user
-worker_processes auto;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 1024; }
-http {
+  local d="$WORK/nginx"
+  mkdir -p "$d/www/files" "$d/dav/uploads"
+  # Reference file server: Debian's nginx with its stock transfer settings (sendfile on), a
+  # secure_link check on both paths, WebDAV PUT for uploads.
+  { nginx_preamble "$d"; cat <<EOF
   sendfile on;
   tcp_nopush on;
   types { }
   default_type $CT;
   access_log $d/logs/access.log;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
   server {
     listen 127.0.0.1:$NG_PORT;
     root $d/www;
@@ -398,6 +388,7 @@ http {
   }
 }
 EOF
+  } >"$d/nginx.conf"
   mkdir -p "$d/dav/tmp"
   "$NGINX" -t -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" >"$d/logs/test.txt" 2>&1 \
     || { log "nginx -t failed: $(tail -n 3 "$d/logs/test.txt")"; return 1; }

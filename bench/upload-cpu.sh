@@ -16,6 +16,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 KEYHOLE=${KEYHOLE:-$ROOT/target/release/keyhole}
 ROUNDS=${BENCH_ROUNDS:-3}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
@@ -89,19 +91,10 @@ for round in $(seq "$ROUNDS"); do
 done
 
 if [[ -n "$NGINX" ]]; then
-  d="$WORK/nginx"; NPORT=$(free_port); user=""
-  mkdir -p "$d/dav/uploads" "$d/dav/tmp" "$d/tmp" "$d/logs"
-  [[ $EUID -eq 0 ]] && user="user $(id -un) $(id -gn);"
-  cat >"$d/nginx.conf" <<EOF
-$user
-worker_processes auto;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 1024; }
-http {
+  d="$WORK/nginx"; NPORT=$(free_port)
+  mkdir -p "$d/dav/uploads" "$d/dav/tmp"
+  { nginx_preamble "$d"; cat <<EOF
   access_log off;
-  client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
-  uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
   server {
     listen 127.0.0.1:$NPORT;
     location /uploads/ {
@@ -111,6 +104,7 @@ http {
   }
 }
 EOF
+  } >"$d/nginx.conf"
   "$NGINX" -c "$d/nginx.conf" -p "$d" || die "nginx did not start"
   for round in $(seq "$ROUNDS"); do
     sync
