@@ -1,4 +1,13 @@
-# Shell helpers the bench scripts share (sourced, not run).
+# Shell helpers the bench scripts share (sourced, not run; the sourcing script defines `die`).
+
+free_port() { # a port nothing on 127.0.0.1 answers on
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  die "no free port"
+}
 
 # nginx_preamble DIR: the start of a generated nginx.conf whose pid, logs and temporary files all
 # live under DIR, up to and including the `http {` line and its temporary paths. Creates the

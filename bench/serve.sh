@@ -119,14 +119,6 @@ trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT TERM
 forget_pid() { local p keep=(); for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
 
-free_port() { # a port nothing on 127.0.0.1 answers on
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-  die "no free port"
-}
 
 fcalc() { awk "BEGIN { printf \"$1\", $2 }"; }     # fcalc FORMAT EXPR
 ratio() { # a / b with 3 decimals (so a verdict is never decided by rounding), or n/a

@@ -12,7 +12,8 @@
 # the work is waiting on itself, not on the cores.
 #
 # Environment: KEYHOLE (binary, default target/release/keyhole), BENCH_ROUNDS (3),
-# BENCH_FILE_MIB (1024), BENCH_TMPDIR (default ROOT/target). Needs curl; nginx is optional.
+# BENCH_FILE_MIB (1024), BENCH_TMPDIR (default ROOT/target). Needs curl and GNU time (Debian
+# package `time`); nginx is optional.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +28,7 @@ CT=application/octet-stream
 log() { printf '[upload-cpu.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
+[[ -x /usr/bin/time ]] || die "GNU time is required for curl's CPU (apt-get install time)"
 [[ -x "$KEYHOLE" ]] || die "no keyhole binary at $KEYHOLE (cargo build --release -p keyhole)"
 NGINX=$(command -v nginx || true); [[ -z "$NGINX" && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
 
@@ -41,7 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ticks() { head -1 /proc/stat; }
 tick_delta() { # $1 before, $2 after -> the named fields' differences
   paste <(tr -s ' ' '\n' <<<"$1") <(tr -s ' ' '\n' <<<"$2") | awk 'NR > 1 { d[NR] = $2 - $1 }

@@ -529,6 +529,7 @@ pub(crate) async fn part_links(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+        // Counted per job, as each is signed, so `/metrics` shows a long request's progress.
         Metrics::count_by(&state.metrics.links, "upload_part", signed.len() as u64);
         links.extend(signed);
     }
