@@ -66,6 +66,80 @@ pub async fn run(store: &dyn ObjectStorage, run: &str) {
         "first content kept"
     );
 
+    // Racing writers: two uploads of one new key, both begun before either commits. The first
+    // commit stores its bytes, the second is refused, whole object or multipart. (The commits
+    // run one after the other: that two at the same instant cannot both succeed is the
+    // backend's own guarantee, a hard link locally and a conditional write on S3; moto, CI's
+    // S3 stand-in, checks the condition and writes in two steps.)
+    for (name, len) in [("race-small", 1000), ("race-large", 9 * 1024 * 1024 + 5)] {
+        let key = format!("uploads/{run}-{name}");
+        let (one, two) = (bytes(len, 3), bytes(len, 4));
+        let mut a = store.begin_write(&key).await.expect("begin a");
+        let mut b = store.begin_write(&key).await.expect("begin b");
+        for chunk in one.chunks(1 << 20) {
+            a.write(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("write a");
+        }
+        for chunk in two.chunks(1 << 20) {
+            b.write(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("write b");
+        }
+        a.commit().await.expect("commit a");
+        let second = b.commit().await;
+        assert!(
+            matches!(second, Err(ObjectError::Exists)),
+            "{name}: the second commit answered {second:?}"
+        );
+        assert_eq!(
+            read_all(store, &key, 0, len as u64).await,
+            one,
+            "{name}: stored bytes"
+        );
+        store.delete(&key).await.expect("cleanup race");
+    }
+    let key = format!("uploads/{run}-race-parts");
+    let part_bytes = bytes(5 * 1024 * 1024, 9);
+    let mut completions = Vec::new();
+    for _ in 0..2 {
+        let upload = store.create_multipart(&key).await.expect("create race");
+        let mut w = store
+            .begin_part(&key, &upload, 1, part_bytes.len() as u64)
+            .await
+            .expect("race part");
+        w.write(Bytes::copy_from_slice(&part_bytes))
+            .await
+            .expect("write race part");
+        let etag = w.commit().await.expect("commit race part");
+        let part = StoredPart {
+            number: 1,
+            size: part_bytes.len() as u64,
+            etag: etag.unwrap_or_else(|| {
+                format!("\"{}\"", hex::encode(openssl::sha::sha256(&part_bytes)))
+            }),
+        };
+        completions.push((upload, part));
+    }
+    let [(first, first_part), (second, second_part)] =
+        <[_; 2]>::try_from(completions).expect("two uploads");
+    store
+        .complete_multipart(&key, &first, &[first_part], None)
+        .await
+        .expect("first completion");
+    let again = store
+        .complete_multipart(&key, &second, &[second_part], None)
+        .await;
+    assert!(
+        matches!(again, Err(ObjectError::Exists)),
+        "the second completion answered {again:?}"
+    );
+    store
+        .abort_multipart(&key, &second)
+        .await
+        .expect("abort the second upload");
+    store.delete(&key).await.expect("cleanup race parts");
+
     // A small object, and a dropped writer leaves nothing.
     let small = format!("uploads/{run}-small");
     let mut w = store.begin_write(&small).await.expect("begin small");

@@ -2,11 +2,11 @@
 //! replicas sharing one bucket.
 //!
 //! Whole objects stream into an S3 multipart upload and become visible only when it completes;
-//! multipart uploads map one-to-one onto S3's, so parts are assembled by S3 itself. S3 offers no
-//! portable "create only" for multipart completion, so write-once is enforced by a check just
-//! before completion plus the metadata store's conditional `pending → uploaded` change: a file
-//! that is uploaded is never written again. Two PUTs of the same link racing to the last
-//! millisecond may both reach S3; declare the SHA-256 so they are identical.
+//! multipart uploads map one-to-one onto S3's, so parts are assembled by S3 itself. Write-once is
+//! S3's conditional write: the PUT of a small object and the completion of a multipart upload
+//! carry `If-None-Match: *`, so of two uploads racing for one key exactly one is stored and the
+//! other gets [`ObjectError::Exists`] (S3 has honoured this since August 2024; an S3-compatible
+//! server that ignores the header would let the later one overwrite).
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::objects::{
     valid_key, Assembled, ByteStream, ObjectError, ObjectMeta, ObjectStorage, ObjectWriter,
@@ -138,6 +138,9 @@ impl S3Storage {
 /// Streams a whole object into an S3 multipart upload, `CHUNK` bytes per part.
 struct S3Writer {
     store: Arc<AmazonS3>,
+    /// For the conditional completion, which `object_store` does not offer.
+    storage: S3Storage,
+    key: String,
     path: Path,
     upload: Option<String>,
     parts: Vec<PartId>,
@@ -203,29 +206,36 @@ impl ObjectWriter for S3Writer {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<Option<String>, ObjectError> {
-        if self.store.head(&self.path).await.is_ok() {
-            return Err(ObjectError::Exists);
-        }
-        let result = if self.upload.is_none() {
-            // Small object: one request.
+        let etag = if self.upload.is_none() {
+            // Small object: one conditional PUT.
             let data = self.buffer.split().freeze();
+            let create = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
             self.store
-                .put(&self.path, PutPayload::from(data))
+                .put_opts(&self.path, PutPayload::from(data), create)
                 .await
                 .map_err(backend)?
+                .e_tag
         } else {
             if !self.buffer.is_empty() {
                 self.flush_part().await?;
             }
             let upload = self.upload.clone().unwrap_or_default();
-            let parts = std::mem::take(&mut self.parts);
-            self.store
-                .complete_multipart(&self.path, &upload, parts)
+            // `object_store` numbers its parts from 0; S3 from 1.
+            let parts: Vec<(u32, String)> = (1..)
+                .zip(self.parts.iter().map(|p| p.content_id.clone()))
+                .collect();
+            // On failure (Exists included) `done` stays false and drop aborts the upload.
+            self.storage
+                .sdk()
                 .await
-                .map_err(backend)?
+                .complete_if_absent(&self.key, &upload, &parts)
+                .await?
         };
         self.done = true;
-        Ok(result.e_tag)
+        Ok(etag)
     }
 }
 
@@ -274,6 +284,8 @@ impl ObjectStorage for S3Storage {
         }
         Ok(Box::new(S3Writer {
             store: self.store.clone(),
+            storage: self.clone(),
+            key: key.to_owned(),
             path,
             upload: None,
             parts: Vec::new(),
@@ -345,25 +357,17 @@ impl ObjectStorage for S3Storage {
         parts: &[StoredPart],
         _expected_sha256: Option<&str>,
     ) -> Result<Assembled, ObjectError> {
-        let path = self.path(key)?;
-        if self.exists(&path).await? {
-            return Err(ObjectError::Exists);
-        }
-        let ids = parts
-            .iter()
-            .map(|p| PartId {
-                content_id: p.etag.clone(),
-            })
-            .collect();
-        let result = self
-            .store
-            .complete_multipart(&path, &upload_id.to_owned(), ids)
+        let numbered: Vec<(u32, String)> =
+            parts.iter().map(|p| (p.number, p.etag.clone())).collect();
+        let etag = self
+            .sdk()
             .await
-            .map_err(backend)?;
+            .complete_if_absent(key, upload_id, &numbered)
+            .await?;
         Ok(Assembled {
             size: parts.iter().map(|p| p.size).sum(),
             sha256: None,
-            etag: result.e_tag,
+            etag,
         })
     }
 

@@ -35,6 +35,20 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
     ObjectError::Io(std::io::Error::other(DisplayErrorContext(&e).to_string()))
 }
 
+/// The text of the first `<name>` element of `xml`, with the five predefined entities decoded.
+fn xml_text(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
 fn presign_error(e: impl std::fmt::Display) -> ObjectError {
     ObjectError::Io(std::io::Error::other(format!("presigning: {e}")))
 }
@@ -128,6 +142,70 @@ impl S3Api {
                 .map_err(presign_error)?,
         };
         Ok(request.uri().to_owned())
+    }
+
+    /// Completes the multipart upload `upload_id` of `key` from `parts` (part number and ETag),
+    /// only if no object exists under `key` (`If-None-Match: *`, S3's conditional write): of two
+    /// completions racing for one key, exactly one succeeds and the other gets
+    /// [`ObjectError::Exists`]. Returns the object's ETag.
+    pub async fn complete_if_absent(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Option<String>, ObjectError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let key = self.key(key)?;
+        let mut completed = Vec::with_capacity(parts.len());
+        for (number, etag) in parts {
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(i32::try_from(*number).map_err(|_| {
+                        ObjectError::Io(std::io::Error::other("part number out of range"))
+                    })?)
+                    .e_tag(etag)
+                    .build(),
+            );
+        }
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await;
+        let e = match result {
+            Ok(done) => return Ok(done.e_tag().map(str::to_owned)),
+            Err(e) => e,
+        };
+        // 412: the object exists; 409: another conditional write to the key is under way (S3
+        // lets one of them win).
+        if matches!(
+            e.code(),
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        ) || e.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+        {
+            return Err(ObjectError::Exists);
+        }
+        // Some S3-compatible servers (moto among them) name the result document
+        // `CompleteMultipartUploadResponse`, which the SDK refuses to decode although the upload
+        // is complete. (An error that S3 reports with status 200 has an `Error` root instead.)
+        if let Some(raw) = e.raw_response() {
+            let body = raw.body().bytes().map(String::from_utf8_lossy);
+            if let (200, Some(body)) = (raw.status().as_u16(), body) {
+                if body.contains("<CompleteMultipartUploadResponse") && !body.contains("<Error>") {
+                    return Ok(xml_text(&body, "ETag"));
+                }
+            }
+        }
+        Err(sdk_error(e))
     }
 
     /// Every part S3 holds for the multipart upload `upload_id` of `key`, by part number,
