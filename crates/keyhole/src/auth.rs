@@ -53,11 +53,7 @@ impl Authenticator {
             return Ok(Principal(LOCAL_PRINCIPAL.to_owned()));
         }
         let header = authorization.ok_or(AuthError::Missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(AuthError::Missing)?
-            .trim();
+        let token = bearer_token(header).ok_or(AuthError::Missing)?;
         if token.is_empty() || token.len() > 1024 {
             return Err(AuthError::Invalid);
         }
@@ -73,6 +69,14 @@ impl Authenticator {
             .map(|p| Principal(p.to_owned()))
             .ok_or(AuthError::Invalid)
     }
+}
+
+/// The credentials of an `Authorization: Bearer TOKEN` value. The scheme name is matched without
+/// regard to case (RFC 9110 §11.1), so `bearer` and `BEARER` work as `Bearer` does; `None` for
+/// another scheme.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// A new random API token and the SHA-256 hex to configure for it. Fails only when the system's
@@ -170,6 +174,26 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(auth.authenticate(Some(&token)), Err(AuthError::Missing));
+        // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            assert_eq!(
+                auth.authenticate(Some(&format!("{scheme} {token}"))),
+                Ok(Principal("alice".into())),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {}", token.to_uppercase()))),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            auth.authenticate(Some(&format!("Basic {token}"))),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer{token}"))),
+            Err(AuthError::Missing)
+        );
         let open = Authenticator::new(&[]);
         assert_eq!(
             open.authenticate(None),
