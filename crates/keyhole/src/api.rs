@@ -371,6 +371,13 @@ pub async fn create_upload(
             "filename must be 1 to 255 bytes without control characters",
         ));
     }
+    if req.filename.chars().any(is_bidi_control) {
+        return Err(ApiError::bad_request(
+            "filename must not contain bidirectional formatting characters (U+202A to U+202E, \
+             U+2066 to U+2069, U+200E, U+200F, U+061C): they make a name display other than it \
+             is, e.g. hide its real extension",
+        ));
+    }
     if !ids::is_valid_content_type(&req.content_type) {
         return Err(ApiError::bad_request(
             "contentType must be a MIME type such as application/pdf",
@@ -475,6 +482,17 @@ pub async fn create_upload(
         expires_at: rfc3339_secs(expires),
         url_mode: mode,
     }))
+}
+
+/// Whether `c` is a bidirectional formatting character: embeddings and overrides (U+202A to
+/// U+202E), isolates (U+2066 to U+2069) and the implicit marks (U+200E, U+200F, U+061C). In a
+/// file name they reorder what is displayed, so `invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`. Other format characters (the zero-width joiner of emoji, say) are fine.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
 }
 
 /// The part size for a file of `size` bytes: the configured size, raised (to a whole MiB) so the
