@@ -290,7 +290,8 @@ pub struct PublicConfig {
     pub retention_seconds: u64,
     /// The CloudFront key pair id links are signed with.
     pub key_pair_id: String,
-    /// Largest accepted upload in bytes.
+    /// Largest accepted upload in bytes: `max_upload_bytes`, and with S3 storage at most 625 GiB
+    /// (10,000 parts of 64 MiB).
     pub max_upload_bytes: u64,
     /// Uploads declared at least this large are multipart.
     pub multipart_threshold: u64,
@@ -383,15 +384,8 @@ pub async fn create_upload(
             "contentType must be a MIME type such as application/pdf",
         ));
     }
-    let max = state.config.max_upload_bytes;
     if let Some(size) = req.size {
-        if size > max {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("size {size} exceeds the limit of {max} bytes"),
-            ));
-        }
+        check_size(&state.config, size)?;
     }
     let multipart = req.multipart
         || req
@@ -493,6 +487,33 @@ fn is_bidi_control(c: char) -> bool {
         c,
         '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
     )
+}
+
+/// 413 for a declared size over `max_upload_bytes`, or, with S3 storage, over what 10,000 parts
+/// of at most 64 MiB hold: the part size would have to be raised past what the S3 part writer
+/// may keep in memory.
+fn check_size(config: &crate::config::Config, size: u64) -> Result<(), ApiError> {
+    let too_large = |message| {
+        Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            message,
+        ))
+    };
+    let max = config.max_upload_bytes;
+    if size > max {
+        return too_large(format!("size {size} exceeds the limit of {max} bytes"));
+    }
+    let limit = config.effective_max_upload_bytes();
+    if size > limit {
+        return too_large(format!(
+            "size {size} exceeds the limit of {limit} bytes with S3 storage: at most {} parts of \
+             at most {} MiB (625 GiB)",
+            crate::config::defaults::MAX_PARTS,
+            config.max_part_size() / (1024 * 1024),
+        ));
+    }
+    Ok(())
 }
 
 /// The part size for a file of `size` bytes: the configured size, raised (to a whole MiB) so the
@@ -840,7 +861,7 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
         download_ttl_seconds: c.download_ttl.as_secs(),
         retention_seconds: c.retention.as_secs(),
         key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
-        max_upload_bytes: c.max_upload_bytes,
+        max_upload_bytes: c.effective_max_upload_bytes(),
         multipart_threshold: c.multipart_threshold,
         part_size: c.part_size,
         auth_required: state.auth.enabled(),
@@ -874,4 +895,62 @@ impl utoipa::Modify for BearerAuth {
 /// `GET /api/openapi.json`
 pub async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{defaults, Config, Storage};
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    fn s3() -> Config {
+        let mut c = Config::with_data_dir("unused");
+        c.storage = Storage::S3 {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: None,
+        };
+        c
+    }
+
+    #[test]
+    fn s3_uploads_are_limited_to_parts_of_64_mib() {
+        let c = s3();
+        assert_eq!(c.effective_max_upload_bytes(), 625 * GIB);
+        // The largest size accepted needs parts of exactly 64 MiB; one byte more would need more.
+        assert!(check_size(&c, 625 * GIB).is_ok());
+        assert_eq!(
+            part_size_for(625 * GIB, c.part_size),
+            defaults::MAX_S3_PART_SIZE
+        );
+        assert!(part_size_for(625 * GIB + 1, c.part_size) > defaults::MAX_S3_PART_SIZE);
+        let e = check_size(&c, 625 * GIB + 1).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(e.message.contains("with S3 storage"), "{}", e.message);
+        assert!(e.message.contains("64 MiB"), "{}", e.message);
+        assert!(e.message.contains("10000 parts"), "{}", e.message);
+        // A smaller configured limit is the one that counts.
+        let mut small = s3();
+        small.max_upload_bytes = 10 * GIB;
+        assert_eq!(small.effective_max_upload_bytes(), 10 * GIB);
+        let e = check_size(&small, 10 * GIB + 1).unwrap_err();
+        assert!(
+            e.message.contains("limit of 10737418240 bytes"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn local_uploads_go_up_to_max_upload_bytes() {
+        let c = Config::with_data_dir("unused");
+        assert_eq!(c.effective_max_upload_bytes(), defaults::MAX_UPLOAD_BYTES);
+        assert!(check_size(&c, defaults::MAX_UPLOAD_BYTES).is_ok());
+        assert!(part_size_for(defaults::MAX_UPLOAD_BYTES, c.part_size) <= defaults::MAX_PART_SIZE);
+        let e = check_size(&c, defaults::MAX_UPLOAD_BYTES + 1).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!e.message.contains("S3"), "{}", e.message);
+    }
 }

@@ -242,8 +242,11 @@ pub mod defaults {
     pub const DOWNLOAD_TTL: &str = "1h";
     /// 24 hours.
     pub const RETENTION: &str = "24h";
-    /// 5 TiB, S3's object size limit (single PUTs are limited to 5 GiB by the multipart threshold).
-    pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+    /// 5 TiB, S3's object size limit: the largest `--max-upload-bytes` accepted (with 10,000
+    /// parts it keeps every part within S3's 5 GiB).
+    pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+    /// 5 TiB, the most there is (single PUTs are limited to 5 GiB by the multipart threshold).
+    pub const MAX_UPLOAD_BYTES: u64 = MAX_OBJECT_BYTES;
     /// The most HTTP worker threads `--workers` accepts.
     pub const MAX_WORKERS: usize = 1024;
     /// 64 MiB.
@@ -256,6 +259,10 @@ pub mod defaults {
     pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
     /// S3's most parts.
     pub const MAX_PARTS: u64 = 10_000;
+    /// The largest part with S3 storage, 64 MiB: each part passes through memory whole on its way
+    /// to the bucket. It bounds `--part-size` and the part size raised for a large upload, so
+    /// with S3 storage an upload is at most 10,000 × 64 MiB = 625 GiB.
+    pub const MAX_S3_PART_SIZE: u64 = 64 * 1024 * 1024;
     /// Burst of 5000 requests.
     pub const RATE_BURST: u32 = 5000;
     /// 10000 requests per second.
@@ -345,6 +352,16 @@ impl Config {
         if self.max_upload_bytes == 0 {
             return Err(invalid("--max-upload-bytes", "must be at least 1"));
         }
+        if self.max_upload_bytes > defaults::MAX_OBJECT_BYTES {
+            return Err(invalid(
+                "--max-upload-bytes",
+                format!(
+                    "must be at most 5 TiB ({}), S3's object size limit (got {})",
+                    defaults::MAX_OBJECT_BYTES,
+                    self.max_upload_bytes
+                ),
+            ));
+        }
         if self.workers > defaults::MAX_WORKERS {
             return Err(invalid(
                 "--workers",
@@ -357,10 +374,10 @@ impl Config {
                 "must be between 5 MiB (5242880) and 5 GiB (S3's part limits)",
             ));
         }
-        if matches!(self.storage, Storage::S3 { .. }) && self.part_size > 64 * 1024 * 1024 {
+        if self.part_size > self.max_part_size() {
             return Err(invalid(
                 "--part-size",
-                "with S3 storage a part passes through memory once; use at most 64 MiB",
+                "with S3 storage a part passes through memory once; use at most 64 MiB (67108864)",
             ));
         }
         if self.multipart_threshold == 0 || self.multipart_threshold > defaults::MAX_PART_SIZE {
@@ -473,6 +490,22 @@ impl Config {
         Ok(())
     }
 
+    /// The largest part this storage takes: S3's 5 GiB on local disk, [`defaults::MAX_S3_PART_SIZE`]
+    /// with S3 storage, where a part passes through memory whole.
+    pub fn max_part_size(&self) -> u64 {
+        match self.storage {
+            Storage::Local => defaults::MAX_PART_SIZE,
+            Storage::S3 { .. } => defaults::MAX_S3_PART_SIZE,
+        }
+    }
+
+    /// The largest upload accepted: `max_upload_bytes`, and no more than 10,000 parts of
+    /// [`Config::max_part_size`] (625 GiB with S3 storage).
+    pub fn effective_max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+            .min(defaults::MAX_PARTS.saturating_mul(self.max_part_size()))
+    }
+
     /// The public origin without a trailing slash.
     pub fn public_origin(&self) -> &str {
         self.public_url.trim_end_matches('/')
@@ -555,14 +588,16 @@ pub struct ServeArgs {
     /// How long uploaded files are kept; 0 keeps them until deleted [default: 24h].
     #[arg(long, env = "KEYHOLE_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
-    /// Largest accepted upload in bytes [default: 5497558138880, 5 TiB].
+    /// Largest accepted upload in bytes, at most 5 TiB; with S3 storage uploads are also at most
+    /// 625 GiB (10,000 parts of 64 MiB) [default: 5497558138880, 5 TiB].
     #[arg(long, env = "KEYHOLE_MAX_UPLOAD_BYTES", value_name = "N")]
     pub max_upload_bytes: Option<u64>,
     /// Uploads declared at least this large use multipart, one signed URL per part
     /// [default: 67108864, 64 MiB].
     #[arg(long, env = "KEYHOLE_MULTIPART_THRESHOLD", value_name = "BYTES")]
     pub multipart_threshold: Option<u64>,
-    /// Part size of multipart uploads, 5 MiB to 5 GiB [default: 8388608, 8 MiB].
+    /// Part size of multipart uploads, 5 MiB to 5 GiB (at most 64 MiB with S3 storage)
+    /// [default: 8388608, 8 MiB].
     #[arg(long, env = "KEYHOLE_PART_SIZE", value_name = "BYTES")]
     pub part_size: Option<u64>,
     /// Allowed CORS origin (repeatable; comma-separated in the environment variable).
@@ -1097,6 +1132,37 @@ mod tests {
         }
         .resolve()
         .is_ok());
+    }
+
+    #[test]
+    fn upload_and_part_sizes_within_s3_limits() {
+        let resolve = |max: u64, storage: Option<&str>, part: Option<u64>| {
+            ServeArgs {
+                max_upload_bytes: Some(max),
+                storage: storage.map(str::to_owned),
+                part_size: part,
+                ..Default::default()
+            }
+            .resolve()
+        };
+        let c = resolve(defaults::MAX_OBJECT_BYTES, None, None).unwrap();
+        assert_eq!(c.max_upload_bytes, 5 << 40);
+        let err = resolve(defaults::MAX_OBJECT_BYTES + 1, None, None).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("--max-upload-bytes"), "{err}");
+        assert!(err.contains("at most 5 TiB"), "{err}");
+        let err = resolve(u64::MAX, None, None).unwrap_err().to_string();
+        assert!(err.contains("at most 5 TiB"), "{err}");
+
+        let s3 = Some("s3://bucket/prefix");
+        let c = resolve(1 << 40, s3, Some(defaults::MAX_S3_PART_SIZE)).unwrap();
+        assert_eq!(c.max_part_size(), 64 << 20);
+        assert_eq!(c.effective_max_upload_bytes(), 625 << 30);
+        let err = resolve(1 << 40, s3, Some(defaults::MAX_S3_PART_SIZE + 1)).unwrap_err();
+        assert!(err.to_string().contains("at most 64 MiB"), "{err}");
+        // Local storage keeps S3's part limits only.
+        let c = resolve(1 << 40, None, Some(1 << 30)).unwrap();
+        assert_eq!(c.effective_max_upload_bytes(), 1 << 40);
     }
 
     #[test]
