@@ -140,6 +140,14 @@ fn refuse(
     xml_error(status, code, message)
 }
 
+fn no_such_key() -> Response {
+    xml_error(
+        StatusCode::NOT_FOUND,
+        "NoSuchKey",
+        "the file does not exist",
+    )
+}
+
 fn storage_failure(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "object storage failure");
     xml_error(
@@ -375,15 +383,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
     }
     let mut writer = match state.objects.begin_write(&record.object_key).await {
         Ok(w) => w,
-        Err(ObjectError::Exists) => {
-            return refuse(
-                state,
-                "conflict",
-                StatusCode::CONFLICT,
-                "ObjectAlreadyExists",
-                "this file has already been uploaded",
-            )
-        }
+        Err(ObjectError::Exists) => return already_stored(state, record).await,
         Err(e) => return storage_failure(e),
     };
     let received = match receive(
@@ -409,72 +409,159 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
             );
         }
     }
-    match writer.commit().await {
-        Ok(_) => {}
-        Err(ObjectError::Exists) => {
-            return refuse(
-                state,
-                "conflict",
-                StatusCode::CONFLICT,
-                "ObjectAlreadyExists",
-                "this file has already been uploaded",
-            )
+    // The commit and the record's update run as a task of their own: a client that goes away
+    // meanwhile drops this handler, and must not leave the object stored and its record pending.
+    let (state, record) = (state.clone(), record.clone());
+    let committed = tokio::spawn(async move {
+        match writer.commit().await {
+            Ok(_) => {}
+            Err(ObjectError::Exists) => return already_stored(&state, &record).await,
+            Err(e) => return storage_failure(e),
         }
-        Err(e) => return storage_failure(e),
+        match finish(&state, &record, received.size, Some(received.sha256), None).await {
+            Ok(etag) => with_etag(StatusCode::OK.into_response(), &etag),
+            Err(e) => e.response(&state),
+        }
+    });
+    committed.await.unwrap_or_else(|e| storage_failure(e))
+}
+
+/// A PUT found its file's object stored already. Answers 409; if the record is still pending
+/// (an earlier PUT stored the object but could not record it), records it first from the
+/// stored object, so the upload is complete and downloadable rather than stuck.
+async fn already_stored(state: &SharedState, record: &FileRecord) -> Response {
+    if let Err(e) = recover_stored(state, record).await {
+        return e.response(state);
     }
-    match finish(state, record, received.size, Some(received.sha256), None).await {
-        Ok(etag) => with_etag(StatusCode::OK.into_response(), &etag),
-        Err(r) => r,
+    refuse(
+        state,
+        "conflict",
+        StatusCode::CONFLICT,
+        "ObjectAlreadyExists",
+        "this file has already been uploaded",
+    )
+}
+
+/// Marks `record` uploaded from its stored object, for an object whose record update failed or
+/// was cut off after the object went into place. Only checked bytes ever reach storage (size,
+/// content type and declared SHA-256 are enforced before the commit), so the object is this
+/// upload's; it is read back for its size and SHA-256, which must match what was declared. A
+/// record another request completed meanwhile is left as it is. Returns the ETag.
+async fn recover_stored(state: &SharedState, record: &FileRecord) -> Result<String, FinishError> {
+    use futures_util::StreamExt;
+    let key = &record.object_key;
+    let meta = state
+        .objects
+        .head(key)
+        .await
+        .map_err(FinishError::Storage)?;
+    let mut stream = state
+        .objects
+        .read(key, 0, meta.size)
+        .await
+        .map_err(FinishError::Storage)?;
+    let mut hasher = openssl::sha::Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| FinishError::Storage(e.into()))?;
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    let sha256 = hex::encode(hasher.finish());
+    let matches = record.declared_size.is_none_or(|d| d == size)
+        && record
+            .declared_sha256
+            .as_deref()
+            .is_none_or(|d| openssl::memcmp::eq(d.as_bytes(), sha256.as_bytes()));
+    if !matches {
+        return Err(FinishError::Storage(ObjectError::Io(
+            std::io::Error::other(format!(
+                "the stored object of {} differs from its declaration",
+                record.file_id
+            )),
+        )));
+    }
+    tracing::warn!(file_id = %record.file_id, size, "recording an upload whose object was stored but not recorded");
+    finish(state, record, size, Some(sha256), meta.etag).await
+}
+
+/// Why a stored object could not be recorded.
+#[derive(Debug)]
+enum FinishError {
+    /// The record was deleted or expired while the bytes arrived; the object was removed.
+    Gone,
+    /// The metadata store failed or did not say whether the update was applied. The object
+    /// stays: a retry records it ([`recover_stored`]), and if none comes the sweeper removes
+    /// object and record together once the record expires.
+    Unavailable,
+    /// Reading the stored object back failed.
+    Storage(ObjectError),
+}
+
+impl FinishError {
+    fn response(self, state: &SharedState) -> Response {
+        match self {
+            FinishError::Gone => refuse(
+                state,
+                "expired",
+                StatusCode::NOT_FOUND,
+                "NoSuchUpload",
+                "the upload expired or was deleted while in progress",
+            ),
+            FinishError::Unavailable => xml_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "try again",
+            ),
+            FinishError::Storage(e) => storage_failure(e),
+        }
     }
 }
 
-/// Marks a committed object's record uploaded; if the record vanished meanwhile (deleted or
-/// expired), removes the object so nothing is left behind. Returns the ETag: the quoted SHA-256
-/// when known, else the backend's.
+/// Marks a stored object's record uploaded. If the record vanished meanwhile (deleted or
+/// expired), removes the object so nothing is left behind; if the metadata store fails, keeps
+/// it (see [`FinishError::Unavailable`]). Returns the ETag: the quoted SHA-256 when known, else
+/// the backend's.
 async fn finish(
     state: &SharedState,
     record: &FileRecord,
     size: u64,
     sha256: Option<String>,
     backend_etag: Option<String>,
-) -> Result<String, Response> {
+) -> Result<String, FinishError> {
     let done = completion(state, record, size, sha256, backend_etag);
     let etag = done.etag.clone();
-    match state
+    let updated = state
         .meta
         .mark_uploaded(&record.file_id, &done, now_secs())
-        .await
-    {
-        Ok(true) => {
-            Metrics::count(&state.metrics.uploads, "committed");
-            tracing::info!(file_id = %record.file_id, size, "upload committed");
-            Ok(etag)
+        .await;
+    if let Ok(true) = updated {
+        Metrics::count(&state.metrics.uploads, "committed");
+        tracing::info!(file_id = %record.file_id, size, "upload committed");
+        return Ok(etag);
+    }
+    if let Err(e) = &updated {
+        // The update may have been applied all the same (a reply lost in a timeout): look.
+        tracing::error!(file_id = %record.file_id, error = %e, "metadata update failed");
+    }
+    // Not applied, or not known: the record says what happened. Completed meanwhile (through
+    // POST /complete, or by a retry that recorded this same object): keep the object.
+    match state.meta.get(&record.file_id).await {
+        Ok(Some(current))
+            if current.status == Status::Uploaded && !current.is_expired(now_secs()) =>
+        {
+            Ok(current.etag.unwrap_or(etag))
         }
-        Ok(false) => {
-            // Completed meanwhile through POST /complete (the bytes are the ones just stored):
-            // keep the object.
-            if let Ok(Some(current)) = state.meta.get(&record.file_id).await {
-                if current.status == Status::Uploaded && !current.is_expired(now_secs()) {
-                    return Ok(current.etag.unwrap_or(etag));
-                }
+        Ok(Some(current)) if !current.is_expired(now_secs()) => Err(FinishError::Unavailable),
+        Ok(_) => {
+            if let Err(e) = state.objects.delete(&record.object_key).await {
+                tracing::error!(file_id = %record.file_id, error = %e, "cannot remove the object of a vanished upload; the sweeper will");
             }
-            let _ = state.objects.delete(&record.object_key).await;
-            Err(refuse(
-                state,
-                "expired",
-                StatusCode::NOT_FOUND,
-                "NoSuchUpload",
-                "the upload expired or was deleted while in progress",
-            ))
+            Err(FinishError::Gone)
         }
         Err(e) => {
-            let _ = state.objects.delete(&record.object_key).await;
-            tracing::error!(error = %e, "metadata update failed; object removed");
-            Err(xml_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "try again",
-            ))
+            tracing::error!(file_id = %record.file_id, error = %e, "metadata read failed; the stored object is kept");
+            Err(FinishError::Unavailable)
         }
     }
 }
@@ -603,8 +690,18 @@ pub enum AssembleError {
     Exists,
     /// The record vanished meanwhile (nothing was kept).
     Gone,
+    /// The metadata store failed; the assembled object is kept and a retry records it.
+    Unavailable,
     /// Storage failed.
     Storage(String),
+}
+
+fn assemble_error(e: FinishError) -> AssembleError {
+    match e {
+        FinishError::Gone => AssembleError::Gone,
+        FinishError::Unavailable => AssembleError::Unavailable,
+        FinishError::Storage(e) => AssembleError::Storage(e.to_string()),
+    }
 }
 
 /// What a completed upload amounted to.
@@ -644,7 +741,31 @@ pub async fn assemble(
         .await
     {
         Ok(d) => d,
-        Err(ObjectError::Exists) => return Err(AssembleError::Exists),
+        Err(ObjectError::Exists) => {
+            // Assembled before, by a completion whose record update failed or was cut off (the
+            // caller saw the record pending): record it now. A record completed meanwhile is
+            // left as it is.
+            if state
+                .meta
+                .get(&record.file_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == Status::Uploaded)
+            {
+                return Err(AssembleError::Exists);
+            }
+            let etag = recover_stored(state, record)
+                .await
+                .map_err(assemble_error)?;
+            let _ = state.meta.delete_parts(&record.file_id).await;
+            let current = state.meta.get(&record.file_id).await.ok().flatten();
+            return Ok(Assembled {
+                size: current.as_ref().and_then(|r| r.size).unwrap_or_default(),
+                sha256: current.and_then(|r| r.sha256),
+                etag,
+            });
+        }
         Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");
             return Err(AssembleError::Checksum);
@@ -656,7 +777,7 @@ pub async fn assemble(
     }
     let etag = finish(state, record, done.size, done.sha256.clone(), done.etag)
         .await
-        .map_err(|_| AssembleError::Gone)?;
+        .map_err(assemble_error)?;
     let _ = state.meta.delete_parts(&record.file_id).await;
     Ok(Assembled {
         size: done.size,
@@ -789,14 +910,13 @@ pub async fn download(
     };
     let meta = match state.objects.head(&record.object_key).await {
         Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, file_id = %file_id, "uploaded record without a readable object");
-            return xml_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchKey",
-                "the file does not exist",
-            );
+        // Deleted since the record was read, or lost.
+        Err(ObjectError::NotFound) => {
+            tracing::warn!(file_id = %file_id, "uploaded record without an object");
+            return no_such_key();
         }
+        // A storage outage is not a missing file: clients and caches take 404 as final.
+        Err(e) => return storage_failure(e),
     };
     let size = meta.size;
     let etag = record.etag.clone().unwrap_or_default();
@@ -866,14 +986,8 @@ pub async fn download(
     }
     let stream = match state.objects.read(&record.object_key, offset, len).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "object read failed");
-            return xml_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "storage failure",
-            );
-        }
+        Err(ObjectError::NotFound) => return no_such_key(),
+        Err(e) => return storage_failure(e),
     };
     let metrics_state = state.clone();
     let counted = stream.map(move |chunk| {

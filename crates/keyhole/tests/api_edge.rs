@@ -770,3 +770,93 @@ async fn a_commit_that_fails_answers_500_keeps_nothing_and_the_link_works_once_f
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     assert_eq!(server.download(&file_id).await, body);
 }
+
+/// An object stored whose record was never marked uploaded: what a commit leaves when the
+/// metadata store fails (or the request is cut off) between the two. A retried PUT finds the
+/// object and, as it was checked before it was stored, records it, so the upload is complete
+/// rather than stuck behind 409s until it expires.
+#[tokio::test]
+async fn a_stored_object_whose_record_stayed_pending_is_recorded_by_the_retry() {
+    let server = TestServer::start().await;
+    let body = pseudo_random(200_000, 33);
+    let link = server
+        .upload_link(
+            "stored.bin",
+            Some(body.len() as u64),
+            Some(&sha256_hex(&body)),
+        )
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    let url = link["uploadUrl"].as_str().unwrap().to_owned();
+    let object = server.object_path(&file_id);
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, &body).unwrap();
+    let (status, reply) = server.download_link(&file_id).await;
+    assert_eq!(status, 409, "pending before the retry: {reply}");
+
+    let r = server.put(&url, body.clone()).await;
+    assert_eq!(r.status(), 409);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>ObjectAlreadyExists</Code>"));
+    let listed = server.list_all().await;
+    let record = listed.iter().find(|f| f["fileId"] == file_id).unwrap();
+    assert_eq!(record["status"], "uploaded", "{record}");
+    assert_eq!(record["sha256"], sha256_hex(&body), "{record}");
+    assert_eq!(server.download(&file_id).await, body);
+
+    // An object that is not what the record declared is never recorded.
+    let link = server
+        .upload_link(
+            "other.bin",
+            Some(body.len() as u64),
+            Some(&sha256_hex(&body)),
+        )
+        .await;
+    let other = link["fileId"].as_str().unwrap().to_owned();
+    std::fs::write(server.object_path(&other), pseudo_random(200_000, 34)).unwrap();
+    let r = server
+        .put(link["uploadUrl"].as_str().unwrap(), body.clone())
+        .await;
+    assert_eq!(r.status(), 500);
+    let listed = server.list_all().await;
+    let record = listed.iter().find(|f| f["fileId"] == other).unwrap();
+    assert_eq!(record["status"], "pending", "{record}");
+}
+
+/// A download whose object cannot be read because storage fails gets 500, not 404: clients and
+/// caches take a 404 as final, and the file is not gone.
+#[tokio::test]
+async fn a_storage_failure_on_download_is_a_500_not_a_404() {
+    let server = TestServer::start().await;
+    let body = pseudo_random(10_000, 35);
+    let file_id = server.upload("kept.bin", body.clone()).await;
+    let (status, link) = server.download_link(&file_id).await;
+    assert_eq!(status, 200, "{link}");
+    let url = server.local(link["downloadUrl"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    let committed = server.object_path(&file_id).parent().unwrap().to_owned();
+    let aside = committed.with_extension("aside");
+    std::fs::rename(&committed, &aside).unwrap();
+    std::fs::write(&committed, b"in the way").unwrap();
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>InternalError</Code>"));
+
+    // Back in place, the same link works; removed, it is a 404.
+    std::fs::remove_file(&committed).unwrap();
+    std::fs::rename(&aside, &committed).unwrap();
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), body);
+    std::fs::remove_file(server.object_path(&file_id)).unwrap();
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("<Code>NoSuchKey</Code>"));
+}

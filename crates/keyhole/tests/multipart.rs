@@ -366,3 +366,38 @@ async fn thousands_of_part_links_do_not_hold_up_other_requests() {
     assert_eq!(v["parts"].as_array().unwrap().len(), 2048);
     assert_eq!(parts(), 2048);
 }
+
+/// An assembly whose record update was lost (the metadata store failed, or the request was cut
+/// off, after the object went into place) is recorded by the retried completion instead of
+/// leaving the upload stuck as "already complete" while its record waits.
+#[tokio::test]
+async fn a_completion_whose_record_update_was_lost_is_recorded_by_the_retry() {
+    let s = start().await;
+    let bytes = pseudo_random(9 * MIB + 77, 41);
+    let link = create(&s, &bytes, Some(&sha256_hex(&bytes))).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let ps = 5 * MIB;
+    for n in 1..=2 {
+        let r = put_part(
+            &s,
+            &part_url(&link, "parts", n),
+            chunk(&bytes, ps, n as usize),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    // The state such a completion leaves: the assembled object in place, the record pending.
+    let object = s.object_path(&id);
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, &bytes).unwrap();
+    let (status, _) = s.download_link(&id).await;
+    assert_eq!(status, 409, "pending before the retry");
+
+    let (status, done) = complete(&s, &id, None).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["sha256"], sha256_hex(&bytes));
+    assert_eq!(done["size"], bytes.len());
+    assert_eq!(s.download(&id).await, bytes);
+    let (status, _) = complete(&s, &id, None).await;
+    assert_eq!(status, 409, "completing again is refused");
+}

@@ -337,6 +337,14 @@ impl Uploader {
                 Err(e) => e,
             };
             bar.dec(sent.load(Ordering::Relaxed));
+            if attempt > 0 && error.code() == Some("ObjectAlreadyExists") {
+                // An earlier attempt stored the file but its answer was lost. The server keeps
+                // and records such an object only if it matches the declared SHA-256, which is
+                // this file's.
+                self.ui
+                    .note(format!("{name}: the earlier attempt had stored it"));
+                return Ok(file_id);
+            }
             if matches!(error.status(), Some(403 | 404)) && renewals < 2 {
                 // The link expired (or its pending record did): a new link, a new file id.
                 renewals += 1;
