@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use keyhole::config::Storage;
-use keyhole::state::{now_millis, now_secs, SharedState};
+use keyhole::state::{now_millis, now_secs, secs_after, SharedState};
 use keyhole::store::objects::ObjectError;
 use keyhole::store::{Completion, FileRecord, Status, StoreError};
 use keyhole::telemetry::Metrics;
@@ -369,13 +369,13 @@ async fn mark(
         Some(e) => format!("\"{e}\""),
         None => format!("\"{}-{size}\"", current.file_id),
     };
-    let retention = state.config.retention.as_secs() as i64;
+    let retention = state.config.retention;
     let done = Completion {
         size,
         sha256: None,
         etag,
         uploaded_at: now_millis(),
-        ttl: (retention > 0).then(|| now_secs() + retention),
+        ttl: (!retention.is_zero()).then(|| secs_after(now_secs(), retention)),
     };
     if state
         .meta

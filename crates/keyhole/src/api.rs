@@ -16,7 +16,7 @@ use crate::auth::{AuthError, Principal};
 use crate::http::{ApiError, JsonBody, OptionalJsonBody};
 use crate::ids;
 use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
-use crate::state::{now_millis, now_secs, SharedState};
+use crate::state::{now_millis, now_secs, secs_after, SharedState};
 use crate::store::{FileRecord, Status};
 use crate::telemetry::Metrics;
 
@@ -414,7 +414,7 @@ pub async fn create_upload(
     };
     let mode = links::mode_for(&state.config, &principal, Feature::Upload);
     let now = now_secs();
-    let expires = now + state.config.upload_ttl.as_secs() as i64;
+    let expires = secs_after(now, state.config.upload_ttl);
     let file_id = ids::new_file_id(&req.filename).map_err(ApiError::internal)?;
     let upload_id = match part_size {
         Some(_) => Some(
@@ -440,7 +440,7 @@ pub async fn create_upload(
         etag: None,
         status: Status::Pending,
         owner: principal.0,
-        ttl: Some(expires + state.config.pending_grace.as_secs() as i64),
+        ttl: Some(secs_after(expires, state.config.pending_grace)),
         upload_id,
         part_size,
     };
@@ -613,8 +613,8 @@ pub async fn list_parts(
     let record = pending_multipart(&state, &principal, &file_id).await?;
     let count = record.part_count().unwrap_or(0);
     let now = now_secs();
-    let expires = now + state.config.upload_ttl.as_secs() as i64;
-    let ttl = expires + state.config.pending_grace.as_secs() as i64;
+    let expires = secs_after(now, state.config.upload_ttl);
+    let ttl = secs_after(expires, state.config.pending_grace);
     if !state.meta.extend_pending(&file_id, ttl, now).await? {
         return Err(ApiError::not_found("no such file"));
     }
@@ -767,7 +767,7 @@ pub async fn download_link(
         ));
     }
     let now = now_secs();
-    let mut expires = now + state.config.download_ttl.as_secs() as i64;
+    let mut expires = secs_after(now, state.config.download_ttl);
     if let Some(ttl) = record.ttl {
         expires = expires.min(ttl);
     }

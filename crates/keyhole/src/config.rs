@@ -275,6 +275,11 @@ pub mod defaults {
     pub const PENDING_GRACE: &str = "5m";
     /// 5 minutes.
     pub const KEY_REFRESH: &str = "5m";
+    /// The longest link lifetime and sweep interval: a year as the duration syntax counts it
+    /// (`1y`, 365.25 days).
+    pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(31_557_600);
+    /// The longest retention and pending grace: 100 years (`100y`).
+    pub const MAX_RETENTION: std::time::Duration = std::time::Duration::from_secs(3_155_760_000);
 }
 
 impl Config {
@@ -342,11 +347,21 @@ impl Config {
             ("--download-ttl", self.download_ttl),
             ("--sweep-interval", self.sweep_interval),
         ] {
-            if value.is_zero() {
-                return Err(invalid(setting, "must be longer than zero"));
+            // Links carry whole seconds: a shorter lifetime would mint links already expired.
+            if value < Duration::from_secs(1) {
+                return Err(invalid(setting, "must be at least 1s"));
             }
-            if value > Duration::from_secs(365 * 24 * 3600) {
-                return Err(invalid(setting, "must be at most a year"));
+            if value > defaults::MAX_TTL {
+                return Err(invalid(setting, "must be at most a year (1y)"));
+            }
+        }
+        // Both are added to epoch seconds; a century is already more than anyone means.
+        for (setting, value) in [
+            ("--retention", self.retention),
+            ("pending_grace", self.pending_grace),
+        ] {
+            if value > defaults::MAX_RETENTION {
+                return Err(invalid(setting, "must be at most 100 years (100y)"));
             }
         }
         if self.max_upload_bytes == 0 {
@@ -1163,6 +1178,108 @@ mod tests {
         // Local storage keeps S3's part limits only.
         let c = resolve(1 << 40, None, Some(1 << 30)).unwrap();
         assert_eq!(c.effective_max_upload_bytes(), 1 << 40);
+    }
+
+    #[test]
+    fn lifetimes_are_whole_seconds_up_to_a_year() {
+        let ttl = |text: &str| {
+            ServeArgs {
+                upload_ttl: Some(text.to_owned()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        for short in ["500ms", "999ms", "1ns"] {
+            let err = ttl(short).unwrap_err().to_string();
+            assert!(
+                err.contains("--upload-ttl: must be at least 1s"),
+                "{short}: {err}"
+            );
+        }
+        assert!(ttl("0").unwrap_err().to_string().contains("at least 1s"));
+        assert_eq!(ttl("1s").unwrap().upload_ttl, Duration::from_secs(1));
+        assert_eq!(
+            ttl("1y").unwrap().upload_ttl,
+            Duration::from_secs(31_557_600)
+        );
+        let err = ttl("1y 1s").unwrap_err().to_string();
+        assert!(err.contains("at most a year"), "{err}");
+        for (args, setting) in [
+            (
+                ServeArgs {
+                    download_ttl: Some("100ms".into()),
+                    ..Default::default()
+                },
+                "--download-ttl",
+            ),
+            (
+                ServeArgs {
+                    sweep_interval: Some("500ms".into()),
+                    ..Default::default()
+                },
+                "--sweep-interval",
+            ),
+        ] {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{setting}: must be at least 1s")),
+                "{err}"
+            );
+        }
+        let c = ServeArgs {
+            download_ttl: Some("1y".into()),
+            sweep_interval: Some("1y".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.sweep_interval, Duration::from_secs(31_557_600));
+    }
+
+    #[test]
+    fn retention_and_pending_grace_at_most_a_century() {
+        let retention = |text: &str| {
+            ServeArgs {
+                retention: Some(text.to_owned()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert!(retention("0").unwrap().retention.is_zero());
+        assert_eq!(
+            retention("100y").unwrap().retention,
+            Duration::from_secs(3_155_760_000)
+        );
+        let err = retention("101y").unwrap_err().to_string();
+        assert!(
+            err.contains("--retention: must be at most 100 years"),
+            "{err}"
+        );
+        let err = retention("10000000000y").unwrap_err().to_string();
+        assert!(err.contains("--retention"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "pending_grace = \"200y\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("pending_grace: must be at most 100 years"),
+            "{err}"
+        );
+        std::fs::write(&path, "pending_grace = \"0\"\n").unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.pending_grace.is_zero());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The state every handler shares: configuration, stores, signer, verifier, metrics.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
@@ -38,10 +38,28 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// `epoch` seconds plus `d`, saturating at `i64::MAX` instead of overflowing (configuration
+/// bounds lifetimes to a century, so this is a second line of defence).
+pub fn secs_after(epoch: i64, d: Duration) -> i64 {
+    epoch.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Epoch milliseconds now.
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secs_after_saturates() {
+        assert_eq!(secs_after(100, Duration::from_millis(2500)), 102);
+        assert_eq!(secs_after(i64::MAX - 1, Duration::from_secs(5)), i64::MAX);
+        assert_eq!(secs_after(1, Duration::MAX), i64::MAX);
+    }
 }
