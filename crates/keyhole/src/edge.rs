@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -808,7 +808,13 @@ pub enum RangeOutcome {
 
 /// Parses one `bytes=` range (RFC 9110 section 14.1.2).
 pub fn parse_range(value: &str, size: u64) -> RangeOutcome {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    // The unit is case-insensitive (section 14.1).
+    let value = value.trim();
+    let Some(spec) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
         return RangeOutcome::Full;
     };
     if spec.contains(',') {
@@ -817,11 +823,14 @@ pub fn parse_range(value: &str, size: u64) -> RangeOutcome {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeOutcome::Unsatisfiable;
     };
+    // Digits only; a number past u64 counts as u64::MAX: a last position or suffix length that
+    // large still means "to the end" or "the whole file" (sections 14.1.2 and 14.1.3), and a
+    // first position that large is past any file.
     let num = |s: &str| -> Option<u64> {
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             None
         } else {
-            s.parse().ok()
+            Some(s.parse().unwrap_or(u64::MAX))
         }
     };
     match (first.trim(), last.trim()) {
@@ -872,11 +881,71 @@ pub fn content_disposition(filename: &str) -> String {
     )
 }
 
-fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    if_none_match.trim() == "*"
-        || if_none_match
+/// Whether `list` (an `If-None-Match` value) names `etag`, by weak comparison.
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.trim() == "*"
+        || list
             .split(',')
             .any(|t| t.trim().trim_start_matches("W/") == etag)
+}
+
+/// Whether `list` (an `If-Match` value) names `etag`, by strong comparison: weak tags never
+/// match.
+fn etag_matches_strongly(list: &str, etag: &str) -> bool {
+    list.trim() == "*" || list.split(',').any(|t| t.trim() == etag)
+}
+
+/// What a download's conditional headers decide.
+#[derive(Debug, PartialEq, Eq)]
+enum Precondition {
+    /// Serve the file (or the range asked for).
+    Proceed,
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 412: `If-Match` or `If-Unmodified-Since` did not hold.
+    Failed,
+}
+
+/// Evaluates `If-Match`, `If-Unmodified-Since`, `If-None-Match` and `If-Modified-Since` for a
+/// GET or HEAD of a file with `etag`, last modified at `modified`, in the order of RFC 9110
+/// section 13.2.2. A date that does not parse is ignored, as are the date conditions when the
+/// matching tag condition is present. Field lines of one header combine into one list.
+fn preconditions(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precondition {
+    let list = |name: &header::HeaderName| -> Option<String> {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let date = |name: &header::HeaderName| -> Option<u64> {
+        let value = headers.get(name)?.to_str().ok()?;
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+    };
+    // HTTP dates have whole seconds.
+    let modified = modified
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match list(&header::IF_MATCH) {
+        Some(tags) if !etag_matches_strongly(&tags, etag) => return Precondition::Failed,
+        Some(_) => {}
+        None => {
+            if date(&header::IF_UNMODIFIED_SINCE).is_some_and(|since| modified > since) {
+                return Precondition::Failed;
+            }
+        }
+    }
+    match list(&header::IF_NONE_MATCH) {
+        Some(tags) if etag_matches(&tags, etag) => Precondition::NotModified,
+        Some(_) => Precondition::Proceed,
+        None if date(&header::IF_MODIFIED_SINCE).is_some_and(|since| modified <= since) => {
+            Precondition::NotModified
+        }
+        None => Precondition::Proceed,
+    }
 }
 
 /// `GET|HEAD /files/{fileId}`: streams an uploaded file with Range, ETag, Last-Modified,
@@ -926,30 +995,36 @@ pub async fn download(
         .unwrap_or(meta.last_modified);
     let headers = req.headers();
 
-    let mut builder = Response::builder()
+    let validators = Response::builder()
         .header(header::ETAG, &etag)
         .header(
             header::LAST_MODIFIED,
             httpdate::fmt_http_date(last_modified),
         )
+        .header(header::CACHE_CONTROL, "private, max-age=0");
+    match preconditions(headers, &etag, last_modified) {
+        Precondition::Failed => {
+            return xml_error(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "at least one of the preconditions you specified did not hold",
+            )
+        }
+        Precondition::NotModified => {
+            return validators
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .unwrap_or_else(|_| StatusCode::NOT_MODIFIED.into_response())
+        }
+        Precondition::Proceed => {}
+    }
+    let mut builder = validators
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, "private, max-age=0")
         .header(header::CONTENT_TYPE, &record.content_type)
         .header(
             header::CONTENT_DISPOSITION,
             content_disposition(&record.original_filename),
         );
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if etag_matches(inm, &etag) {
-            return builder
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Body::empty())
-                .unwrap_or_else(|_| StatusCode::NOT_MODIFIED.into_response());
-        }
-    }
     let range_applies = headers
         .get(header::IF_RANGE)
         .and_then(|v| v.to_str().ok())
@@ -1006,6 +1081,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn conditional_requests_follow_rfc_9110_order() {
+        let etag = "\"abc\"";
+        let modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let before = httpdate::fmt_http_date(modified - Duration::from_secs(60));
+        let at = httpdate::fmt_http_date(modified);
+        let after = httpdate::fmt_http_date(modified + Duration::from_secs(60));
+        let check = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            preconditions(&h, etag, modified)
+        };
+        use Precondition::*;
+        assert_eq!(check(&[]), Proceed);
+        assert_eq!(check(&[("if-match", "\"abc\"")]), Proceed);
+        assert_eq!(check(&[("if-match", "*")]), Proceed);
+        assert_eq!(check(&[("if-match", "\"x\", \"abc\"")]), Proceed);
+        assert_eq!(
+            check(&[("if-match", "\"x\""), ("if-match", "\"abc\"")]),
+            Proceed
+        );
+        assert_eq!(check(&[("if-match", "\"x\"")]), Failed);
+        assert_eq!(
+            check(&[("if-match", "W/\"abc\"")]),
+            Failed,
+            "weak never matches"
+        );
+        assert_eq!(check(&[("if-unmodified-since", &at)]), Proceed);
+        assert_eq!(check(&[("if-unmodified-since", &before)]), Failed);
+        assert_eq!(
+            check(&[("if-match", "\"abc\""), ("if-unmodified-since", &before)]),
+            Proceed,
+            "If-Unmodified-Since is ignored beside If-Match"
+        );
+        assert_eq!(check(&[("if-unmodified-since", "not a date")]), Proceed);
+        assert_eq!(check(&[("if-none-match", "W/\"abc\"")]), NotModified);
+        assert_eq!(
+            check(&[("if-none-match", "\"x\""), ("if-none-match", "\"abc\"")]),
+            NotModified
+        );
+        assert_eq!(check(&[("if-none-match", "\"x\"")]), Proceed);
+        assert_eq!(check(&[("if-modified-since", &at)]), NotModified);
+        assert_eq!(check(&[("if-modified-since", &after)]), NotModified);
+        assert_eq!(check(&[("if-modified-since", &before)]), Proceed);
+        assert_eq!(
+            check(&[("if-none-match", "\"x\""), ("if-modified-since", &after)]),
+            Proceed,
+            "If-Modified-Since is ignored beside If-None-Match"
+        );
+        assert_eq!(
+            check(&[("if-match", "\"x\""), ("if-none-match", "\"abc\"")]),
+            Failed,
+            "If-Match is evaluated first"
+        );
+    }
+
+    #[test]
     fn ranges() {
         assert_eq!(parse_range("bytes=0-9", 100), RangeOutcome::Partial(0, 9));
         assert_eq!(parse_range("bytes=90-", 100), RangeOutcome::Partial(90, 99));
@@ -1026,6 +1162,15 @@ mod tests {
             parse_range("bytes=99999999999999999999-", 100),
             RangeOutcome::Unsatisfiable
         );
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999", 100),
+            RangeOutcome::Partial(0, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=-99999999999999999999", 100),
+            RangeOutcome::Partial(0, 99)
+        );
+        assert_eq!(parse_range("Bytes=1-2", 100), RangeOutcome::Partial(1, 2));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeOutcome::Full);
         assert_eq!(parse_range("items=0-1", 100), RangeOutcome::Full);
         assert_eq!(parse_range("bytes=0-", 0), RangeOutcome::Unsatisfiable);

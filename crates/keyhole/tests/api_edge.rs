@@ -108,6 +108,9 @@ async fn ranges_conditional_requests_and_head() {
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+    // A 304 carries the validators, not the representation's headers.
+    assert!(r.headers().contains_key("last-modified"));
+    assert!(!r.headers().contains_key("content-disposition"));
     // If-Range with a stale validator serves the whole file.
     let r = s
         .client
@@ -118,6 +121,60 @@ async fn ranges_conditional_requests_and_head() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // A last position or suffix length past any file means the end / the whole file.
+    for range in [
+        "bytes=-99999999999999999999",
+        "bytes=0-99999999999999999999",
+    ] {
+        let r = s
+            .client
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(r.headers()["content-range"], "bytes 0-9999/10000");
+        assert_eq!(r.bytes().await.unwrap(), bytes);
+    }
+
+    // If-Match and If-Unmodified-Since (412 when they fail), If-Modified-Since (304).
+    let last_modified = head.headers()["last-modified"].to_str().unwrap().to_owned();
+    let status = |pairs: Vec<(&'static str, String)>| {
+        let mut req = s.client.get(&url);
+        for (k, v) in pairs {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let etag = etag.to_str().unwrap().to_owned();
+    assert_eq!(status(vec![("if-match", etag.clone())]).await, 200);
+    assert_eq!(status(vec![("if-match", "\"other\"".into())]).await, 412);
+    assert_eq!(
+        status(vec![("if-unmodified-since", last_modified.clone())]).await,
+        200
+    );
+    assert_eq!(
+        status(vec![(
+            "if-unmodified-since",
+            "Sat, 01 Jan 2000 00:00:00 GMT".into()
+        )])
+        .await,
+        412
+    );
+    assert_eq!(
+        status(vec![("if-modified-since", last_modified)]).await,
+        304
+    );
+    assert_eq!(
+        status(vec![(
+            "if-modified-since",
+            "Sat, 01 Jan 2000 00:00:00 GMT".into()
+        )])
+        .await,
+        200
+    );
 }
 
 #[tokio::test]

@@ -843,7 +843,6 @@ async fn malformed_requests_get_4xx_and_the_server_survives() {
         "bytes=0x10-",
         "bytes=99999999999999999999-",
         "bytes=18446744073709551615-",
-        "bytes=-99999999999999999999",
         "bytes=+1-2",
     ] {
         for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
