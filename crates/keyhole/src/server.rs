@@ -151,12 +151,14 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 header::RANGE,
                 header::IF_NONE_MATCH,
                 header::IF_RANGE,
+                http::REQUEST_ID.clone(),
             ])
             .expose_headers([
                 header::ETAG,
                 header::CONTENT_RANGE,
                 header::CONTENT_DISPOSITION,
                 header::CONTENT_LENGTH,
+                header::RETRY_AFTER,
                 http::REQUEST_ID.clone(),
             ])
             .max_age(std::time::Duration::from_secs(600)),

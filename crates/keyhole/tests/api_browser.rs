@@ -36,3 +36,58 @@ async fn filenames_with_bidirectional_controls_are_refused() {
         assert_eq!(file["file"]["filename"], Value::from(name));
     }
 }
+
+const APP: &str = "https://app.example.com";
+
+#[tokio::test]
+async fn cors_lets_pages_send_request_ids_and_read_retry_after() {
+    let s = TestServer::start_with(|c| {
+        c.cors_origins = vec![APP.into()];
+        c.rate_limit = keyhole::config::RateLimit {
+            burst: 1,
+            per_second: 1,
+        };
+    })
+    .await;
+    // The server keeps a client's own x-request-id; a page can send one only if the preflight
+    // allows the header.
+    let r = s
+        .client
+        .request(reqwest::Method::OPTIONS, s.url("/api/files"))
+        .header("origin", APP)
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "authorization,x-request-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-request-id"), "{allowed}");
+    assert!(allowed.contains("authorization"), "{allowed}");
+
+    let list = || {
+        s.client
+            .get(s.url("/api/files"))
+            .header("origin", APP)
+            .header("x-request-id", "page-1")
+            .send()
+    };
+    assert_eq!(list().await.unwrap().status(), 200);
+    let r = list().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["x-request-id"], "page-1");
+    // A page reads Retry-After (and the request id) only when they are exposed.
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}
