@@ -79,6 +79,42 @@ fn bearer_token(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// The host of an authority (`host[:port]`, `[v6]:port`), without port or brackets, as written;
+/// `None` when it is not one.
+fn authority_host(authority: &str) -> Option<&str> {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a request's `Host` (`host[:port]`) names this server without help from DNS: a loopback
+/// address (`127.0.0.0/8`, `[::1]`), `localhost` or a `*.localhost` name (browsers resolve those
+/// to loopback themselves), or the host of `public_origin` (`scheme://host[:port]`), with any
+/// port. A page whose own DNS name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name
+/// and is not let through.
+pub fn is_known_host(host: &str, public_origin: &str) -> bool {
+    let Some(name) = authority_host(host.trim()) else {
+        return false;
+    };
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        if ip.to_canonical().is_loopback() {
+            return true;
+        }
+    }
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let public = public_origin
+        .split_once("://")
+        .and_then(|(_, authority)| authority_host(authority));
+    public.is_some_and(|p| p.strip_suffix('.').unwrap_or(p).eq_ignore_ascii_case(&name))
+}
+
 /// A new random API token and the SHA-256 hex to configure for it. Fails only when the system's
 /// random generator does.
 pub fn generate_token() -> Result<(String, String), crate::ids::RandomError> {
@@ -199,6 +235,44 @@ mod tests {
             open.authenticate(None),
             Ok(Principal(LOCAL_PRINCIPAL.into()))
         );
+    }
+
+    #[test]
+    fn known_hosts_are_loopback_localhost_or_the_public_host() {
+        let public = "https://files.example.com";
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+            "localhost",
+            "LocalHost:3000",
+            "localhost.:3000",
+            "app.localhost:8080",
+            "files.example.com",
+            "FILES.example.com:8443",
+        ] {
+            assert!(is_known_host(host, public), "{host}");
+        }
+        for host in [
+            "",
+            ":8080",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "files.example.com.evil.example",
+            "0.0.0.0:8080",
+            "10.0.0.1",
+            "[::2]:8080",
+            "[::1",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_known_host(host, public), "{host}");
+        }
+        assert!(is_known_host("[2001:db8::1]:443", "https://[2001:db8::1]"));
+        assert!(is_known_host("kh.internal", "http://kh.internal:8080"));
     }
 
     #[test]

@@ -155,20 +155,32 @@ pub struct JsonBody<T>(pub T);
 /// A JSON request body that may be empty (then `None`), with the same bounds as [`JsonBody`].
 pub struct OptionalJsonBody<T>(pub Option<T>);
 
-/// Reads a bounded JSON body: 415 for another content type, 413 past [`MAX_JSON_BYTES`], 400 for
-/// a broken or invalid body. Returns `None` for an empty body.
+/// Reads a bounded JSON body: 415 for another content type, or none with a body, 413 past
+/// [`MAX_JSON_BYTES`], 400 for a broken or invalid body. Returns `None` for an empty body.
+///
+/// A body needs `Content-Type: application/json`: a page on another site can send a form or a
+/// `text/plain` body (a "simple" request, with no CORS preflight) or one with no type at all, but
+/// not a JSON one, so requiring it keeps such pages from creating records on a server without
+/// tokens.
 async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as application/json",
-            ));
+    let unsupported = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    };
+    let json = match req.headers().get(header::CONTENT_TYPE) {
+        Some(ct) => {
+            let ct = ct.to_str().unwrap_or("");
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(unsupported());
+            }
+            true
         }
-    }
+        None => false,
+    };
     let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
         .await
         .map_err(|e| {
@@ -187,6 +199,9 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiEr
         })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
+    }
+    if !json {
+        return Err(unsupported());
     }
     serde_json::from_slice(&bytes)
         .map(Some)

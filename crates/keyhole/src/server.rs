@@ -197,9 +197,55 @@ fn finish(app: Router<SharedState>, state: SharedState) -> Router {
     .with_state(state)
 }
 
+/// Guards the token-less API against DNS rebinding. Without tokens `serve` listens on loopback
+/// only, but a page on another site can still reach it: its own DNS name, re-pointed at
+/// 127.0.0.1, makes the browser treat the API as that page's origin, free to read, list and
+/// delete files. Such a request carries the page's name in `Host`, so `/api` requests must name
+/// the server by a loopback address, `localhost` or the public URL's host
+/// ([`crate::auth::is_known_host`]); others get 403. With tokens configured the token is the
+/// guard and any `Host` is fine; the edge checks signatures and is not affected.
+async fn rebinding_guard(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if state.auth.enabled() || !(path == "/api" || path.starts_with("/api/")) {
+        return next.run(req).await;
+    }
+    // HTTP/2 carries the host as the request's authority rather than a Host header.
+    let host = match req.headers().get(header::HOST) {
+        Some(v) => Some(String::from_utf8_lossy(v.as_bytes())),
+        None => req.uri().authority().map(|a| a.as_str().into()),
+    };
+    if host
+        .as_deref()
+        .is_some_and(|h| crate::auth::is_known_host(h, state.config.public_origin()))
+    {
+        return next.run(req).await;
+    }
+    let got = match host {
+        Some(h) => format!("Host: {h}"),
+        None => "no Host".to_owned(),
+    };
+    http::ApiError::new(
+        StatusCode::FORBIDDEN,
+        "host_not_allowed",
+        format!(
+            "requests without an API token must address the server by a loopback name \
+             (127.0.0.1, [::1], localhost) or the public URL's host; got {got}"
+        ),
+    )
+    .into_response()
+}
+
 /// The full router: API, edge, health and metrics.
 pub fn router(state: SharedState) -> Router {
     let app = api_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rebinding_guard,
+        ))
         .route("/uploads/{*fileId}", axum::routing::put(edge::upload))
         .route("/files/{*fileId}", get(edge::download))
         .route("/", get(crate::ui::index))

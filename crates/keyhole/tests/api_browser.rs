@@ -91,3 +91,166 @@ async fn cors_lets_pages_send_request_ids_and_read_retry_after() {
     assert!(exposed.contains("retry-after"), "{exposed}");
     assert!(exposed.contains("x-request-id"), "{exposed}");
 }
+
+/// `GET path` with the given `Host` header.
+async fn get_with_host(s: &TestServer, path: &str, host: &str) -> (u16, Value) {
+    let r = s
+        .client
+        .get(s.url(path))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn without_tokens_the_api_answers_only_loopback_and_public_hosts() {
+    let s = TestServer::start().await;
+    let id = s.upload("kept.txt", b"still here".to_vec()).await;
+    let port = s.running().addr.port();
+
+    // A page whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name.
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+    ] {
+        for path in ["/api/files", "/api/config", &format!("/api/files/{id}")] {
+            let (status, v) = get_with_host(&s, path, host).await;
+            assert_eq!(status, 403, "{host} {path}: {v}");
+            assert_eq!(v["success"], false);
+            assert_eq!(v["error"]["code"], "host_not_allowed");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains(&format!("got Host: {host}")), "{message}");
+            assert!(message.contains("loopback"), "{message}");
+        }
+        let r = s
+            .client
+            .delete(s.url(&format!("/api/files/{id}")))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = s
+            .client
+            .post(s.url("/api/files/upload"))
+            .header("host", host)
+            .json(&json!({"filename": "x.txt", "contentType": "text/plain"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(s.list_all().await.len(), 1, "nothing created or deleted");
+
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        common::PUBLIC.trim_start_matches("https://").to_owned(),
+    ] {
+        let (status, v) = get_with_host(&s, "/api/files", &host).await;
+        assert_eq!(status, 200, "{host}: {v}");
+        assert_eq!(v["files"][0]["fileId"], id.as_str());
+    }
+
+    // The edge checks signatures, not names; health, metrics and the page are not the API.
+    let (status, link) = s.download_link(&id).await;
+    assert_eq!(status, 200, "{link}");
+    let r = s
+        .client
+        .get(s.local(link["downloadUrl"].as_str().unwrap()))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"still here");
+    for path in ["/", "/healthz", "/readyz", "/metrics"] {
+        let r = s
+            .client
+            .get(s.url(path))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn with_tokens_any_host_may_call_the_api() {
+    let (token, sha256) = keyhole::auth::generate_token().unwrap();
+    let s = TestServer::start_with(|c| {
+        c.tokens = vec![keyhole::config::TokenEntry {
+            principal: "alice".into(),
+            sha256,
+        }]
+    })
+    .await;
+    let r = s
+        .client
+        .get(s.url("/api/files"))
+        .header("host", "files.customer.example")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Without a token it is the token that is missing, whatever the name.
+    let (status, v) = get_with_host(&s, "/api/files", "evil.example").await;
+    assert_eq!(status, 401, "{v}");
+    let (status, _) = get_with_host(&s, "/api/config", "evil.example").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn json_bodies_need_a_json_content_type() {
+    let s = TestServer::start().await;
+    // What a cross-site form or fetch can send without a CORS preflight: no type, a form type, or
+    // text/plain, with a JSON-looking body.
+    let body = r#"{"filename":"planted.exe","contentType":"application/octet-stream"}"#;
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = s.client.post(s.url("/api/files/upload")).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 415, "{ct:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unsupported_media_type");
+        assert_eq!(v["error"]["message"], "send the body as application/json");
+    }
+    assert!(s.list_all().await.is_empty(), "no record was created");
+    let r = s
+        .client
+        .post(s.url("/api/files/upload"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // An optional body may still be left out, type or not.
+    let link = s.upload_link("later.txt", Some(3), None).await;
+    let id = link["fileId"].as_str().unwrap();
+    let complete = format!("/api/files/{id}/complete");
+    let r = s.client.post(s.url(&complete)).send().await.unwrap();
+    assert_eq!(r.status(), 409, "not_arrived, not 415");
+    let r = s
+        .client
+        .post(s.url(&complete))
+        .body(r#"{"parts":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
