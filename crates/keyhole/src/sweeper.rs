@@ -8,8 +8,11 @@ use crate::state::{now_secs, SharedState};
 use crate::store::FileRecord;
 use crate::telemetry::Metrics;
 
-/// Most records handled in one sweep (the next sweep continues).
+/// Records listed at a time.
 pub const BATCH: usize = 500;
+/// Most records one sweep handles; the next sweep continues. A backlog (links minted faster than
+/// one batch per interval goes) is worked through a batch after another up to this.
+pub const PASS_LIMIT: usize = 20 * BATCH;
 
 /// Removes one expired file: its object and any multipart parts, then its record (only if still
 /// expired).
@@ -33,29 +36,52 @@ pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// One pass: returns how many files were removed.
+/// One pass: returns how many files were removed. Lists expired records a batch at a time
+/// until there are no more or [`PASS_LIMIT`] were handled. A record that cannot be removed is
+/// skipped for the rest of the pass (and tried again by the next), so files that keep failing
+/// cannot hold up the ones behind them.
 pub async fn sweep_once(state: &SharedState) -> usize {
     let now = now_secs();
-    let expired = match state.meta.expired(now, BATCH).await {
-        Ok(r) => r,
-        Err(e) => {
-            state.metrics.sweep_errors.inc();
-            tracing::error!(error = %e, "sweep: cannot list expired files");
-            return 0;
-        }
-    };
-    let mut removed = 0;
-    for record in &expired {
-        match remove(state, record, now).await {
-            Ok(true) => {
-                removed += 1;
-                Metrics::count(&state.metrics.swept, record.status.as_str());
-            }
-            Ok(false) => {}
+    let mut skip: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let (mut removed, mut handled) = (0, 0);
+    while handled < PASS_LIMIT {
+        // The failed ones come first again (oldest expiry first): ask for that many more.
+        let want = BATCH + skip.len();
+        let expired = match state.meta.expired(now, want).await {
+            Ok(r) => r,
             Err(e) => {
                 state.metrics.sweep_errors.inc();
-                tracing::error!(error = %e, file_id = %record.file_id, "sweep: cannot remove file");
+                tracing::error!(error = %e, "sweep: cannot list expired files");
+                break;
             }
+        };
+        let last_batch = expired.len() < want;
+        let mut progress = false;
+        let fresh: Vec<&FileRecord> = expired
+            .iter()
+            .filter(|r| !skip.contains(&r.file_id))
+            .collect();
+        for record in fresh {
+            progress = true;
+            handled += 1;
+            match remove(state, record, now).await {
+                Ok(true) => {
+                    removed += 1;
+                    Metrics::count(&state.metrics.swept, record.status.as_str());
+                }
+                // No longer expired (completed or renewed meanwhile).
+                Ok(false) => {
+                    skip.insert(record.file_id.clone());
+                }
+                Err(e) => {
+                    state.metrics.sweep_errors.inc();
+                    tracing::error!(error = %e, file_id = %record.file_id, "sweep: cannot remove file");
+                    skip.insert(record.file_id.clone());
+                }
+            }
+        }
+        if last_batch || !progress {
+            break;
         }
     }
     if removed > 0 {

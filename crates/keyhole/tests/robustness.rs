@@ -1457,3 +1457,54 @@ async fn sweeper_removes_expired_uploads_and_files_past_retention() {
     assert_eq!(status, 404);
     ts.stop().await;
 }
+
+/// A backlog of expired files larger than one batch goes in one sweep, and files whose removal
+/// keeps failing do not hold up the ones behind them.
+#[tokio::test]
+async fn one_sweep_works_through_a_backlog_past_files_that_fail() {
+    use keyhole::store::{FileRecord, Status};
+    let ts = TestServer::start_with(|c| c.sweep_interval = Duration::from_secs(3600)).await;
+    let state = ts.server.as_ref().unwrap().state.clone();
+    let now = now() as i64;
+    let record = |name: &str, ttl: i64| {
+        let file_id = keyhole::ids::new_file_id(name).unwrap();
+        FileRecord {
+            object_key: keyhole::ids::object_key(&file_id),
+            file_id,
+            original_filename: name.to_owned(),
+            content_type: "application/octet-stream".to_owned(),
+            upload_url_generated_at: (ttl - 600) * 1000,
+            uploaded_at: None,
+            size: None,
+            declared_size: None,
+            declared_sha256: None,
+            sha256: None,
+            etag: None,
+            status: Status::Pending,
+            owner: "local".to_owned(),
+            ttl: Some(ttl),
+            upload_id: None,
+            part_size: None,
+        }
+    };
+    // More failing files than one batch, expiring first: a non-empty directory stands where
+    // each one's object would be, so removing it fails.
+    let failing: Vec<FileRecord> = (0..600).map(|_| record("stuck.bin", now - 2000)).collect();
+    let plain: Vec<FileRecord> = (0..700).map(|_| record("old.bin", now - 1000)).collect();
+    for r in &failing {
+        std::fs::create_dir_all(ts.object_path(&r.file_id).join("in-the-way")).unwrap();
+    }
+    let created =
+        futures_util::future::join_all(failing.iter().chain(&plain).map(|r| state.meta.create(r)))
+            .await;
+    assert!(created.iter().all(Result::is_ok));
+
+    let removed = keyhole::sweeper::sweep_once(&state).await;
+    assert_eq!(removed, 700, "every plain expired file goes in one sweep");
+    for r in &plain {
+        assert!(state.meta.get(&r.file_id).await.unwrap().is_none());
+    }
+    for r in &failing {
+        assert!(state.meta.get(&r.file_id).await.unwrap().is_some());
+    }
+}
