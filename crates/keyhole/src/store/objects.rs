@@ -226,12 +226,41 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates `dir` and whatever parents are missing, syncing the parent of each directory created,
+/// so that after a power cut the new directories (and the object about to be linked into them)
+/// are still reachable.
+fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    for created in missing.into_iter().rev() {
+        match std::fs::create_dir(created) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 impl LocalDisk {
     /// Opens (creating) `root` for objects and `staging` for uploads in progress, and removes
     /// staged files a previous process left behind. Both must be on the same file system.
     pub fn open(root: PathBuf, staging: PathBuf) -> Result<Self, ObjectError> {
-        std::fs::create_dir_all(&root)?;
-        std::fs::create_dir_all(&staging)?;
+        create_dir_durable(&root)?;
+        create_dir_durable(&staging)?;
         for entry in std::fs::read_dir(&staging)? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
@@ -432,7 +461,7 @@ impl ObjectWriter for LocalWriter {
                 file.sync_all()?;
                 drop(file);
                 let parent = dest.parent().ok_or(ObjectError::InvalidKey)?;
-                std::fs::create_dir_all(parent)?;
+                create_dir_durable(parent)?;
                 if replace {
                     std::fs::rename(&temp, &dest)?;
                     sync_dir(parent)?;
@@ -844,6 +873,17 @@ impl ObjectStorage for LocalDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_are_created_with_their_parents_and_a_file_in_the_way_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("parts/file/upload");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&deep).unwrap();
+        std::fs::write(dir.path().join("blocked"), b"x").unwrap();
+        assert!(create_dir_durable(&dir.path().join("blocked/below")).is_err());
+    }
 
     #[test]
     fn keys_cannot_escape() {
