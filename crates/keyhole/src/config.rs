@@ -657,9 +657,18 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYHOLE_DYNAMODB_ENDPOINT", value_name = "URL")]
     pub dynamodb_endpoint: Option<String>,
     /// Create the DynamoDB table (owner index, TTL) if it does not exist; on AWS, Terraform
-    /// creates it.
-    #[arg(long, env = "KEYHOLE_DYNAMODB_CREATE_TABLE")]
-    pub dynamodb_create_table: bool,
+    /// creates it. `--dynamodb-create-table` alone means true; `=false` overrides a config file
+    /// that says true [default: false].
+    #[arg(
+        long,
+        env = "KEYHOLE_DYNAMODB_CREATE_TABLE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub dynamodb_create_table: Option<bool>,
     /// Signing key: `data-dir` (DATA/keys, generated on first start), `file:PATH` (a PEM file),
     /// `env:VARIABLE` (a PEM in that environment variable) or `secretsmanager://NAME_OR_ARN`
     /// (a PEM, or JSON {"private_key","key_pair_id"}, in AWS Secrets Manager; credentials from
@@ -871,7 +880,9 @@ impl ServeArgs {
         config.metadata = Metadata::parse(
             &metadata,
             self.dynamodb_endpoint.or(file.dynamodb_endpoint),
-            self.dynamodb_create_table || file.dynamodb_create_table.unwrap_or(false),
+            self.dynamodb_create_table
+                .or(file.dynamodb_create_table)
+                .unwrap_or(false),
         )?;
         if let Some(key) = self.key.or(file.key) {
             config.key_source = crate::keys::KeySource::parse(&key).ok_or_else(|| {
@@ -1280,6 +1291,47 @@ mod tests {
         .resolve()
         .unwrap();
         assert!(c.pending_grace.is_zero());
+    }
+
+    #[test]
+    fn dynamodb_create_table_follows_flags_then_env_then_file() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        let create = |file: &str, args: &[&str]| {
+            use clap::Parser;
+            std::fs::write(
+                &path,
+                format!("metadata = \"dynamodb://files\"\ndynamodb_create_table = {file}\n"),
+            )
+            .unwrap();
+            let mut argv = vec!["keyhole", "--config", path.to_str().unwrap()];
+            argv.extend_from_slice(args);
+            let config = Cli::try_parse_from(argv).unwrap().serve.resolve().unwrap();
+            match config.metadata {
+                Metadata::DynamoDb { create, .. } => create,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(create("true", &[]));
+        assert!(!create("false", &[]));
+        assert!(!create("true", &["--dynamodb-create-table=false"]));
+        assert!(create("false", &["--dynamodb-create-table"]));
+        assert!(create("false", &["--dynamodb-create-table=true"]));
+        // No other test reads this variable.
+        std::env::set_var("KEYHOLE_DYNAMODB_CREATE_TABLE", "false");
+        let env_false = create("true", &[]);
+        let flag_over_env = create("true", &["--dynamodb-create-table"]);
+        std::env::set_var("KEYHOLE_DYNAMODB_CREATE_TABLE", "true");
+        let env_true = create("false", &[]);
+        std::env::remove_var("KEYHOLE_DYNAMODB_CREATE_TABLE");
+        assert!(!env_false, "the environment overrides the file");
+        assert!(flag_over_env, "the flag overrides the environment");
+        assert!(env_true);
     }
 
     #[test]
