@@ -1,7 +1,7 @@
 //! Key files on disk: reading PEMs without keeping copies around, and writing private keys with
-//! owner-only permissions.
+//! owner-only permissions, atomically.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -82,8 +82,64 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyFileError> {
     })
 }
 
-/// Writes `bytes` to a new file with mode 0600, failing if it exists.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileError> {
+/// How a finished key file takes its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Never over an existing file ([`KeyFileError::Exists`]): keys.
+    New,
+    /// Over any older file: the key pair id, which describes the key just written.
+    Replace,
+}
+
+/// A name for a temporary file beside `path` (`.NAME.RANDOM.tmp`), not yet taken.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "key".into(), |n| n.to_string_lossy());
+    // Uniqueness is all that is needed (the file is created exclusively), so a failing random
+    // generator falls back to the process id and a counter.
+    let suffix = match crate::ids::random_bytes::<8>() {
+        Ok(b) => hex::encode(b),
+        Err(_) => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{}-{n}", std::process::id())
+        }
+    };
+    path.with_file_name(format!(".{name}.{suffix}.tmp"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Writes a key file atomically: `write` fills a temporary file in the same directory (created
+/// exclusively, with `mode`), which is synced and then hard-linked (or, for [`Place::Replace`],
+/// renamed) to `path`, and the directory synced. A crash or a full disk part way leaves at most a
+/// temporary file, never a truncated key under its real name that the next start would fail to
+/// read instead of writing a new one.
+fn write_atomic(
+    path: &Path,
+    mode: u32,
+    place: Place,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<(), KeyFileError> {
+    let write_err = |source| KeyFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -93,22 +149,41 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileError> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options.open(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            KeyFileError::Exists(path.to_owned())
-        } else {
-            KeyFileError::Write {
-                path: path.to_owned(),
-                source,
-            }
+    let temp = temp_path(path);
+    let mut file = options.open(&temp).map_err(write_err)?;
+    let placed = write(&mut file)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| match place {
+            Place::New => fs::hard_link(&temp, path),
+            Place::Replace => fs::rename(&temp, path),
+        });
+    drop(file);
+    // After a link the temporary name is a second name for the key; after a rename it is gone.
+    let _ = fs::remove_file(&temp);
+    match placed {
+        Ok(()) => sync_dir(dir).map_err(write_err),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(KeyFileError::Exists(path.to_owned()))
         }
-    })?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|source| KeyFileError::Write {
-            path: path.to_owned(),
-            source,
-        })
+        Err(e) => Err(write_err(e)),
+    }
+}
+
+/// Removes temporary files a crash left beside the key files in `dir` (they may hold a key).
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = [PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, KEY_ID_FILE]
+            .iter()
+            .any(|f| name.starts_with(&format!(".{f}.")));
+        if ours && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A freshly written key directory.
@@ -125,7 +200,9 @@ pub struct GeneratedKey {
 }
 
 /// Generates a key and writes `private.pem` (0600), `public.pem` and `key-pair-id` into `dir`
-/// (created with mode 0700 if missing). Never overwrites an existing key.
+/// (created with mode 0700 if missing), each atomically ([`write_atomic`]); `private.pem` first,
+/// as it is the file whose presence means a key exists. Never overwrites an existing key; a
+/// `key-pair-id` left from an earlier key is replaced.
 pub fn generate_into(
     dir: &Path,
     algorithm: KeyAlgorithm,
@@ -164,16 +241,14 @@ pub fn generate_into(
         None => public.fingerprint_id().map_err(key_err)?,
     };
     let pem = key.to_pem().map_err(key_err)?;
-    write_new(&private_path, &pem, 0o600)?;
-    write_new(
-        &public_path,
-        public.to_pem().map_err(key_err)?.as_bytes(),
-        0o644,
-    )?;
-    let id_path = dir.join(KEY_ID_FILE);
-    fs::write(&id_path, format!("{key_pair_id}\n")).map_err(|source| KeyFileError::Write {
-        path: id_path,
-        source,
+    let public_pem = public.to_pem().map_err(key_err)?;
+    remove_stale_temps(dir);
+    write_atomic(&private_path, 0o600, Place::New, |f| f.write_all(&pem))?;
+    write_atomic(&public_path, 0o644, Place::New, |f| {
+        f.write_all(public_pem.as_bytes())
+    })?;
+    write_atomic(&dir.join(KEY_ID_FILE), 0o644, Place::Replace, |f| {
+        f.write_all(format!("{key_pair_id}\n").as_bytes())
     })?;
     Ok(GeneratedKey {
         key_pair_id,
@@ -181,4 +256,84 @@ pub fn generate_into(
         public_path,
         key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_write_that_fails_part_way_leaves_no_key_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        fs::create_dir(&keys).unwrap();
+        let private = keys.join(PRIVATE_KEY_FILE);
+        // As a full disk would: half a key written, then an error.
+        let err = write_atomic(&private, 0o600, Place::New, |f| {
+            f.write_all(b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA")?;
+            Err(std::io::Error::other("No space left on device"))
+        })
+        .unwrap_err();
+        assert!(matches!(err, KeyFileError::Write { .. }), "{err}");
+        assert!(!private.exists(), "a truncated key under the real name");
+        assert!(names(&keys).is_empty(), "{:?}", names(&keys));
+        // So the next start generates a key instead of failing to read half of one.
+        let generated = generate_into(&keys, KeyAlgorithm::Rsa, None).unwrap();
+        read_private_key(&generated.private_path).unwrap();
+        assert_eq!(
+            names(&keys),
+            [KEY_ID_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE]
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&private).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_existing_key_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join(PRIVATE_KEY_FILE);
+        fs::write(&private, "the key in use").unwrap();
+        let err =
+            write_atomic(&private, 0o600, Place::New, |f| f.write_all(b"another")).unwrap_err();
+        assert!(matches!(err, KeyFileError::Exists(_)), "{err}");
+        assert_eq!(fs::read_to_string(&private).unwrap(), "the key in use");
+        assert_eq!(names(dir.path()), [PRIVATE_KEY_FILE]);
+        let err = generate_into(dir.path(), KeyAlgorithm::EcdsaP256, None).unwrap_err();
+        assert!(matches!(err, KeyFileError::Exists(_)), "{err}");
+        assert_eq!(fs::read_to_string(&private).unwrap(), "the key in use");
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_generation_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir
+            .path()
+            .join(format!(".{PRIVATE_KEY_FILE}.0123456789abcdef.tmp"));
+        fs::write(&stale, "-----BEGIN RSA PRIVATE KEY-----\nMII").unwrap();
+        fs::write(dir.path().join(KEY_ID_FILE), "KOLDKEY\n").unwrap();
+        let generated = generate_into(dir.path(), KeyAlgorithm::EcdsaP256, Some("KNEW")).unwrap();
+        assert_eq!(generated.key_pair_id, "KNEW");
+        assert!(!stale.exists());
+        assert_eq!(
+            fs::read_to_string(dir.path().join(KEY_ID_FILE)).unwrap(),
+            "KNEW\n"
+        );
+        assert_eq!(
+            names(dir.path()),
+            [KEY_ID_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE]
+        );
+    }
 }
