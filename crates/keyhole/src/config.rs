@@ -342,14 +342,26 @@ impl Config {
                 ),
             ));
         }
-        for (setting, value) in [
-            ("--upload-ttl", self.upload_ttl),
-            ("--download-ttl", self.download_ttl),
-            ("--sweep-interval", self.sweep_interval),
-        ] {
+        for (setting, value, least) in [
             // Links carry whole seconds: a shorter lifetime would mint links already expired.
-            if value < Duration::from_secs(1) {
-                return Err(invalid(setting, "must be at least 1s"));
+            ("--upload-ttl", self.upload_ttl, Duration::from_secs(1)),
+            ("--download-ttl", self.download_ttl, Duration::from_secs(1)),
+            // A timer, not a link: any period but zero works (tests sweep every 200ms).
+            (
+                "--sweep-interval",
+                self.sweep_interval,
+                Duration::from_nanos(1),
+            ),
+        ] {
+            if value < least {
+                return Err(invalid(
+                    setting,
+                    if least == Duration::from_secs(1) {
+                        "must be at least 1s"
+                    } else {
+                        "must be longer than zero"
+                    },
+                ));
             }
             if value > defaults::MAX_TTL {
                 return Err(invalid(setting, "must be at most a year (1y)"));
@@ -1215,28 +1227,14 @@ mod tests {
         );
         let err = ttl("1y 1s").unwrap_err().to_string();
         assert!(err.contains("at most a year"), "{err}");
-        for (args, setting) in [
-            (
-                ServeArgs {
-                    download_ttl: Some("100ms".into()),
-                    ..Default::default()
-                },
-                "--download-ttl",
-            ),
-            (
-                ServeArgs {
-                    sweep_interval: Some("500ms".into()),
-                    ..Default::default()
-                },
-                "--sweep-interval",
-            ),
-        ] {
-            let err = args.resolve().unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("{setting}: must be at least 1s")),
-                "{err}"
-            );
+        let err = ServeArgs {
+            download_ttl: Some("100ms".into()),
+            ..Default::default()
         }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--download-ttl: must be at least 1s"), "{err}");
         let c = ServeArgs {
             download_ttl: Some("1y".into()),
             sweep_interval: Some("1y".into()),
@@ -1245,6 +1243,29 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(c.sweep_interval, Duration::from_secs(31_557_600));
+        // The sweep interval is a timer period, not a link lifetime: under a second is fine,
+        // zero (which no timer can tick at) and over a year are not.
+        let sweep = |text: &str| {
+            ServeArgs {
+                sweep_interval: Some(text.to_owned()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert_eq!(
+            sweep("200ms").unwrap().sweep_interval,
+            Duration::from_millis(200)
+        );
+        let err = sweep("0").unwrap_err().to_string();
+        assert!(
+            err.contains("--sweep-interval: must be longer than zero"),
+            "{err}"
+        );
+        let err = sweep("2y").unwrap_err().to_string();
+        assert!(
+            err.contains("--sweep-interval: must be at most a year"),
+            "{err}"
+        );
     }
 
     #[test]
