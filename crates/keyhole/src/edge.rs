@@ -423,7 +423,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
             Err(e) => e.response(&state),
         }
     });
-    committed.await.unwrap_or_else(|e| storage_failure(e))
+    committed.await.unwrap_or_else(storage_failure)
 }
 
 /// A PUT found its file's object stored already. Answers 409; if the record is still pending
