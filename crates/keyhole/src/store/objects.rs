@@ -179,6 +179,10 @@ pub trait ObjectStorage: Send + Sync + 'static {
 pub struct LocalDisk {
     root: PathBuf,
     staging: PathBuf,
+    /// `ROOT.lock` beside `root`, locked exclusively while any clone of this store lives: one process owns
+    /// a data directory (it removes staged files it finds at start and reconciles objects with
+    /// their records, which would break another process's uploads in flight).
+    _lock: std::sync::Arc<std::fs::File>,
     /// The large download buffers (see [`FileChunks`]).
     read_buffers: std::sync::Arc<ReadBuffers>,
 }
@@ -258,9 +262,29 @@ fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 impl LocalDisk {
     /// Opens (creating) `root` for objects and `staging` for uploads in progress, and removes
     /// staged files a previous process left behind. Both must be on the same file system.
+    ///
+    /// Fails if another `LocalDisk` (in this process or another) has `root` open.
     pub fn open(root: PathBuf, staging: PathBuf) -> Result<Self, ObjectError> {
         create_dir_durable(&root)?;
         create_dir_durable(&staging)?;
+        let lock_path = root.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ObjectError::Io(std::io::Error::other(format!(
+                    "{} is in use by another keyhole process (it holds {}); one process owns a \
+                     data directory: stop the other, or give this one its own --data-dir",
+                    root.display(),
+                    lock_path.display()
+                ))))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         for entry in std::fs::read_dir(&staging)? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
@@ -270,6 +294,7 @@ impl LocalDisk {
         Ok(LocalDisk {
             root,
             staging,
+            _lock: std::sync::Arc::new(lock),
             read_buffers: std::sync::Arc::new(ReadBuffers {
                 budget: std::sync::Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_KIB)),
                 idle: std::sync::Mutex::new(Vec::new()),
@@ -873,6 +898,28 @@ impl ObjectStorage for LocalDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_store_at_a_time_owns_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || LocalDisk::open(dir.path().join("objects"), dir.path().join("staging"));
+        let first = open().unwrap();
+        let staged = dir.path().join("staging/in-flight");
+        std::fs::write(&staged, b"upload in progress").unwrap();
+        let second = open().err().expect("a second store on the same directory");
+        assert!(
+            second
+                .to_string()
+                .contains("in use by another keyhole process"),
+            "{second}"
+        );
+        assert!(staged.exists(), "the refused store removed a staged upload");
+        let clone = first.clone();
+        drop(first);
+        assert!(open().is_err(), "a clone keeps the directory");
+        drop(clone);
+        open().expect("free again once the store is gone");
+    }
 
     #[test]
     fn directories_are_created_with_their_parents_and_a_file_in_the_way_fails() {
