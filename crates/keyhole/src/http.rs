@@ -477,12 +477,14 @@ pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
 }
 
-/// 405 for known routes with the wrong method.
+/// 405 for known routes with the wrong method, with the methods the route takes in `Allow`.
+/// (A CORS preflight `OPTIONS` is answered before routing, when CORS is configured; it is not a
+/// method of the file itself.)
 pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    let allow = if uri.path().starts_with("/uploads") {
-        "PUT, OPTIONS"
-    } else if uri.path().starts_with("/files") {
-        "GET, HEAD, OPTIONS"
+    let allow = if uri.path().starts_with("/uploads/") {
+        "PUT"
+    } else if uri.path().starts_with("/files/") {
+        "GET, HEAD"
     } else {
         ""
     };

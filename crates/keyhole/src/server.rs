@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -251,9 +251,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/", get(crate::ui::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/uploads", any(http::method_not_allowed))
-        .route("/files", any(http::method_not_allowed));
+        .route("/metrics", get(metrics));
     finish(app, state)
 }
 

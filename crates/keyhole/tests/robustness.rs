@@ -934,20 +934,17 @@ async fn malformed_requests_get_4xx_and_the_server_survives() {
     let file_path = format!("/files/{file_id}");
     let upload_path = format!("/uploads/{pending_id}");
     for (method, path, allow) in [
-        ("PUT", file_path.clone(), Some("GET, HEAD, OPTIONS")),
-        ("POST", file_path.clone(), Some("GET, HEAD, OPTIONS")),
-        ("DELETE", file_path.clone(), Some("GET, HEAD, OPTIONS")),
-        ("PATCH", file_path.clone(), Some("GET, HEAD, OPTIONS")),
-        ("PUT", download.clone(), Some("GET, HEAD, OPTIONS")),
-        ("GET", upload_path.clone(), Some("PUT, OPTIONS")),
-        ("HEAD", upload_path.clone(), Some("PUT, OPTIONS")),
-        ("POST", upload_path.clone(), Some("PUT, OPTIONS")),
-        ("DELETE", upload_path.clone(), Some("PUT, OPTIONS")),
-        ("PATCH", upload_path.clone(), Some("PUT, OPTIONS")),
-        ("GET", upload.clone(), Some("PUT, OPTIONS")),
-        ("DELETE", "/uploads".to_owned(), None),
-        ("GET", "/uploads".to_owned(), None),
-        ("POST", "/uploads".to_owned(), None),
+        ("PUT", file_path.clone(), Some("GET, HEAD")),
+        ("POST", file_path.clone(), Some("GET, HEAD")),
+        ("DELETE", file_path.clone(), Some("GET, HEAD")),
+        ("PATCH", file_path.clone(), Some("GET, HEAD")),
+        ("PUT", download.clone(), Some("GET, HEAD")),
+        ("GET", upload_path.clone(), Some("PUT")),
+        ("HEAD", upload_path.clone(), Some("PUT")),
+        ("POST", upload_path.clone(), Some("PUT")),
+        ("DELETE", upload_path.clone(), Some("PUT")),
+        ("PATCH", upload_path.clone(), Some("PUT")),
+        ("GET", upload.clone(), Some("PUT")),
         ("GET", "/api/files/upload".to_owned(), None),
         ("PUT", "/api/files/upload".to_owned(), None),
         ("DELETE", "/api/files".to_owned(), None),
@@ -965,6 +962,16 @@ async fn malformed_requests_get_4xx_and_the_server_survives() {
         if let Some(allow) = allow {
             t.check_header(&what, &got, "allow", allow);
         }
+    }
+    // No file there: not a resource that takes other methods.
+    for (method, path) in [
+        ("DELETE", "/uploads"),
+        ("GET", "/uploads"),
+        ("POST", "/uploads"),
+        ("GET", "/files"),
+    ] {
+        let got = raw(addr, request(method, path.as_bytes(), b"", b"")).await;
+        t.check("method", &format!("{method} {path}"), &got, Want::Is(404));
     }
     for path in ["/files", "/files/"] {
         let got = raw(addr, request("POST", path.as_bytes(), b"", b"")).await;
