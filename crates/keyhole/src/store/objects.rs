@@ -906,7 +906,7 @@ mod tests {
         let first = open().unwrap();
         let staged = dir.path().join("staging/in-flight");
         std::fs::write(&staged, b"upload in progress").unwrap();
-        let second = open().err().expect("a second store on the same directory");
+        let second = open().expect_err("a second store on the same directory");
         assert!(
             second
                 .to_string()
