@@ -152,6 +152,7 @@ pub async fn reconcile(state: &SharedState) {
             "reconcile: removed unacknowledged objects left by an interrupted run"
         );
     }
+    state.metrics.unrecorded_objects.set(unrecorded as i64);
     if unrecorded > 0 {
         tracing::warn!(
             unrecorded,

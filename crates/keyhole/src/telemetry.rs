@@ -448,6 +448,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Transfers in flight.
     pub transfers_in_flight: Gauge,
+    /// Objects the start-up reconciliation found without a metadata record (kept).
+    pub unrecorded_objects: Gauge,
 }
 
 impl Metrics {
@@ -538,6 +540,13 @@ impl Metrics {
             "Uploads and downloads in progress",
             transfers_in_flight.clone(),
         );
+        let unrecorded_objects = Gauge::default();
+        registry.register(
+            "unrecorded_objects",
+            "Objects found at start-up with no metadata record: kept, never swept; a lost or \
+             replaced metadata store looks like this (docs/runbooks/backup-restore.md)",
+            unrecorded_objects.clone(),
+        );
         for reason in keyhole_sign::Reason::ALL {
             let _ = rejections.get_or_create(&RejectionLabels {
                 code: code_for(reason).to_owned(),
@@ -559,6 +568,7 @@ impl Metrics {
             key_refresh_errors,
             rate_limited,
             transfers_in_flight,
+            unrecorded_objects,
         }
     }
 

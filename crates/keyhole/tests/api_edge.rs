@@ -675,6 +675,10 @@ async fn start_up_removes_unacknowledged_objects_and_keeps_unrecorded_ones() {
         s.object_path(orphan).exists(),
         "object without a record kept"
     );
+    assert!(
+        s.metrics().await.contains("keyhole_unrecorded_objects 1\n"),
+        "and counted"
+    );
     assert_eq!(s.download(&kept).await, b"acknowledged");
     // The client's retry of the interrupted upload now succeeds.
     let r = s
