@@ -480,6 +480,7 @@ def main():
     # keyhole sign refuses inputs it would have to re-encode or that would corrupt the policy.
     for bad in [f"{casegen.ORIGIN}/a b.txt", f"{casegen.ORIGIN}/caf\u00e9.txt", f"{casegen.ORIGIN}/a.txt#frag",
                 f'{casegen.ORIGIN}/a".txt', f"{casegen.ORIGIN}/a.txt?Expires=1", f"{casegen.ORIGIN}/a.txt?x=1&Signature=2",
+                f"{casegen.ORIGIN}/a{{1}}.txt", f"{casegen.ORIGIN}/a.txt?f=UTF-8''a.txt",
                 "/relative/path.txt"]:
         proc = kh.run(["sign", "--key", k["key"], "--key-pair-id", k["id"], "--expires", str(now + 60), bad])
         suite.check("keyhole sign: refuses unsafe input", repr(bad), proc.returncode != 0 and not proc.stdout.strip(),

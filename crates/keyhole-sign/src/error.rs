@@ -81,6 +81,9 @@ pub enum SignError {
     /// The URL is not absolute.
     #[error("url must be absolute (scheme://host/path)")]
     NotAbsolute,
+    /// The policy's resource pattern does not cover the URL being signed.
+    #[error("the resource pattern does not match the url, so the link would always be refused")]
+    ResourceMismatch,
     /// The key pair id is empty or has characters that would need encoding.
     #[error("key pair id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_' or '.'")]
     KeyPairId,

@@ -162,6 +162,11 @@ impl Policy {
         Ok(self)
     }
 
+    /// The resource pattern set with [`Policy::with_resource`], if any.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
     /// Whether this policy must travel as a custom `Policy` rather than be rebuilt by CloudFront.
     pub fn is_custom(&self) -> bool {
         self.custom
@@ -211,7 +216,11 @@ pub(crate) fn canned_json(url: &str, expires: u64) -> String {
 }
 
 /// Checks that text can be placed verbatim in a policy and a URL: printable ASCII only, none of
-/// the characters that would break out of the JSON string or need percent-encoding.
+/// the characters that would break out of the JSON string or need percent-encoding, and none that
+/// browsers (and `fetch`, and Node's `URL`) percent-encode before they send a request: `<`, `>`,
+/// `` ` ``, `{`, `}` and `^` in the path, `<`, `>` and `'` in the query (the WHATWG URL
+/// standard's path and special-query percent-encode sets). A link signed with one of those
+/// arrives re-encoded and no longer matches its signature.
 pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), SignError> {
     if text.is_empty() {
         return Err(SignError::Empty(what));
@@ -219,6 +228,7 @@ pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), SignError
     if text.len() > MAX_URL_LEN {
         return Err(SignError::TooLong(what, MAX_URL_LEN));
     }
+    let mut in_query = false;
     for b in text.bytes() {
         let description = match b {
             b'"' => "a double quote",
@@ -227,6 +237,15 @@ pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), SignError
             b' ' => "a space",
             0x00..=0x1f | 0x7f => "control characters",
             0x80..=0xff => "non-ASCII characters",
+            b'<' | b'>' => "'<' or '>' (browsers percent-encode them)",
+            b'`' | b'{' | b'}' | b'^' if !in_query => {
+                "'`', '{', '}' or '^' in the path (browsers percent-encode them)"
+            }
+            b'\'' if in_query => "a single quote in the query (browsers percent-encode it)",
+            b'?' => {
+                in_query = true;
+                continue;
+            }
             _ => continue,
         };
         return Err(SignError::Character { what, description });
@@ -328,8 +347,10 @@ pub fn parse_policy(bytes: &[u8]) -> Option<ParsedPolicy> {
 }
 
 /// CloudFront's wildcard match: `*` matches any run of characters (including none), `?` exactly
-/// one character, everything else itself, case-sensitively. Linear-time in practice (greedy with
-/// one backtrack point), so hostile patterns cannot make it slow.
+/// one character, everything else itself, case-sensitively. Greedy with one backtrack point: at
+/// worst O(pattern × text) (a pattern such as `*aaa…ab` against `aaa…a`), never exponential, and
+/// bounded by the size limits on both; the verifier only matches a pattern whose signature it has
+/// already checked.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let p = pattern.as_bytes();
     let t = text.as_bytes();
@@ -417,6 +438,27 @@ mod tests {
         assert!(check_url("https://a.example/x y").is_err());
         assert!(check_url("https://a.example/é").is_err());
         assert!(check_url("https://a.example/x#f").is_err());
+        // What browsers re-encode before sending: refused where they do it, allowed elsewhere.
+        for bad in [
+            "https://a.example/a{1}.txt",
+            "https://a.example/a^b",
+            "https://a.example/a`b",
+            "https://a.example/a<b",
+            "https://a.example/x?q=a>b",
+            "https://a.example/x?f=UTF-8''a.txt",
+        ] {
+            assert!(
+                matches!(check_url(bad), Err(SignError::Character { .. })),
+                "{bad}"
+            );
+        }
+        for good in [
+            "https://a.example/it's.txt",
+            "https://a.example/x?q={a}",
+            "https://a.example/x?q=a^b`c",
+        ] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
         assert!(check_url("https://a.example/x?Signature=1").is_err());
         assert!(check_url("https://a.example/x?a=1&Hash-Algorithm").is_err());
         // A name that merely contains a reserved word is fine.

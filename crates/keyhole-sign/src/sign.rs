@@ -3,7 +3,7 @@
 use crate::encoding;
 use crate::error::SignError;
 use crate::key::{HashAlgorithm, PrivateKey};
-use crate::policy::{check_url, Policy};
+use crate::policy::{check_text, check_url, Policy};
 use crate::verify::{MAX_POLICY_LEN, MAX_TARGET_LEN};
 
 /// Mints CloudFront signed URLs and cookies with one private key.
@@ -131,6 +131,13 @@ impl Signer {
     /// [`MAX_POLICY_LEN`], a path and query over [`MAX_TARGET_LEN`]) is refused here instead.
     pub fn sign_url(&self, url: &str, policy: &Policy) -> Result<String, SignError> {
         let path_start = check_url(url)?;
+        if let Some(pattern) = policy.resource() {
+            // CloudFront matches the pattern against the URL; one that cannot match makes a
+            // link that is refused every time.
+            if !crate::policy::wildcard_match(pattern, url) {
+                return Err(SignError::ResourceMismatch);
+            }
+        }
         let json = policy.to_json(url)?;
         let encoded_policy = if policy.is_custom() {
             Some(encode_policy(&json)?)
@@ -166,12 +173,18 @@ impl Signer {
 
     /// Signs cookies that grant `policy` for `resource` (the URL for a canned policy; the default
     /// resource of a custom one). An encoded policy over [`MAX_POLICY_LEN`] is refused, as the
-    /// verifier would refuse it.
+    /// verifier would refuse it. A canned policy is rebuilt from the URL of each request, so its
+    /// resource must be one absolute URL, checked as [`Signer::sign_url`] checks URLs; cookies for
+    /// many URLs need a custom policy with a pattern.
     pub fn sign_cookies(
         &self,
         resource: &str,
         policy: &Policy,
     ) -> Result<SignedCookies, SignError> {
+        if !policy.is_custom() {
+            check_text("resource", resource)?;
+            check_url(resource)?;
+        }
         let json = policy.to_json(resource)?;
         let encoded_policy = if policy.is_custom() {
             Some(encode_policy(&json)?)

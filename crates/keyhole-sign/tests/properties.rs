@@ -1172,10 +1172,31 @@ fn signer_refuses_injection_and_reserved_parameters() {
         "https://cdn.example.com/a\nb",
         "https://cdn.example.com/r\u{e9}sum\u{e9}",
         "https://cdn.example.com/a#top",
+        // Browsers percent-encode these before sending, so the link would never verify.
+        "https://cdn.example.com/a{1}.txt",
+        "https://cdn.example.com/a<b",
+        "https://cdn.example.com/a?f=UTF-8''a.txt",
     ] {
         let e = signer.sign_url(url, &canned).unwrap_err();
         assert!(matches!(e, SignError::Character { .. }), "{url}: {e}");
     }
+    // Links and cookies that could never be used are refused rather than signed: a pattern that
+    // does not cover its own URL, and a canned cookie for a relative resource.
+    let covering = Policy::custom(EXPIRES)
+        .unwrap()
+        .with_resource("https://cdn.example.com/images/*")
+        .unwrap();
+    assert_eq!(
+        signer.sign_url("https://cdn.example.com/video.mp4", &covering),
+        Err(SignError::ResourceMismatch)
+    );
+    assert!(signer
+        .sign_url("https://cdn.example.com/images/a.png", &covering)
+        .is_ok());
+    assert_eq!(
+        signer.sign_cookies("/images/a.png", &canned).err(),
+        Some(SignError::NotAbsolute)
+    );
     for name in keyhole_sign::SIGNING_PARAMETERS {
         let url = format!("https://cdn.example.com/a?x=1&{name}=2");
         assert_eq!(
