@@ -208,8 +208,9 @@ impl Policy {
     }
 }
 
-/// The canned policy JSON CloudFront rebuilds for `url` and `expires`.
-pub(crate) fn canned_json(url: &str, expires: u64) -> String {
+/// The canned policy JSON CloudFront rebuilds for `url` and `expires` (a number, or the digits
+/// of a received `Expires` exactly as sent).
+pub(crate) fn canned_json(url: &str, expires: impl std::fmt::Display) -> String {
     format!(
         r#"{{"Statement":[{{"Resource":"{url}","Condition":{{"DateLessThan":{{"AWS:EpochTime":{expires}}}}}}}]}}"#
     )

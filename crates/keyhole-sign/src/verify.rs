@@ -509,14 +509,15 @@ impl Verifier {
                 return Err(reject(ErrorCode::MalformedPolicy, Reason::MissingPolicy))
             }
             (Some(expires), None) => {
-                let expires = percent_decode(expires).ok_or(malformed_policy)?;
+                // Digits exactly as sent: no escapes (no signer writes any), no other spelling.
                 if expires.is_empty()
                     || expires.len() > 19
                     || !expires.bytes().all(|b| b.is_ascii_digit())
                 {
                     return Err(malformed_policy);
                 }
-                let expires: u64 = expires.parse().map_err(|_| malformed_policy)?;
+                // The policy is rebuilt from the digits as sent, as CloudFront does: another
+                // spelling of the same time (`01767290400`) is not what was signed.
                 (canned_json(&resource_url(), expires).into_bytes(), false)
             }
             (None, Some(policy)) => {

@@ -710,6 +710,27 @@ fn resource_mismatch() {
         ErrorCode::AccessDenied,
         Reason::BadSignature,
     );
+    // ... and from the `Expires` digits as sent: another spelling of the same time is not what
+    // was signed, and escapes (which no signer writes) are malformed.
+    let expires = EXPIRES.to_string();
+    let respell = |spelling: &str| {
+        let respelled = canned_target().replace(
+            &format!("Expires={expires}"),
+            &format!("Expires={spelling}"),
+        );
+        assert_ne!(respelled, canned_target());
+        verify(&respelled)
+    };
+    assert_refused(
+        respell(&format!("0{expires}")),
+        ErrorCode::AccessDenied,
+        Reason::BadSignature,
+    );
+    assert_refused(
+        respell(&format!("%3{}", &expires)),
+        ErrorCode::MalformedPolicy,
+        Reason::MalformedPolicy,
+    );
 }
 
 #[test]
