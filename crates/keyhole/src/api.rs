@@ -670,7 +670,7 @@ pub async fn complete_upload(
     }
     let record = pending_multipart(&state, &principal, &file_id).await?;
     let count = record.part_count().unwrap_or(0);
-    let stored = crate::direct::parts(&state, &record).await?;
+    let mut stored = crate::direct::parts(&state, &record).await?;
     if let Some(listed) = &request.parts {
         let numbers: Vec<u32> = listed.iter().map(|p| p.part_number).collect();
         if numbers != (1..=count).collect::<Vec<_>>() {
@@ -680,11 +680,17 @@ pub async fn complete_upload(
         }
         for p in listed {
             let Some(etag) = &p.etag else { continue };
-            let have = stored.iter().find(|s| s.part_number == p.part_number);
-            if have.is_some_and(|s| s.etag.trim_matches('"') != etag.trim_matches('"')) {
+            let Some(have) = stored.iter_mut().find(|s| s.part_number == p.part_number) else {
+                continue;
+            };
+            if have.etag.is_empty() {
+                // Listed by a storage that gave no ETag (some S3-compatible servers): the one
+                // the client got when it uploaded the part is the one to complete with.
+                have.etag = etag.clone();
+            } else if have.etag.trim_matches('"') != etag.trim_matches('"') {
                 return Err(ApiError::bad_request(format!(
-                    "part {} has another ETag than the one given; upload it again",
-                    p.part_number
+                    "part {} has ETag {} here, not the {etag} given; upload it again",
+                    p.part_number, have.etag
                 )));
             }
         }

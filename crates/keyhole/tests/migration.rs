@@ -535,3 +535,87 @@ async fn presigned_modes_need_s3_storage() {
         .expect("start refused");
     assert!(err.to_string().contains("--storage s3://"), "{err}");
 }
+
+/// `keyhole upload` through `s3-presigned` links: the bytes go straight to the bucket, so the
+/// client must complete the upload through the API, or the record stays pending and the sweeper
+/// deletes the file when it expires. Whole files and multipart alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_completes_uploads_that_went_straight_to_the_bucket() {
+    let Some(s3s) = S3sEnv::from_env("keyhole upload through s3-presigned links") else {
+        return;
+    };
+    let s = presigned_server(&s3s).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, size) in [("small.bin", 200_000), ("large.bin", 11 * MIB)] {
+        let bytes = pseudo_random(size, size as u64);
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyhole"))
+            .args(["upload", path.to_str().unwrap()])
+            .env("KEYHOLE_SERVER", &s.base)
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env_remove("KEYHOLE_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let file = s.get_json(&format!("/api/files/{id}")).await;
+        assert_eq!(file["file"]["status"], "uploaded", "{name}: {file}");
+        let (status, dl) = s.download_link(&id).await;
+        assert_eq!(status, 200, "{name}: {dl}");
+        let r = plain_get(dl["downloadUrl"].as_str().unwrap()).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            sha256_hex(&r.bytes().await.unwrap()),
+            sha256_hex(&bytes),
+            "{name}"
+        );
+    }
+}
+
+/// A file rewritten in place (same size) while its parts go straight to the bucket: S3 assembles
+/// whatever parts it got and cannot check the whole file's SHA-256, so the client must notice
+/// the change itself and refuse to complete, rather than report success for mixed bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_to_complete_a_file_changed_during_its_upload() {
+    let Some(s3s) = S3sEnv::from_env("a file changed during an s3-presigned multipart upload")
+    else {
+        return;
+    };
+    let s = presigned_server(&s3s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing.bin");
+    std::fs::write(&path, pseudo_random(11 * MIB, 51)).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyhole"))
+        .args(["upload", "--parallel", "1", path.to_str().unwrap()])
+        .env("KEYHOLE_SERVER", &s.base)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("KEYHOLE_TEST_PART_DELAY_MS", "500")
+        .env_remove("KEYHOLE_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the parts go (one at a time, each held back half a second), rewrite the start of
+    // the file in place: same size, other bytes, a new modification time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(&pseudo_random(MIB, 52)).unwrap();
+        f.sync_all().unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "reported success: {stderr}");
+    assert!(
+        stderr.contains("changed while it was being uploaded"),
+        "{stderr}"
+    );
+}

@@ -332,6 +332,20 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/files/{fileId}/complete` without a body: records a single-part upload whose
+    /// bytes went straight to the storage (an `s3-presigned` link, or CloudFront in front of
+    /// S3). `409 already_uploaded` when an edge recorded it already.
+    pub async fn complete_single(&self, file_id: &str) -> Result<Completed, ClientError> {
+        let url = self.file_path(file_id, "/complete");
+        self.call(
+            &format!("completing the upload of {file_id}"),
+            self.backoff,
+            COMPLETE_TIMEOUT,
+            |h| h.post(&url),
+        )
+        .await
+    }
+
     /// `GET /api/files/download/{fileId}`.
     pub async fn download_link(&self, file_id: &str) -> Result<DownloadLink, ClientError> {
         let url = self.url(&format!(

@@ -333,7 +333,7 @@ impl Uploader {
                 .await;
             drop(permit);
             let error = match result {
-                Ok(_) => return Ok(file_id),
+                Ok(_) => return self.complete_whole(file, name, request, file_id).await,
                 Err(e) => e,
             };
             bar.dec(sent.load(Ordering::Relaxed));
@@ -372,6 +372,39 @@ impl Uploader {
             self.options.backoff.wait(attempt, error).await?;
             attempt += 1;
             self.ui.note(format!("{shown}; retrying"));
+        }
+    }
+
+    /// After the PUT of a whole file: asks the API to record it. An upload link that sent the
+    /// bytes past Keyhole's edge (`s3-presigned`, or CloudFront in front of S3) leaves the record
+    /// pending until then, and a pending record is swept when it expires; where the edge
+    /// recorded it already, the answer is `409 already_uploaded`.
+    async fn complete_whole(
+        &self,
+        file: &LocalFile,
+        name: &str,
+        request: &NewUpload<'_>,
+        file_id: String,
+    ) -> Result<String, ClientError> {
+        if !unchanged(file) {
+            return Err(changed(name));
+        }
+        match self.api.complete_single(&file_id).await {
+            Ok(done) => match &done.sha256 {
+                Some(sha) if !sha.eq_ignore_ascii_case(request.sha256) => {
+                    Err(ClientError::Failed(format!(
+                        "{name}: the server stored {} bytes with SHA-256 {sha}, but the file's \
+                         is {}",
+                        done.size, request.sha256
+                    )))
+                }
+                _ => Ok(file_id),
+            },
+            Err(e) if e.code() == Some("already_uploaded") => Ok(file_id),
+            Err(e) if e.status() == Some(400) && e.to_string().contains("SHA-256") => {
+                Err(changed(name))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -439,6 +472,13 @@ impl Uploader {
         drop(running);
 
         bar.set_message("finishing");
+        // The parts' sizes were checked as they were read, but not their bytes: a file rewritten
+        // in place meanwhile would be assembled from old and new parts, and storage that does
+        // not see the whole file (S3) cannot check its SHA-256.
+        if !unchanged(file) {
+            self.forget(file);
+            return Err(changed(name));
+        }
         let parts: Vec<CompletePart> = (1..=state.part_count)
             .map(|n| CompletePart {
                 part_number: n,
@@ -682,6 +722,12 @@ impl Uploader {
 }
 
 /// The error for a file that changed while it was being uploaded.
+/// Whether `file` still has the size and modification time it had when it was hashed.
+fn unchanged(file: &LocalFile) -> bool {
+    LocalFile::stat(&file.path)
+        .is_ok_and(|now| now.size == file.size && now.mtime_ns == file.mtime_ns)
+}
+
 fn changed(name: &str) -> ClientError {
     ClientError::Changed {
         name: name.to_owned(),
