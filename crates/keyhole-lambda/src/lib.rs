@@ -125,6 +125,16 @@ impl Lambda {
     /// Handles one invocation and returns its answer: the HTTP API response, the SQS
     /// `batchItemFailures`, or the sweep summary.
     pub async fn handle(&self, event: Value) -> Result<Value, InvokeError> {
+        self.handle_until(event, None).await
+    }
+
+    /// [`Lambda::handle`] for an invocation that must answer before `deadline` (the runtime's
+    /// deadline; the sweep stops short of it).
+    pub async fn handle_until(
+        &self,
+        event: Value,
+        deadline: Option<std::time::SystemTime>,
+    ) -> Result<Value, InvokeError> {
         let event = event::classify(event)?;
         self.refresh_key_if_due().await;
         match event {
@@ -137,7 +147,7 @@ impl Lambda {
                 Ok(serde_json::to_value(answer)?)
             }
             event::Event::Sweep => {
-                let summary = sweep::run(&self.state).await;
+                let summary = sweep::run(&self.state, deadline).await;
                 if summary.errors > 0 {
                     return Err(InvokeError::Sweep {
                         removed: summary.removed,

@@ -22,10 +22,16 @@ async fn main() -> Result<(), Error> {
     };
     let lambda = &lambda;
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        lambda.handle(event.payload).await.map_err(|e| {
-            tracing::error!(error = %e, "invocation failed");
-            Error::from(e)
-        })
+        // The runtime's deadline for this invocation, in epoch milliseconds.
+        let deadline =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+        lambda
+            .handle_until(event.payload, Some(deadline))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "invocation failed");
+                Error::from(e)
+            })
     }))
     .await
 }

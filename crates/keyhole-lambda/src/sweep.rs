@@ -2,6 +2,8 @@
 //! minutes and the Lambda runs one bounded pass of keyhole's sweeper (object first, record
 //! second, multipart uploads aborted), the same pass `keyhole serve` runs on its interval.
 
+use std::time::{Duration, Instant, SystemTime};
+
 use keyhole::state::SharedState;
 use serde::Serialize;
 
@@ -19,18 +21,38 @@ pub struct SweepSummary {
     pub errors: u64,
     /// Most files one sweep looks at; when `removed` reaches it, more may be waiting.
     pub limit: usize,
+    /// Whether the sweep stopped because the invocation's time was running out (more may be
+    /// waiting; the next scheduled sweep continues).
+    pub out_of_time: bool,
 }
 
-/// Runs one pass of [`keyhole::sweeper::sweep_once`]. Idempotent: a second run finds nothing
-/// left to do.
-pub async fn run(state: &SharedState) -> SweepSummary {
+/// Time left unused before the invocation's deadline, for the answer and the logs.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// How long a sweep runs when the invocation's deadline is not known.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
+
+/// Runs one pass of [`keyhole::sweeper::sweep_until`], up to [`keyhole::sweeper::PASS_LIMIT`]
+/// files and until [`DEADLINE_MARGIN`] before `deadline` (the invocation's; [`DEFAULT_BUDGET`]
+/// from now when unknown), so a backlog never makes the invocation time out. Idempotent: a
+/// second run finds nothing left to do.
+pub async fn run(state: &SharedState, deadline: Option<SystemTime>) -> SweepSummary {
+    let budget = deadline
+        .map(|d| {
+            d.duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(DEADLINE_MARGIN)
+        })
+        .unwrap_or(DEFAULT_BUDGET);
+    let until = Instant::now() + budget;
     let before = state.metrics.sweep_errors.get();
-    let removed = keyhole::sweeper::sweep_once(state).await;
+    let removed = keyhole::sweeper::sweep_until(state, Some(until)).await;
     let errors = state.metrics.sweep_errors.get().saturating_sub(before);
-    tracing::info!(removed, errors, "sweep finished");
+    let out_of_time = Instant::now() >= until;
+    tracing::info!(removed, errors, out_of_time, "sweep finished");
     SweepSummary {
         removed,
         errors,
-        limit: keyhole::sweeper::BATCH,
+        limit: keyhole::sweeper::PASS_LIMIT,
+        out_of_time,
     }
 }

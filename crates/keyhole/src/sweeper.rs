@@ -41,10 +41,17 @@ pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Resul
 /// skipped for the rest of the pass (and tried again by the next), so files that keep failing
 /// cannot hold up the ones behind them.
 pub async fn sweep_once(state: &SharedState) -> usize {
+    sweep_until(state, None).await
+}
+
+/// [`sweep_once`], stopping early (between files) once `until` has passed: for a caller with a
+/// deadline of its own, such as a Lambda invocation.
+pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>) -> usize {
+    let out_of_time = || until.is_some_and(|u| std::time::Instant::now() >= u);
     let now = now_secs();
     let mut skip: std::collections::HashSet<String> = std::collections::HashSet::new();
     let (mut removed, mut handled) = (0, 0);
-    while handled < PASS_LIMIT {
+    while handled < PASS_LIMIT && !out_of_time() {
         // The failed ones come first again (oldest expiry first): ask for that many more.
         let want = BATCH + skip.len();
         let expired = match state.meta.expired(now, want).await {
@@ -62,6 +69,13 @@ pub async fn sweep_once(state: &SharedState) -> usize {
             .filter(|r| !skip.contains(&r.file_id))
             .collect();
         for record in fresh {
+            if out_of_time() {
+                tracing::info!(
+                    removed,
+                    "sweep stopped at its deadline; the next one continues"
+                );
+                return removed;
+            }
             progress = true;
             handled += 1;
             match remove(state, record, now).await {
