@@ -278,6 +278,7 @@ async fn object_created(
         record.s3.object.size.ok_or_else(|| {
             UploadEventError::Malformed("ObjectCreated record without size".into())
         })?;
+    let event_etag = record.s3.object.e_tag.as_deref();
     if !keyhole::ids::is_valid_file_id(file_id) {
         return delete(
             state,
@@ -317,6 +318,15 @@ async fn object_created(
         }
         Status::Pending => {}
     }
+    // The event may be late: the object can be gone (deleted as oversize by an earlier event)
+    // or written again since, by a retry with the same link. Only an object that still is what
+    // the event says is acted on, deleted for its size or recorded: a late event about a wrong
+    // first attempt must not delete the correct retry.
+    match state.objects.head(&object_key).await {
+        Ok(meta) if meta.size == size && same_etag(meta.etag.as_deref(), event_etag) => {}
+        Ok(_) | Err(ObjectError::NotFound) => return Ok(Outcome::Stale),
+        Err(e) => return Err(e.into()),
+    }
     if size > state.config.max_upload_bytes {
         return delete(
             state,
@@ -338,21 +348,18 @@ async fn object_created(
         )
         .await;
     }
-    // The event may be late: the object can be gone (deleted as oversize by an earlier event)
-    // or written again since. Only an object that still is what the event says is recorded.
-    match state.objects.head(&object_key).await {
-        Ok(meta) if meta.size == size => {}
-        Ok(_) | Err(ObjectError::NotFound) => return Ok(Outcome::Stale),
-        Err(e) => return Err(e.into()),
+    mark(state, &current, size, event_etag, &object_key).await
+}
+
+/// Whether the stored object's ETag and the event's name the same bytes; an ETag either side
+/// does not give is not held against it (the size still has to match).
+fn same_etag(stored: Option<&str>, event: Option<&str>) -> bool {
+    match (stored, event) {
+        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
+            a.trim_matches('"') == b.trim_matches('"')
+        }
+        _ => true,
     }
-    mark(
-        state,
-        &current,
-        size,
-        record.s3.object.e_tag.as_deref(),
-        &object_key,
-    )
-    .await
 }
 
 /// The edge's completion, with what S3 told: size and ETag (no SHA-256: Keyhole never saw the

@@ -96,6 +96,27 @@ async fn objects_without_a_record_or_of_the_wrong_size_are_deleted() {
     assert_eq!(record.status, keyhole::store::Status::Pending);
     assert_eq!(upload_count(&lambda, "event_deleted_size"), 1);
 
+    // A late event about a wrong first attempt must not delete the correct retry that replaced
+    // it: declared 11 bytes, 20 sent, then 11 sent again with the same link, and the first
+    // attempt's event arrives after the second PUT.
+    let link = create_upload(&lambda, "retried.bin", Some(11)).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let first = put_object(&lambda, &id, &[3u8; 20]).await;
+    // (CloudFront's PUT to S3 overwrites; the store under test is write-once, so delete first.)
+    let key = format!("uploads/{id}");
+    lambda.state().objects.delete(&key).await.unwrap();
+    let second = put_object(&lambda, &id, &[4u8; 11]).await;
+    assert!(deliver_created(&lambda, &aws, &id, 20, &first)
+        .await
+        .is_empty());
+    assert!(object_exists(&lambda, &id).await, "the retry was deleted");
+    assert!(deliver_created(&lambda, &aws, &id, 11, &second)
+        .await
+        .is_empty());
+    let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, keyhole::store::Status::Uploaded);
+    assert_eq!(record.size, Some(11));
+
     // Over the size limit with no declared size.
     let lambda = aws.lambda_with(|c| c.max_upload_bytes = 16).await;
     let link = create_upload(&lambda, "undeclared.bin", None).await;
