@@ -56,6 +56,14 @@ pub struct TokenEntry {
     pub sha256: String,
 }
 
+/// What a token's principal may be.
+pub const PRINCIPAL_RULE: &str = "principal must be 1 to 128 printable characters";
+
+/// Whether `principal` is a name a token may act as ([`PRINCIPAL_RULE`]).
+pub fn valid_principal(principal: &str) -> bool {
+    !principal.is_empty() && principal.len() <= 128 && !principal.chars().any(char::is_control)
+}
+
 /// Per-principal request rate limit (token bucket).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -430,14 +438,8 @@ impl Config {
                     ),
                 ));
             }
-            if t.principal.is_empty()
-                || t.principal.len() > 128
-                || t.principal.chars().any(char::is_control)
-            {
-                return Err(invalid(
-                    "tokens",
-                    "principal must be 1 to 128 printable characters",
-                ));
+            if !valid_principal(&t.principal) {
+                return Err(invalid("tokens", PRINCIPAL_RULE));
             }
         }
         for o in &self.cors_origins {

@@ -537,3 +537,49 @@ async fn a_one_gib_upload_keeps_the_client_memory_flat() {
     assert_eq!(f["size"], GIB);
     assert_eq!(f["sha256"], expected);
 }
+
+/// `keyhole tokens generate` prints a token and the configuration for it, in forms that work:
+/// the TOML block parses to the same principal (quotes escaped), and the server takes the hash.
+/// Principals that one of those forms cannot carry are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_tokens_configure_as_printed() {
+    let cli = Cli::new("http://127.0.0.1:9");
+    let principal = r#"ops "blue" team"#;
+    let out = cli
+        .ok(&["tokens", "generate", "--principal", principal])
+        .await;
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let block: String = out
+        .lines()
+        .skip_while(|l| !l.starts_with("toml:"))
+        .map(|l| l.trim_start_matches("toml:").trim())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed: toml::Value = toml::from_str(&block).expect("the printed TOML parses");
+    let entry = &parsed["tokens"][0];
+    assert_eq!(entry["principal"].as_str(), Some(principal));
+    let server = serve(|c| {
+        c.tokens = vec![TokenEntry {
+            principal: principal.to_owned(),
+            sha256: entry["sha256"].as_str().unwrap().to_owned(),
+        }]
+    })
+    .await;
+    let (status, _) = server.get_json_as("/api/files", Some(&token)).await;
+    assert_eq!(status, 200);
+
+    for bad in ["a,b", "a:b", "", &"p".repeat(129)] {
+        let out = cli.run(&["tokens", "generate", "--principal", bad]).await;
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(
+            stderr(&out).contains("--principal must be"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -74,18 +74,21 @@ pub enum TokensCommand {
 pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
     match cmd {
         TokensCommand::Generate { principal } => {
-            if principal.is_empty()
-                || principal.contains(':')
-                || principal.chars().any(char::is_control)
-            {
+            // Also usable as --token PRINCIPAL:SHA256 and in the comma-separated KEYHOLE_TOKENS.
+            if !crate::config::valid_principal(&principal) || principal.contains([':', ',']) {
                 return Err(
-                    "--principal must be non-empty, without ':' or control characters".into(),
+                    "--principal must be 1 to 128 printable characters, without ':' or ','".into(),
                 );
             }
             let (token, hash) = auth::generate_token()?;
+            // A JSON string is a TOML basic string too: quotes and backslashes escaped.
+            let quoted = serde_json::to_string(&principal)
+                .map_err(|e| CliError::from(format!("cannot quote the principal: {e}")))?;
             println!("token:   {token}");
             println!("config:  --token {principal}:{hash}");
-            println!("toml:    [[tokens]]\n         principal = \"{principal}\"\n         sha256 = \"{hash}\"");
+            println!(
+                "toml:    [[tokens]]\n         principal = {quoted}\n         sha256 = \"{hash}\""
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -412,26 +412,32 @@ impl ApiClient {
         }
     }
 
-    /// `DELETE /api/files/{fileId}`.
+    /// `DELETE /api/files/{fileId}`. A 404 to a retry counts as done: the attempt before it
+    /// (timed out, or answered 5xx) may well have deleted the file.
     pub async fn delete(&self, file_id: &str) -> Result<(), ClientError> {
         let url = self.file_path(file_id, "");
-        let _: serde_json::Value = self
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let result: Result<serde_json::Value, ClientError> = self
             .call(
                 &format!("deleting {file_id}"),
                 self.backoff,
                 API_TIMEOUT,
-                |h| h.delete(&url),
+                |h| {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    h.delete(&url)
+                },
             )
-            .await
-            .map_err(|e| match e.status() {
-                Some(404) => ClientError::Failed(format!(
-                    "no file {file_id} on {} (already deleted or expired?); `keyhole ls` lists \
-                     your files",
-                    self.server
-                )),
-                _ => e,
-            })?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) && attempts.load(Ordering::Relaxed) > 1 => Ok(()),
+            Err(e) if e.status() == Some(404) => Err(ClientError::Failed(format!(
+                "no file {file_id} on {} (already deleted or expired?); `keyhole ls` lists your \
+                 files",
+                self.server
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends the request `build` makes (with the token), retrying per `backoff`, and reads the
@@ -548,5 +554,52 @@ fn summary(status: StatusCode, body: &[u8]) -> String {
             .to_owned()
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose first DELETE fails after the file went (a 503 from a proxy, say) and
+    /// whose second finds nothing: the delete happened, so `keyhole rm` succeeds. A 404 to a
+    /// first attempt is still an error.
+    #[tokio::test]
+    async fn a_404_to_a_retried_delete_means_done() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let app = axum::Router::new().route(
+            "/api/files/{id}",
+            axum::routing::delete(move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let (status, code) = if n == 0 {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                    } else {
+                        (axum::http::StatusCode::NOT_FOUND, "not_found")
+                    };
+                    let body = serde_json::json!({"success": false, "error": {"code": code, "message": code}});
+                    (status, axum::Json(body))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let backoff = Backoff {
+            retries: 2,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        };
+        let client = ApiClient::new(&format!("http://{addr}"), None, backoff).unwrap();
+        client
+            .delete("abc")
+            .await
+            .expect("the retried delete is done");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let e = client.delete("abc").await.unwrap_err();
+        assert!(e.to_string().contains("already deleted or expired"), "{e}");
     }
 }
