@@ -583,3 +583,21 @@ async fn generated_tokens_configure_as_printed() {
         );
     }
 }
+
+/// A `NAME.part` planted as a symbolic link (in a directory others can write to) is not followed:
+/// the download fails rather than overwrite what the link points at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_never_writes_through_a_planted_part_link() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "shared.bin", &pseudo_random(100_000, 61));
+    let id = cli.ok(&["upload", s(&path)]).await.trim().to_owned();
+    let victim = write(dir.path(), "victim.txt", b"precious");
+    let out = dir.path().join("copy.bin");
+    std::os::unix::fs::symlink(&victim, dir.path().join("copy.bin.part")).unwrap();
+    let result = cli.run(&["download", &id, "-o", s(&out)]).await;
+    assert!(!result.status.success(), "followed the link");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!out.exists());
+}

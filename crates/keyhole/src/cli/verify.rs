@@ -36,8 +36,10 @@ pub struct VerifyArgs {
     url: Option<String>,
 }
 
-/// Splits an absolute URL into its origin (`scheme://host[:port]`) and request target.
+/// Splits an absolute URL into its origin (`scheme://host[:port]`) and request target, without
+/// any `#fragment`: clients never send it.
 fn split_url(url: &str) -> Result<(&str, String), CliError> {
+    let url = url.split_once('#').map_or(url, |(before, _)| before);
     let scheme_end = url
         .find("://")
         .ok_or_else(|| format!("not an absolute URL: {url}"))?;
@@ -122,5 +124,13 @@ mod tests {
             ("http://127.0.0.1:8080", "/?x".to_owned())
         );
         assert!(split_url("cdn.example.com/a").is_err());
+        // A fragment stays in the browser: the request target is without it.
+        assert_eq!(
+            split_url("https://cdn.example.com/a?Expires=1&Signature=x#page=2").unwrap(),
+            (
+                "https://cdn.example.com",
+                "/a?Expires=1&Signature=x".to_owned()
+            )
+        );
     }
 }

@@ -172,11 +172,14 @@ impl Transfer<'_> {
         mut start: u64,
         mut if_range: Option<String>,
     ) -> Result<String, ClientError> {
+        // Never through a symbolic link: in a directory others can write to, a `NAME.part`
+        // planted as a link would have this download overwrite whatever it points at.
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&self.part)
             .await
             .map_err(ClientError::file(&self.part))?;
