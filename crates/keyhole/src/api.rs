@@ -852,9 +852,10 @@ pub async fn delete_file(
 ) -> Result<Json<Success>, ApiError> {
     let record = owned_record(&state, &principal, &file_id).await?;
     // Expire first: from this instant the file is gone for every reader and an upload in flight
-    // cannot complete; then remove object and record the way the sweeper does.
+    // cannot complete, on any replica whatever its clock (the TTL goes to the epoch); then remove
+    // object and record the way the sweeper does.
     let now = now_secs();
-    state.meta.expire(&file_id, now).await?;
+    state.meta.expire(&file_id, crate::store::GONE_TTL).await?;
     crate::sweeper::remove(&state, &record, now)
         .await
         .map_err(ApiError::internal)?;

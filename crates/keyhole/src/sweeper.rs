@@ -14,9 +14,20 @@ pub const BATCH: usize = 500;
 /// one batch per interval goes) is worked through a batch after another up to this.
 pub const PASS_LIMIT: usize = 20 * BATCH;
 
-/// Removes one expired file: its object and any multipart parts, then its record (only if still
-/// expired).
+/// Removes one expired file: claims its record (see [`crate::store::MetaStore::claim_expired`];
+/// `false` if it is no longer expired), removes its object and any multipart parts, then the
+/// record. A crash in between leaves a claimed record, which the next sweep finishes.
 pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Result<bool, String> {
+    // Claimed, the record is expired for every replica, whatever its clock: an edge whose clock
+    // runs behind this one's cannot mark it uploaded while its object goes.
+    if !state
+        .meta
+        .claim_expired(&record.file_id, now)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(false);
+    }
     state
         .objects
         .delete(&record.object_key)

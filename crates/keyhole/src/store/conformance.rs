@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{Completion, FileRecord, MetaStore, PartRecord, Status, StoreError};
+use super::{Completion, FileRecord, MetaStore, PartRecord, Status, StoreError, GONE_TTL};
 
 /// State of one run: the prefix, the clock and what to clean up.
 struct Ctx {
@@ -731,7 +731,8 @@ async fn expiring(ctx: &Ctx) {
     let keep = ctx.record("sweep-keep", &owner, base + 3, None);
     let live = ctx.record("sweep-live", &owner, base + 2, Some(now + 600));
     let old = ctx.record("sweep-old", &owner, base + 1, Some(now - 600));
-    for r in [&keep, &live, &old] {
+    let forever = ctx.record("sweep-forever", &owner, base, None);
+    for r in [&keep, &live, &old, &forever] {
         ctx.create(r).await;
     }
 
@@ -747,7 +748,7 @@ async fn expiring(ctx: &Ctx) {
     let listed = store.list(&owner, now, 10, None).await.expect("list");
     assert_eq!(
         ids(&listed.records),
-        [ctx.id("sweep-live")],
+        [ctx.id("sweep-live"), ctx.id("sweep-forever")],
         "an expired record leaves the listing at once"
     );
     let missing = ctx.id("sweep-missing");
@@ -785,6 +786,51 @@ async fn expiring(ctx: &Ctx) {
         "a limit of 0 returns nothing"
     );
 
+    // The sweeper's claim: only a record still expired at `now`, and then expired for every
+    // clock, so an edge on a replica whose clock runs behind cannot complete it.
+    let claim = ctx.record("sweep-claim", &owner, base - 1, Some(now - 5));
+    ctx.create(&claim).await;
+    for (id, why) in [
+        (&live.file_id, "a live record"),
+        (&forever.file_id, "a record without TTL"),
+        (&missing, "a missing record"),
+    ] {
+        assert!(
+            !store.claim_expired(id, now).await.expect("claim_expired"),
+            "claim_expired of {why} is false"
+        );
+    }
+    assert_eq!(ctx.must_get(&live.file_id).await.ttl, Some(now + 600));
+    assert!(
+        !store
+            .claim_expired(&claim.file_id, now - 10)
+            .await
+            .expect("claim_expired"),
+        "claim_expired judges expiry at the given instant"
+    );
+    assert!(
+        store
+            .claim_expired(&claim.file_id, now)
+            .await
+            .expect("claim_expired"),
+        "claim_expired of an expired record"
+    );
+    assert_eq!(ctx.must_get(&claim.file_id).await.ttl, Some(GONE_TTL));
+    assert!(
+        !store
+            .mark_uploaded(&claim.file_id, &completion(3, None), now - 3600)
+            .await
+            .expect("mark_uploaded"),
+        "a claimed record cannot be completed, even by a clock an hour behind"
+    );
+    assert!(
+        store
+            .delete_expired(&claim.file_id, now)
+            .await
+            .expect("delete_expired"),
+        "a claimed record is deleted as expired"
+    );
+
     assert!(
         !store
             .delete_expired(&live.file_id, now)
@@ -796,8 +842,6 @@ async fn expiring(ctx: &Ctx) {
         ctx.get(&live.file_id).await.is_some(),
         "the unexpired record is still there"
     );
-    let forever = ctx.record("sweep-forever", &owner, base, None);
-    ctx.create(&forever).await;
     assert!(
         !store
             .delete_expired(&forever.file_id, now)

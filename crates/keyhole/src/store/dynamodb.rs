@@ -604,6 +604,27 @@ impl MetaStore for DynamoStore {
         .await
     }
 
+    async fn claim_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(file_id)))
+            .update_expression("SET #ttl = :gone")
+            .condition_expression("attribute_exists(#owner) AND #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":gone", n(super::GONE_TTL))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
     async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
         self.delete_where(
             file_id,

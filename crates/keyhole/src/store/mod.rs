@@ -83,6 +83,10 @@ pub struct FileRecord {
     pub part_size: Option<u64>,
 }
 
+/// The TTL of a record that is gone: deleted, or claimed by the sweeper. The epoch, before any
+/// clock, so every replica sees it expired.
+pub const GONE_TTL: i64 = 0;
+
 /// One stored part of a multipart upload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartRecord {
@@ -240,6 +244,12 @@ pub trait MetaStore: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError>;
+    /// Claims a record the sweeper saw expired at `now`: if its TTL is still at or before
+    /// `now`, sets it to [`GONE_TTL`] and returns `true`. From then on the record is expired for
+    /// every replica whatever its clock, so no edge can mark it uploaded while its object is
+    /// being removed. `false` when the record is gone, has no TTL or was given a later one
+    /// (completed or renewed meanwhile).
+    async fn claim_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError>;
     /// Up to `limit` records whose TTL has passed at `now`.
     async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError>;
     /// Records (or replaces, for a retried part) a stored part of a pending multipart upload.

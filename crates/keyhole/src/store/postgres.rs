@@ -300,6 +300,16 @@ impl MetaStore for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn claim_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE files SET ttl = $3 WHERE file_id = $1 AND ttl IS NOT NULL AND ttl <= $2",
+                &[&file_id, &now, &super::GONE_TTL],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
         let n = self
             .execute(

@@ -452,6 +452,20 @@ impl MetaStore for SqliteStore {
         .await
     }
 
+    async fn claim_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = file_id.to_owned();
+        self.durably(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE files SET ttl = ?3 WHERE file_id = ?1 AND ttl IS NOT NULL AND ttl <= ?2",
+                    params![id, now, super::GONE_TTL],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
         let id = file_id.to_owned();
         self.durably(move |c| {
