@@ -1,6 +1,7 @@
-//! The sweeper: deletes files past their TTL (abandoned uploads and files past retention),
-//! object first and record second, so a crash in between leaves only an expired record that the
-//! next sweep finishes and never a live record without its object.
+//! The sweeper: deletes files past their TTL (abandoned uploads and files past retention). It
+//! claims the record first, then deletes the object, then the record, so a crash in between
+//! leaves only an expired record that the next sweep finishes and never a live record without
+//! its object, whatever the clocks of the replicas.
 
 use std::time::Duration;
 
