@@ -228,8 +228,9 @@ pub trait MetaStore: Send + Sync + 'static {
         done: &Completion,
         now: i64,
     ) -> Result<bool, StoreError>;
-    /// Sets a record's TTL to `now` so it is treated as gone at once; the sweeper (or the caller)
-    /// then removes object and record. Returns `false` if there was no record.
+    /// Sets a record's TTL to `now` (an instant already past; `DELETE` gives [`GONE_TTL`]) so it
+    /// is treated as gone at once; the sweeper (or the caller) then removes object and record.
+    /// Returns `false` if there was no record.
     async fn expire(&self, file_id: &str, now: i64) -> Result<bool, StoreError>;
     /// Deletes a record; `false` if there was none.
     async fn delete(&self, file_id: &str) -> Result<bool, StoreError>;
