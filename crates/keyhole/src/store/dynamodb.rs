@@ -491,6 +491,37 @@ impl DynamoStore {
             Err(e) => Err(sdk(e)),
         }
     }
+
+    /// Sets the record's TTL to `ttl` if it exists and `extra` (a condition on `#ttl`, with its
+    /// values) holds; `false` when it does not.
+    async fn set_ttl_where(
+        &self,
+        file_id: &str,
+        ttl: i64,
+        extra: Option<(&str, &[(&str, AttributeValue)])>,
+    ) -> Result<bool, StoreError> {
+        let mut condition = "attribute_exists(#owner)".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(file_id)))
+            .update_expression("SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":ttl", n(ttl));
+        if let Some((more, values)) = extra {
+            condition = format!("{condition} AND {more}");
+            for (k, v) in values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+        }
+        match req.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -575,23 +606,7 @@ impl MetaStore for DynamoStore {
     }
 
     async fn expire(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(file_id)))
-            .update_expression("SET #ttl = :now")
-            .condition_expression("attribute_exists(#owner)")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk(e)),
-        }
+        self.set_ttl_where(file_id, now, None).await
     }
 
     async fn delete(&self, file_id: &str) -> Result<bool, StoreError> {
@@ -605,24 +620,12 @@ impl MetaStore for DynamoStore {
     }
 
     async fn claim_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(file_id)))
-            .update_expression("SET #ttl = :gone")
-            .condition_expression("attribute_exists(#owner) AND #ttl <= :now")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":gone", n(super::GONE_TTL))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk(e)),
-        }
+        self.set_ttl_where(
+            file_id,
+            super::GONE_TTL,
+            Some(("#ttl <= :now", &[(":now", n(now))])),
+        )
+        .await
     }
 
     async fn delete_expired(&self, file_id: &str, now: i64) -> Result<bool, StoreError> {
