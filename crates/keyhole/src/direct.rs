@@ -4,8 +4,6 @@
 //! (and, when a SHA-256 was declared, a read) for a single-part upload; ListParts for the parts
 //! of a multipart upload that the metadata store did not see.
 
-use futures_util::StreamExt;
-
 use crate::api::Completed;
 use crate::state::{now_secs, SharedState};
 use crate::store::objects::ObjectError;
@@ -98,7 +96,8 @@ pub async fn complete_single(
     let sha256 = match &record.declared_sha256 {
         None => None,
         Some(expected) => {
-            let actual = sha256_of(state, key, meta.size).await?;
+            let (actual, _) =
+                crate::store::objects::sha256_of(&*state.objects, key, meta.size).await?;
             if !openssl::memcmp::eq(expected.as_bytes(), actual.as_bytes()) {
                 return reject(DirectError::Checksum).await;
             }
@@ -130,17 +129,6 @@ pub async fn complete_single(
             Err(DirectError::Gone)
         }
     }
-}
-
-/// SHA-256 (hex) of the stored object, read back from the storage.
-async fn sha256_of(state: &SharedState, key: &str, size: u64) -> Result<String, DirectError> {
-    let mut stream = state.objects.read(key, 0, size).await?;
-    let mut hasher = openssl::sha::Sha256::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| DirectError::Storage(ObjectError::Io(e)))?;
-        hasher.update(&chunk);
-    }
-    Ok(hex::encode(hasher.finish()))
 }
 
 /// The stored parts of a multipart upload: those the edge recorded in the metadata store,

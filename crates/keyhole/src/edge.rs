@@ -331,13 +331,7 @@ pub async fn upload(
         }
     };
     if record.status == Status::Uploaded {
-        return refuse(
-            &state,
-            "conflict",
-            StatusCode::CONFLICT,
-            "ObjectAlreadyExists",
-            "this file has already been uploaded",
-        );
+        return already_uploaded(&state);
     }
     let _in_flight = InFlight::new(&state.metrics);
     match (part, &record.upload_id) {
@@ -433,6 +427,11 @@ async fn already_stored(state: &SharedState, record: &FileRecord) -> Response {
     if let Err(e) = recover_stored(state, record).await {
         return e.response(state);
     }
+    already_uploaded(state)
+}
+
+/// 409: upload links are write-once.
+fn already_uploaded(state: &SharedState) -> Response {
     refuse(
         state,
         "conflict",
@@ -446,28 +445,20 @@ async fn already_stored(state: &SharedState, record: &FileRecord) -> Response {
 /// was cut off after the object went into place. Only checked bytes ever reach storage (size,
 /// content type and declared SHA-256 are enforced before the commit), so the object is this
 /// upload's; it is read back for its size and SHA-256, which must match what was declared. A
-/// record another request completed meanwhile is left as it is. Returns the ETag.
-async fn recover_stored(state: &SharedState, record: &FileRecord) -> Result<String, FinishError> {
-    use futures_util::StreamExt;
+/// record another request completed meanwhile is left as it is. Returns what was recorded.
+async fn recover_stored(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Result<Assembled, FinishError> {
     let key = &record.object_key;
     let meta = state
         .objects
         .head(key)
         .await
         .map_err(FinishError::Storage)?;
-    let mut stream = state
-        .objects
-        .read(key, 0, meta.size)
+    let (sha256, size) = crate::store::objects::sha256_of(&*state.objects, key, meta.size)
         .await
         .map_err(FinishError::Storage)?;
-    let mut hasher = openssl::sha::Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| FinishError::Storage(e.into()))?;
-        size += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    let sha256 = hex::encode(hasher.finish());
     let matches = record.declared_size.is_none_or(|d| d == size)
         && record
             .declared_sha256
@@ -482,7 +473,12 @@ async fn recover_stored(state: &SharedState, record: &FileRecord) -> Result<Stri
         )));
     }
     tracing::warn!(file_id = %record.file_id, size, "recording an upload whose object was stored but not recorded");
-    finish(state, record, size, Some(sha256), meta.etag).await
+    let etag = finish(state, record, size, Some(sha256.clone()), meta.etag).await?;
+    Ok(Assembled {
+        size,
+        sha256: Some(sha256),
+        etag,
+    })
 }
 
 /// Why a stored object could not be recorded.
@@ -755,16 +751,11 @@ pub async fn assemble(
             {
                 return Err(AssembleError::Exists);
             }
-            let etag = recover_stored(state, record)
+            let assembled = recover_stored(state, record)
                 .await
                 .map_err(assemble_error)?;
             let _ = state.meta.delete_parts(&record.file_id).await;
-            let current = state.meta.get(&record.file_id).await.ok().flatten();
-            return Ok(Assembled {
-                size: current.as_ref().and_then(|r| r.size).unwrap_or_default(),
-                sha256: current.and_then(|r| r.sha256),
-                etag,
-            });
+            return Ok(assembled);
         }
         Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");
@@ -961,13 +952,7 @@ pub async fn download(
     };
     let record: FileRecord = match state.meta.get(&file_id).await {
         Ok(Some(r)) if r.status == Status::Uploaded && !r.is_expired(now_secs()) => r,
-        Ok(_) => {
-            return xml_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchKey",
-                "the file does not exist",
-            )
-        }
+        Ok(_) => return no_such_key(),
         Err(e) => {
             tracing::error!(error = %e, "metadata read failed");
             return xml_error(

@@ -259,6 +259,25 @@ fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads the stored object `key` back (its first `size` bytes) and returns the SHA-256 (hex) of
+/// what was read and how many bytes that was: for checks of bytes that reached the storage
+/// without passing Keyhole's edge, or whose record was never written.
+pub async fn sha256_of(
+    store: &dyn ObjectStorage,
+    key: &str,
+    size: u64,
+) -> Result<(String, u64), ObjectError> {
+    let mut stream = store.read(key, 0, size).await?;
+    let mut hasher = openssl::sha::Sha256::new();
+    let mut read = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((hex::encode(hasher.finish()), read))
+}
+
 impl LocalDisk {
     /// Opens (creating) `root` for objects and `staging` for uploads in progress, and removes
     /// staged files a previous process left behind. Both must be on the same file system.
