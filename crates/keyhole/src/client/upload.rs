@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::io::ReaderStream;
 
 use super::api::{
-    retry_after, ApiClient, CompletePart, NewUpload, PartInfo, PartLink, ServerConfig,
+    retry_after, ApiClient, CompletePart, Completed, NewUpload, PartInfo, PartLink, ServerConfig,
 };
 use super::progress::Ui;
 use super::resume::{LocalFile, StateDir, UploadState, VERSION};
@@ -390,20 +390,9 @@ impl Uploader {
             return Err(changed(name));
         }
         match self.api.complete_single(&file_id).await {
-            Ok(done) => match &done.sha256 {
-                Some(sha) if !sha.eq_ignore_ascii_case(request.sha256) => {
-                    Err(ClientError::Failed(format!(
-                        "{name}: the server stored {} bytes with SHA-256 {sha}, but the file's \
-                         is {}",
-                        done.size, request.sha256
-                    )))
-                }
-                _ => Ok(file_id),
-            },
+            Ok(done) => stored_as_hashed(name, &done, request.sha256).map(|()| file_id),
             Err(e) if e.code() == Some("already_uploaded") => Ok(file_id),
-            Err(e) if e.status() == Some(400) && e.to_string().contains("SHA-256") => {
-                Err(changed(name))
-            }
+            Err(e) if checksum_refused(&e) => Err(changed(name)),
             Err(e) => Err(e),
         }
     }
@@ -487,7 +476,7 @@ impl Uploader {
             .collect();
         let done = match self.api.complete(&state.file_id, &parts).await {
             Ok(done) => done,
-            Err(e) if e.status() == Some(400) && e.to_string().contains("SHA-256") => {
+            Err(e) if checksum_refused(&e) => {
                 self.forget(file);
                 return Err(changed(name));
             }
@@ -498,14 +487,7 @@ impl Uploader {
             Err(e) => return Err(self.interrupted(file, name, e)),
         };
         self.forget(file);
-        if let Some(sha) = &done.sha256 {
-            if !sha.eq_ignore_ascii_case(&state.sha256) {
-                return Err(ClientError::Failed(format!(
-                    "{name}: the server stored {} bytes with SHA-256 {sha}, but the file's is {}",
-                    done.size, state.sha256
-                )));
-            }
-        }
+        stored_as_hashed(name, &done, &state.sha256)?;
         Ok(done.file_id)
     }
 
@@ -722,6 +704,24 @@ impl Uploader {
 }
 
 /// The error for a file that changed while it was being uploaded.
+/// Whether the server's answer to a completion says the stored bytes' SHA-256 differs from the
+/// declared one.
+fn checksum_refused(e: &ClientError) -> bool {
+    e.status() == Some(400) && e.to_string().contains("SHA-256")
+}
+
+/// Checks a completion's SHA-256, when the storage saw the bytes to compute one, against the
+/// file's (`sha256`).
+fn stored_as_hashed(name: &str, done: &Completed, sha256: &str) -> Result<(), ClientError> {
+    match &done.sha256 {
+        Some(sha) if !sha.eq_ignore_ascii_case(sha256) => Err(ClientError::Failed(format!(
+            "{name}: the server stored {} bytes with SHA-256 {sha}, but the file's is {sha256}",
+            done.size
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `file` still has the size and modification time it had when it was hashed.
 fn unchanged(file: &LocalFile) -> bool {
     LocalFile::stat(&file.path)
