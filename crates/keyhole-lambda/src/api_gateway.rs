@@ -147,16 +147,56 @@ pub async fn into_gateway_response(response: axum::response::Response) -> ApiGat
     };
     let mut out = ApiGatewayV2httpResponse::default();
     out.status_code = i64::from(parts.status.as_u16());
-    out.headers = parts.headers;
+    out.headers = one_value_per_name(&parts.headers);
     out.body = body;
     out.is_base64_encoded = is_base64_encoded;
     out.cookies = cookies;
     out
 }
 
+/// The 2.0 response's `headers` hold one value per name, so a header given more than once
+/// (`Vary`, say) is joined with commas, as HTTP allows for every header but `Set-Cookie` (which
+/// goes in `cookies`). Values that are not visible ASCII are dropped, as `lambda_http` would
+/// fail the whole response over them.
+fn one_value_per_name(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(headers.keys_len());
+    for name in headers.keys() {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(&values.join(", ")) {
+            out.insert(name.clone(), value);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn repeated_headers_are_joined_and_cookies_kept_apart() {
+        let response = axum::response::Response::builder()
+            .header(header::VARY, "origin")
+            .header(header::VARY, "accept-encoding")
+            .header(header::SET_COOKIE, "a=1")
+            .header(header::SET_COOKIE, "b=2")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(AxumBody::from("{}"))
+            .unwrap();
+        let out = into_gateway_response(response).await;
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["headers"]["vary"], "origin, accept-encoding", "{json}");
+        assert_eq!(json["headers"]["content-type"], "application/json");
+        assert!(json["headers"].get("set-cookie").is_none(), "{json}");
+        assert_eq!(json["cookies"], serde_json::json!(["a=1", "b=2"]));
+    }
 
     #[test]
     fn only_file_routes_need_a_principal() {

@@ -45,9 +45,11 @@ pub async fn run(state: &SharedState, deadline: Option<SystemTime>) -> SweepSumm
         .unwrap_or(DEFAULT_BUDGET);
     let until = Instant::now() + budget;
     let before = state.metrics.sweep_errors.get();
-    let removed = keyhole::sweeper::sweep_until(state, Some(until)).await;
+    let keyhole::sweeper::Pass {
+        removed,
+        out_of_time,
+    } = keyhole::sweeper::sweep_until(state, Some(until)).await;
     let errors = state.metrics.sweep_errors.get().saturating_sub(before);
-    let out_of_time = Instant::now() >= until;
     tracing::info!(removed, errors, out_of_time, "sweep finished");
     SweepSummary {
         removed,

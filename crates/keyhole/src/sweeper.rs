@@ -53,17 +53,40 @@ pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Resul
 /// skipped for the rest of the pass (and tried again by the next), so files that keep failing
 /// cannot hold up the ones behind them.
 pub async fn sweep_once(state: &SharedState) -> usize {
-    sweep_until(state, None).await
+    sweep_until(state, None).await.removed
+}
+
+/// What one pass of [`sweep_until`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Expired files removed (object and record).
+    pub removed: usize,
+    /// The pass stopped at its deadline with files possibly left to look at (the next pass
+    /// continues); `false` when it finished its work, whenever that was.
+    pub out_of_time: bool,
 }
 
 /// [`sweep_once`], stopping early (between files) once `until` has passed: for a caller with a
 /// deadline of its own, such as a Lambda invocation.
-pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>) -> usize {
+pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>) -> Pass {
     let out_of_time = || until.is_some_and(|u| std::time::Instant::now() >= u);
     let now = now_secs();
     let mut skip: std::collections::HashSet<String> = std::collections::HashSet::new();
     let (mut removed, mut handled) = (0, 0);
-    while handled < PASS_LIMIT && !out_of_time() {
+    let stopped = |removed| {
+        tracing::info!(
+            removed,
+            "sweep stopped at its deadline; the next one continues"
+        );
+        Pass {
+            removed,
+            out_of_time: true,
+        }
+    };
+    while handled < PASS_LIMIT {
+        if out_of_time() {
+            return stopped(removed);
+        }
         // The failed ones come first again (oldest expiry first): ask for that many more.
         let want = BATCH + skip.len();
         let expired = match state.meta.expired(now, want).await {
@@ -82,11 +105,7 @@ pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>)
             .collect();
         for record in fresh {
             if out_of_time() {
-                tracing::info!(
-                    removed,
-                    "sweep stopped at its deadline; the next one continues"
-                );
-                return removed;
+                return stopped(removed);
             }
             progress = true;
             handled += 1;
@@ -113,7 +132,10 @@ pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>)
     if removed > 0 {
         tracing::info!(removed, "sweep removed expired files");
     }
-    removed
+    Pass {
+        removed,
+        out_of_time: false,
+    }
 }
 
 /// Start-up reconciliation after a crash: an object whose record is still pending was never

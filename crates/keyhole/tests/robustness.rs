@@ -1506,8 +1506,25 @@ async fn one_sweep_works_through_a_backlog_past_files_that_fail() {
             .await;
     assert!(created.iter().all(Result::is_ok));
 
-    let removed = keyhole::sweeper::sweep_once(&state).await;
-    assert_eq!(removed, 700, "every plain expired file goes in one sweep");
+    // A pass whose deadline has come does nothing and says so.
+    let past = std::time::Instant::now();
+    let pass = keyhole::sweeper::sweep_until(&state, Some(past)).await;
+    assert_eq!(
+        pass,
+        keyhole::sweeper::Pass {
+            removed: 0,
+            out_of_time: true
+        }
+    );
+    assert!(state.meta.get(&plain[0].file_id).await.unwrap().is_some());
+
+    let later = std::time::Instant::now() + Duration::from_secs(3600);
+    let pass = keyhole::sweeper::sweep_until(&state, Some(later)).await;
+    assert_eq!(
+        pass.removed, 700,
+        "every plain expired file goes in one sweep"
+    );
+    assert!(!pass.out_of_time, "the pass finished its work in time");
     for r in &plain {
         assert!(state.meta.get(&r.file_id).await.unwrap().is_none());
     }
