@@ -375,6 +375,16 @@ impl Config {
                 return Err(invalid(setting, "must be at most a year (1y)"));
             }
         }
+        // Timers too, bounded so that no deadline computed from them can overflow; `0` turns
+        // the key refresh off and makes shutdown stop without waiting.
+        for (setting, value) in [
+            ("--shutdown-grace", self.shutdown_grace),
+            ("--key-refresh", self.key_refresh),
+        ] {
+            if value > defaults::MAX_TTL {
+                return Err(invalid(setting, "must be at most a year (1y)"));
+            }
+        }
         // Both are added to epoch seconds; a century is already more than anyone means.
         for (setting, value) in [
             ("--retention", self.retention),
@@ -1266,6 +1276,32 @@ mod tests {
         let err = sweep("2y").unwrap_err().to_string();
         assert!(
             err.contains("--sweep-interval: must be at most a year"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shutdown_grace_and_key_refresh_at_most_a_year() {
+        let resolve = |grace: &str, refresh: &str| {
+            ServeArgs {
+                shutdown_grace: Some(grace.to_owned()),
+                key_refresh: Some(refresh.to_owned()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        let c = resolve("1y", "1y").unwrap();
+        assert_eq!(c.shutdown_grace, Duration::from_secs(31_557_600));
+        assert_eq!(c.key_refresh, Duration::from_secs(31_557_600));
+        assert!(resolve("0", "0").is_ok());
+        let err = resolve("1000y", "5m").unwrap_err().to_string();
+        assert!(
+            err.contains("--shutdown-grace: must be at most a year"),
+            "{err}"
+        );
+        let err = resolve("30s", "2y").unwrap_err().to_string();
+        assert!(
+            err.contains("--key-refresh: must be at most a year"),
             "{err}"
         );
     }
