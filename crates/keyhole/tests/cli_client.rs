@@ -601,3 +601,79 @@ async fn a_download_never_writes_through_a_planted_part_link() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert!(!out.exists());
 }
+
+/// Serves the server's edge at `listener`, passing each request on (method, headers, body) and
+/// answering with the same status and headers but no `Content-Length`: the body goes chunked,
+/// as through a proxy that streams. Counts the GETs it passed on.
+fn unsized_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (client, upstream, counted) = (client.clone(), upstream.clone(), counted.clone());
+        async move {
+            if request.method() == reqwest::Method::GET {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let (parts, body) = request.into_parts();
+            let path = parts.uri.path_and_query().unwrap().as_str();
+            let mut headers = parts.headers.clone();
+            headers.remove(reqwest::header::HOST);
+            let body = axum::body::to_bytes(body, 64 * MIB).await.unwrap();
+            let answer = client
+                .request(parts.method, format!("{upstream}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if name != reqwest::header::CONTENT_LENGTH {
+                    response = response.header(name, value);
+                }
+            }
+            response
+                .body(Body::from_stream(answer.bytes_stream()))
+                .unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_without_a_content_length_ends_with_its_body() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge = listener.local_addr().unwrap();
+    // Links lead to the proxy; the CLI asks the API directly.
+    let server = serve(|c| c.public_url = format!("http://{edge}")).await;
+    let requests = unsized_proxy(listener, server.base.clone());
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(3 * MIB + 9, 62);
+    let path = write(dir.path(), "streamed.bin", &bytes);
+    let id = cli.ok(&["upload", s(&path)]).await.trim().to_owned();
+    let requests_before = requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    let target = dir.path().join("copy.bin");
+    let out = cli
+        .run(&["download", &id, "-o", s(&target), "--retries", "0"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "not byte-identical"
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) - requests_before,
+        1,
+        "one GET, no second one for the rest"
+    );
+}

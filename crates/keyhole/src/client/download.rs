@@ -269,7 +269,7 @@ impl Transfer<'_> {
         let total = match status {
             StatusCode::PARTIAL_CONTENT => {
                 match content_range.as_deref().and_then(parse_content_range) {
-                    Some((first, Some(size))) if first == *start => size,
+                    Some((first, Some(size))) if first == *start => Some(size),
                     _ => {
                         self.note_restart("the server answered another range");
                         self.restart_at(out, hasher, 0).await?;
@@ -285,7 +285,9 @@ impl Transfer<'_> {
                     self.restart_at(out, hasher, 0).await?;
                     *start = 0;
                 }
-                resp.content_length().unwrap_or(0)
+                // Without a length (a chunked answer, through a proxy say), the body's clean
+                // end is the file's; the SHA-256 the server lists checks it after.
+                resp.content_length()
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 let size = content_range
@@ -304,7 +306,9 @@ impl Transfer<'_> {
             }
             _ => return Err(http_error(what, resp).await),
         };
-        self.bar.set_length(total);
+        if let Some(total) = total {
+            self.bar.set_length(total);
+        }
         if let Some(etag) = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()) {
             if if_range.as_deref() != Some(etag) {
                 *if_range = Some(etag.to_owned());
@@ -337,7 +341,7 @@ impl Transfer<'_> {
             self.bar.inc(chunk.len() as u64);
         }
         out.flush().await.map_err(ClientError::file(&self.part))?;
-        Ok(Some(total))
+        Ok(Some(total.unwrap_or(*start)))
     }
 
     fn note_restart(&self, why: &str) {
