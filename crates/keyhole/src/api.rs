@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AuthError, Principal};
-use crate::http::{ApiError, JsonBody, OptionalJsonBody};
+use crate::http::{ApiError, JsonBody, OptionalJsonBody, MAX_COMPLETE_JSON_BYTES};
 use crate::ids;
 use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
 use crate::state::{now_millis, now_secs, secs_after, SharedState};
@@ -660,7 +660,7 @@ pub async fn complete_upload(
     State(state): State<SharedState>,
     principal: Principal,
     FileId(file_id): FileId,
-    OptionalJsonBody(body): OptionalJsonBody<CompleteUpload>,
+    OptionalJsonBody(body): OptionalJsonBody<CompleteUpload, MAX_COMPLETE_JSON_BYTES>,
 ) -> Result<Json<Completed>, ApiError> {
     let request = body.unwrap_or_default();
     let record = owned_record(&state, &principal, &file_id).await?;

@@ -21,6 +21,9 @@ use crate::telemetry::{RequestLabels, RouteLabels};
 
 /// Largest JSON request body accepted by the API.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Largest body of `/complete`, which may list all 10,000 parts with their ETags (under 100
+/// bytes each as clients send them; twice that for room).
+pub const MAX_COMPLETE_JSON_BYTES: usize = 2 * 1024 * 1024;
 /// Largest total size of request headers.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most request headers accepted.
@@ -149,20 +152,20 @@ impl From<crate::direct::DirectError> for ApiError {
     }
 }
 
-/// A JSON request body, bounded in size, whose errors are JSON API errors.
-pub struct JsonBody<T>(pub T);
+/// A JSON request body of at most `LIMIT` bytes, whose errors are JSON API errors.
+pub struct JsonBody<T, const LIMIT: usize = MAX_JSON_BYTES>(pub T);
 
 /// A JSON request body that may be empty (then `None`), with the same bounds as [`JsonBody`].
-pub struct OptionalJsonBody<T>(pub Option<T>);
+pub struct OptionalJsonBody<T, const LIMIT: usize = MAX_JSON_BYTES>(pub Option<T>);
 
-/// Reads a bounded JSON body: 415 for another content type, or none with a body, 413 past
-/// [`MAX_JSON_BYTES`], 400 for a broken or invalid body. Returns `None` for an empty body.
+/// Reads a JSON body of at most `limit` bytes: 415 for another content type, or none with a
+/// body, 413 past `limit`, 400 for a broken or invalid body. Returns `None` for an empty body.
 ///
 /// A body needs `Content-Type: application/json`: a page on another site can send a form or a
 /// `text/plain` body (a "simple" request, with no CORS preflight) or one with no type at all, but
 /// not a JSON one, so requiring it keeps such pages from creating records on a server without
 /// tokens.
-async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiError> {
+async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<Option<T>, ApiError> {
     let unsupported = || {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -181,7 +184,7 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiEr
         }
         None => false,
     };
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|e| {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -190,7 +193,7 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiEr
                     return ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "payload_too_large",
-                        format!("JSON bodies are limited to {MAX_JSON_BYTES} bytes"),
+                        format!("this JSON body is limited to {limit} bytes"),
                     );
                 }
                 source = err.source();
@@ -208,7 +211,7 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiEr
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-impl<S, T> FromRequest<S> for JsonBody<T>
+impl<S, T, const LIMIT: usize> FromRequest<S> for JsonBody<T, LIMIT>
 where
     S: Send + Sync,
     T: DeserializeOwned,
@@ -216,14 +219,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        read_json(req)
+        read_json(req, LIMIT)
             .await?
             .map(JsonBody)
             .ok_or_else(|| ApiError::bad_request("a JSON body is required"))
     }
 }
 
-impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+impl<S, T, const LIMIT: usize> FromRequest<S> for OptionalJsonBody<T, LIMIT>
 where
     S: Send + Sync,
     T: DeserializeOwned,
@@ -231,7 +234,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        read_json(req).await.map(OptionalJsonBody)
+        read_json(req, LIMIT).await.map(OptionalJsonBody)
     }
 }
 

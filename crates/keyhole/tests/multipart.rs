@@ -401,3 +401,35 @@ async fn a_completion_whose_record_update_was_lost_is_recorded_by_the_retry() {
     let (status, _) = complete(&s, &id, None).await;
     assert_eq!(status, 409, "completing again is refused");
 }
+
+#[tokio::test]
+async fn a_completion_may_list_all_ten_thousand_parts() {
+    let s = TestServer::start_with(|c| c.part_size = 5 * MIB as u64).await;
+    let size = 10_000u64 * 5 * MIB as u64;
+    let (status, v) = s
+        .create_upload(json!({"filename": "huge.bin", "contentType": "application/octet-stream", "size": size}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["parts"].as_array().unwrap().len(), 10_000);
+    let id = v["fileId"].as_str().unwrap();
+    // Every part with a SHA-256 ETag, as local storage gives them: about 1 MB of JSON.
+    let etag = format!("\"{}\"", "ab".repeat(32));
+    let parts: Vec<Value> = (1..=10_000)
+        .map(|n| json!({"partNumber": n, "etag": etag}))
+        .collect();
+    let body = json!({ "parts": parts });
+    assert!(body.to_string().len() > 900_000);
+    let (status, v) = complete(&s, id, Some(body)).await;
+    // Read and checked: refused for the parts that never came, not for its size.
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("part 1"),
+        "{v}"
+    );
+
+    // Still bounded.
+    let padded = json!({ "parts": [], "pad": "x".repeat(keyhole::http::MAX_COMPLETE_JSON_BYTES) });
+    let (status, v) = complete(&s, id, Some(padded)).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+}
