@@ -107,8 +107,12 @@ def test_signed_url_parameters_never_reach_s3():
 
 def test_security_headers_and_logging():
     policy = CDN.resource("aws_cloudfront_response_headers_policy", "this")
-    hsts = one(one(policy, "security_headers_config"), "strict_transport_security")
+    security = one(policy, "security_headers_config")
+    hsts = one(security, "strict_transport_security")
     assert hsts["override"] is True
+    csp = one(security, "content_security_policy")
+    assert csp == {"content_security_policy": "default-src 'none'; sandbox", "override": True}
+    assert one(security, "content_type_options")["override"] is True
     assert CDN.variables["hsts_max_age_seconds"]["default"] >= 31536000
     for behaviour in BEHAVIOURS:
         assert behaviour["response_headers_policy_id"] == "${aws_cloudfront_response_headers_policy.this.id}"

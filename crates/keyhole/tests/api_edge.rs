@@ -43,6 +43,11 @@ async fn upload_then_download_is_byte_identical_and_links_carry_the_public_url()
         .unwrap()
         .contains("filename*=UTF-8''report%202024.pdf"));
     assert!(r.headers().contains_key("last-modified"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
     let got = r.bytes().await.unwrap();
     assert_eq!(sha256_hex(&got), sha256_hex(&bytes));
 

@@ -182,9 +182,15 @@ resource "aws_cloudfront_origin_request_policy" "uploads" {
 
 resource "aws_cloudfront_response_headers_policy" "this" {
   name    = "${var.name}-security"
-  comment = "HSTS, nosniff, frame denial, referrer policy and CORS for the configured origins"
+  comment = "HSTS, nosniff, sandbox CSP, frame denial, referrer policy and CORS for the configured origins"
 
   security_headers_config {
+    # Files are the uploaders' bytes: should one ever be rendered, it runs in no origin at all.
+    content_security_policy {
+      content_security_policy = "default-src 'none'; sandbox"
+      override                = true
+    }
+
     strict_transport_security {
       access_control_max_age_sec = var.hsts_max_age_seconds
       include_subdomains         = true
