@@ -44,13 +44,14 @@ def test_lambda_environment_names_its_backends():
         'KEYHOLE_METADATA    = "dynamodb://${var.table_name}"',
         "KEYHOLE_STORAGE     = var.storage_url",
         'KEYHOLE_KEY         = "secretsmanager://${var.secret_arn}"',
-        "KEYHOLE_KEY_PAIR_ID = var.key_pair_id",
     ):
         assert expected.replace(" ", "") in env.replace(" ", ""), expected
+    # The key pair id travels with the key, in the secret: an id in the environment would pair a
+    # rolled-back version's id with the secret's current key.
+    assert "KEYHOLE_KEY_PAIR_ID" not in env
     assert CALL["storage_url"] == "s3://${module.files_bucket.bucket_id}"
     assert CALL["public_url"] == "${local.public_url}"
     assert STACK.locals["public_url"] == "https://${var.files_domain}"
-    assert CALL["key_pair_id"] == "${module.signing_keys.active_key_pair_id}"
     assert one(FUNCTION, "environment")["variables"] == "${local.environment}"
     assert FUNCTION["kms_key_arn"] == "${var.kms_key_arn}"
 
@@ -158,7 +159,8 @@ def test_signing_key_is_terraform_generated_and_kept_in_a_kms_encrypted_secret()
     assert keys.variables["algorithm"]["default"] == "RSA"
     secret = module("private-key-secret")
     assert secret.resource("aws_secretsmanager_secret", "this")["kms_key_id"] == "${var.kms_key_arn}"
-    assert secret.resource("aws_secretsmanager_secret_version", "this")["secret_string"] == "${var.private_key_pem}"
+    stored = secret.resource("aws_secretsmanager_secret_version", "this")["secret_string"]
+    assert stored.replace(" ", "") == "${jsonencode({private_key=var.private_key_pem,key_pair_id=var.key_pair_id})}", stored
     assert STACK.modules["private_key_secret"]["private_key_pem"] == "${module.signing_keys.active_private_key_pem}"
     group = keys.resource("aws_cloudfront_key_group", "this")
     assert "aws_cloudfront_public_key.generated" in group["items"]

@@ -306,8 +306,9 @@ fn differs(current: &Signer, next: &Signer) -> Result<bool, String> {
 }
 
 impl Keys {
-    /// Reads the key's secret again and, when its key or key pair id changed, makes it the
-    /// signing key (see [`Keys::rotate`]). Does nothing for keys not read from a secret.
+    /// Reads the key's secret again and, when its key pair id changed, makes its key the
+    /// signing key (see [`Keys::rotate`]). Another key under the current key pair id is an
+    /// error, and the current key stays. Does nothing for keys not read from a secret.
     pub async fn refresh(&self) -> Result<Refreshed, SecretError> {
         let Some(refresh) = &self.refresh else {
             return Ok(Refreshed::Unchanged);
@@ -324,12 +325,17 @@ impl Keys {
         let previous = current.signer.key_pair_id().to_owned();
         let key_pair_id = next.key_pair_id().to_owned();
         if previous == key_pair_id {
-            tracing::warn!(
-                key_pair_id = %key_pair_id,
-                secret = refresh.secret_id(),
-                "the key changed but its key pair id did not; links signed with the previous key \
-                 no longer verify (store a new key_pair_id in the secret to keep both trusted)"
-            );
+            // A key pair id names one public key: CloudFront's cannot change, and links already
+            // handed out were signed by the current one. Signing with another key under the same
+            // id would have every verifier refuse either the old links or the new ones (with a
+            // key pair id configured beside a secret, a rolled-back or not yet updated
+            // configuration would do it for every new link).
+            return Err(content(format!(
+                "the secret holds another key under the same key pair id {key_pair_id}; the \
+                 current key stays in use. A new key needs a key pair id of its own: store it \
+                 with the key ({{\"private_key\": ..., \"key_pair_id\": ...}}) and configure \
+                 no key_pair_id"
+            )));
         }
         self.rotate(next).map_err(content)?;
         Ok(Refreshed::Rotated {

@@ -28,11 +28,10 @@ locals {
     },
     var.environment_variables,
     {
-      KEYHOLE_PUBLIC_URL  = var.public_url
-      KEYHOLE_METADATA    = "dynamodb://${var.table_name}"
-      KEYHOLE_STORAGE     = var.storage_url
-      KEYHOLE_KEY         = "secretsmanager://${var.secret_arn}"
-      KEYHOLE_KEY_PAIR_ID = var.key_pair_id
+      KEYHOLE_PUBLIC_URL = var.public_url
+      KEYHOLE_METADATA   = "dynamodb://${var.table_name}"
+      KEYHOLE_STORAGE    = var.storage_url
+      KEYHOLE_KEY        = "secretsmanager://${var.secret_arn}"
     },
   )
 }

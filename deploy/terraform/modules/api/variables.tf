@@ -89,11 +89,6 @@ variable "secret_arn" {
   type        = string
 }
 
-variable "key_pair_id" {
-  description = "CloudFront public key id links carry (KEYHOLE_KEY_PAIR_ID)."
-  type        = string
-}
-
 variable "environment_variables" {
   description = "More KEYHOLE_* settings (upload TTL, retention, CORS origins, tokens ...); see docs/configuration.md."
   type        = map(string)

@@ -1,6 +1,8 @@
 # The signing key in Secrets Manager, encrypted with a customer-managed KMS key. The secret string
-# is the PEM itself, exactly as tls_private_key wrote it; the Lambda reads it through
-# KEYHOLE_KEY=secretsmanager://ARN.
+# is {"private_key": PEM as tls_private_key wrote it, "key_pair_id": its CloudFront public key id}:
+# key and id change together in one secret version, so a Lambda version from before a rotation
+# (a rollback, or one still running while the alias moves) can never sign the new key under the
+# old id. The Lambda reads it through KEYHOLE_KEY=secretsmanager://ARN.
 
 resource "aws_secretsmanager_secret" "this" {
   #checkov:skip=CKV2_AWS_57:Rotation is driven by Terraform (signing-keys key_slots/active_slot) because a new key must first be published in the CloudFront key group; a Secrets Manager rotation Lambda would swap the key before CloudFront trusts it and break every link.
@@ -11,8 +13,11 @@ resource "aws_secretsmanager_secret" "this" {
 }
 
 resource "aws_secretsmanager_secret_version" "this" {
-  secret_id     = aws_secretsmanager_secret.this.id
-  secret_string = var.private_key_pem
+  secret_id = aws_secretsmanager_secret.this.id
+  secret_string = jsonencode({
+    private_key = var.private_key_pem
+    key_pair_id = var.key_pair_id
+  })
 }
 
 data "aws_iam_policy_document" "secret" {

@@ -4,7 +4,7 @@ output "key_group_id" {
 }
 
 output "active_key_pair_id" {
-  description = "CloudFront public key id of the active slot: the Key-Pair-Id that links carry (KEYHOLE_KEY_PAIR_ID)."
+  description = "CloudFront public key id of the active slot: the Key-Pair-Id that links carry (stored with the key in the secret)."
   value       = aws_cloudfront_public_key.generated[var.active_slot].id
 }
 

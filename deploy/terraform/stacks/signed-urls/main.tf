@@ -159,10 +159,9 @@ module "api" {
   domain_name           = var.api_domain
   route53_zone_id       = data.aws_route53_zone.this.zone_id
 
-  public_url  = local.public_url
-  table_name  = module.metadata_table.table_name
-  secret_arn  = module.private_key_secret.secret_arn
-  key_pair_id = module.signing_keys.active_key_pair_id
+  public_url = local.public_url
+  table_name = module.metadata_table.table_name
+  secret_arn = module.private_key_secret.secret_arn
   # The record's object key already starts with uploads/, so the store has no prefix of its own:
   # objects land at uploads/{fileId}, where CloudFront writes and reads them.
   storage_url = "s3://${module.files_bucket.bucket_id}"
