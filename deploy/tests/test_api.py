@@ -108,6 +108,13 @@ def test_invocations_go_through_the_live_alias():
     assert permission["source_arn"].startswith("${aws_apigatewayv2_api.this.execution_arn}")
 
 
+def test_a_failed_sweep_waits_for_the_next_schedule():
+    config = API.resource("aws_lambda_function_event_invoke_config", "live")
+    assert config["qualifier"] == "${aws_lambda_alias.live.name}"
+    assert config["maximum_retry_attempts"] == 0
+    assert one(FUNCTION, "dead_letter_config")["target_arn"] == "${var.dead_letter_queue_arn}"
+
+
 def test_lambda_role_is_least_privilege():
     iam = module("integration-role")
     doc = iam.data["aws_iam_policy_document"]["lambda"]

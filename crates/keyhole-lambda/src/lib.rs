@@ -57,6 +57,9 @@ pub enum InvokeError {
     Answer(#[from] serde_json::Error),
 }
 
+/// Longest an invocation waits for the key's secret to be read again.
+pub const KEY_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The function's state for the lifetime of one container.
 pub struct Lambda {
     state: SharedState,
@@ -110,6 +113,8 @@ impl Lambda {
     /// Reads the key's secret again when it was read longer than `key_refresh` ago. A frozen
     /// container runs no timers, so this happens at the start of an invocation instead of on a
     /// background interval; failures keep the current key (logged and counted, as in `serve`).
+    /// The read waits at most [`KEY_READ_BOUND`]: the invocation it delays may be a request with
+    /// API Gateway's 30 s limit, and the key it has is good.
     async fn refresh_key_if_due(&self) {
         let Some(secret) = &self.secret else { return };
         let every = self.state.config.key_refresh.as_secs() as i64;
@@ -119,7 +124,15 @@ impl Lambda {
             return;
         }
         self.key_read_at.store(now, Ordering::Relaxed);
-        keyhole::keys::refresh_now(&self.state, secret).await;
+        let read = keyhole::keys::refresh_now(&self.state, secret);
+        if tokio::time::timeout(KEY_READ_BOUND, read).await.is_err() {
+            self.state.metrics.key_refresh_errors.inc();
+            tracing::warn!(
+                secret = %secret,
+                bound_ms = KEY_READ_BOUND.as_millis() as u64,
+                "key refresh took too long; the current key stays in use"
+            );
+        }
     }
 
     /// Handles one invocation and returns its answer: the HTTP API response, the SQS
@@ -143,7 +156,8 @@ impl Lambda {
                 Ok(serde_json::to_value(response)?)
             }
             event::Event::Sqs(records) => {
-                let answer = upload_events::handle(&self.state, records).await;
+                let until = deadline.map(sweep::until);
+                let answer = upload_events::handle(&self.state, records, until).await;
                 Ok(serde_json::to_value(answer)?)
             }
             event::Event::Sweep => {

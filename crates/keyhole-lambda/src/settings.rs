@@ -50,11 +50,14 @@ pub fn from_env() -> Result<Config, SettingsError> {
     let matches = command
         .try_get_matches_from(std::iter::empty::<String>())
         .map_err(|e| SettingsError::Environment(e.to_string().trim().to_owned()))?;
-    let mut args = ServeArgs::from_arg_matches(&matches)
+    let args = ServeArgs::from_arg_matches(&matches)
         .map_err(|e| SettingsError::Environment(e.to_string().trim().to_owned()))?;
-    if args.public_url.is_none() {
-        return Err(SettingsError::NoPublicUrl);
-    }
+    from_args(args)
+}
+
+/// [`from_env`] once the variables are read: resolves `args` (and the file they name) and checks
+/// the result.
+pub fn from_args(mut args: ServeArgs) -> Result<Config, SettingsError> {
     // Lambda listens on nothing: requests arrive as events. The loopback-only rule of `serve`
     // is replaced by the per-request rule in `api_gateway` (tokens or API Gateway's JWT
     // authorizer), so the listen address stays the default.
@@ -62,7 +65,12 @@ pub fn from_env() -> Result<Config, SettingsError> {
     if args.data_dir.is_none() {
         args.data_dir = Some(PathBuf::from(DEFAULT_DATA_DIR));
     }
+    let explicit_url = args.public_url.is_some();
     let config = args.resolve()?;
+    // Without one, from the variable or the file, links would carry the listen address.
+    if !explicit_url && config.public_url == format!("http://{}", config.listen) {
+        return Err(SettingsError::NoPublicUrl);
+    }
     check(&config)?;
     Ok(config)
 }
@@ -76,4 +84,51 @@ pub fn check(config: &Config) -> Result<(), SettingsError> {
         return Err(SettingsError::LocalMetadata);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyhole.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    const STORES: &str = "storage = \"s3://files\"\nmetadata = \"dynamodb://records\"\n";
+
+    #[test]
+    fn the_public_url_may_come_from_the_file() {
+        let (_dir, path) = file(&format!(
+            "{STORES}public_url = \"https://files.example.com\"\n"
+        ));
+        let config = from_args(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.public_url, "https://files.example.com");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn without_a_public_url_anywhere_start_fails() {
+        let (_dir, path) = file(STORES);
+        let err = from_args(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::NoPublicUrl), "{err}");
+        let err = from_args(ServeArgs {
+            storage: Some("local".into()),
+            metadata: Some("dynamodb://records".into()),
+            public_url: Some("https://files.example.com".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::LocalStorage), "{err}");
+    }
 }

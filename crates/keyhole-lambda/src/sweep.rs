@@ -31,19 +31,22 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 /// How long a sweep runs when the invocation's deadline is not known.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
 
+/// The moment [`DEADLINE_MARGIN`] before an invocation's `deadline`: when work stops so the
+/// invocation can still answer.
+pub fn until(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(DEADLINE_MARGIN);
+    Instant::now() + left
+}
+
 /// Runs one pass of [`keyhole::sweeper::sweep_until`], up to [`keyhole::sweeper::PASS_LIMIT`]
 /// files and until [`DEADLINE_MARGIN`] before `deadline` (the invocation's; [`DEFAULT_BUDGET`]
 /// from now when unknown), so a backlog never makes the invocation time out. Idempotent: a
 /// second run finds nothing left to do.
 pub async fn run(state: &SharedState, deadline: Option<SystemTime>) -> SweepSummary {
-    let budget = deadline
-        .map(|d| {
-            d.duration_since(SystemTime::now())
-                .unwrap_or_default()
-                .saturating_sub(DEADLINE_MARGIN)
-        })
-        .unwrap_or(DEFAULT_BUDGET);
-    let until = Instant::now() + budget;
+    let until = deadline.map_or_else(|| Instant::now() + DEFAULT_BUDGET, until);
     let before = state.metrics.sweep_errors.get();
     let keyhole::sweeper::Pass {
         removed,

@@ -135,16 +135,30 @@ struct S3Object {
     e_tag: Option<String>,
 }
 
-/// Handles an SQS batch; every message that fails is named in the answer.
-pub async fn handle(state: &SharedState, records: Vec<Value>) -> BatchResponse {
+/// Handles an SQS batch; every message that fails is named in the answer. Once `until` has
+/// passed (the invocation's deadline, less a margin), the messages not yet handled are named
+/// too, untouched, so SQS delivers them again rather than the whole batch timing out.
+pub async fn handle(
+    state: &SharedState,
+    records: Vec<Value>,
+    until: Option<std::time::Instant>,
+) -> BatchResponse {
     let mut response = BatchResponse::default();
     let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
     let mut failed = 0u64;
+    let mut deferred = 0usize;
     for (index, message) in records.iter().enumerate() {
         let id = message
             .get("messageId")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty() && id.len() <= 256);
+        if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            deferred += 1;
+            response.batch_item_failures.push(BatchItemFailure {
+                item_identifier: id.unwrap_or_default().to_owned(),
+            });
+            continue;
+        }
         let Some(id) = id else {
             // Without an id the failure cannot be reported alone; an unknown identifier makes
             // Lambda retry the whole batch, which is the safe side.
@@ -177,6 +191,12 @@ pub async fn handle(state: &SharedState, records: Vec<Value>) -> BatchResponse {
                 });
             }
         }
+    }
+    if deferred > 0 {
+        tracing::warn!(
+            deferred,
+            "upload events left for redelivery: the invocation's time was running out"
+        );
     }
     emit_metrics(&counts, failed);
     response
@@ -274,6 +294,15 @@ async fn object_created(
         return Ok(Outcome::Ignored);
     };
     let object_key = format!("uploads/{file_id}");
+    if !keyhole::store::objects::valid_key(&object_key) {
+        // Not something keyhole wrote (it mints links only for file ids) nor can address:
+        // written with direct access to the bucket. Retrying cannot change that.
+        tracing::warn!(
+            object_key,
+            "an object under uploads/ that is not a file id was left in place"
+        );
+        return Ok(Outcome::Ignored);
+    }
     let size =
         record.s3.object.size.ok_or_else(|| {
             UploadEventError::Malformed("ObjectCreated record without size".into())

@@ -167,6 +167,9 @@ async fn a_batch_reports_only_the_messages_that_failed() {
         fixture("events/s3-test-event.json", &[("__BUCKET__", &aws.bucket)]).to_string();
     let outside = s3_created(&aws.bucket, "elsewhere/uploads/x", 3, "abc");
     let other_bucket = s3_created("someone-elses-bucket", &aws.s3_key(&a), 1, &etag_a);
+    // Written with direct access to the bucket, under a name keyhole cannot address: nothing to
+    // retry.
+    let foreign = s3_created(&aws.bucket, &aws.s3_key("my file (1).pdf"), 4, "abc");
     let batch = sqs_batch(&[
         ("m-1", &s3_created(&aws.bucket, &aws.s3_key(&a), 1, &etag_a)),
         ("m-2", "{\"Records\": [ this is not JSON"),
@@ -178,7 +181,22 @@ async fn a_batch_reports_only_the_messages_that_failed() {
         ("m-5", &outside),
         ("m-6", &other_bucket),
         ("m-7", &s3_created(&aws.bucket, &aws.s3_key(&b), 2, &etag_b)),
+        ("m-8", &foreign),
     ]);
+    // An invocation out of time leaves every message for redelivery, untouched.
+    let late = lambda
+        .handle_until(batch.clone(), Some(std::time::SystemTime::now()))
+        .await
+        .expect("batch handled");
+    assert_eq!(
+        failures(&late),
+        vec!["m-1", "m-2", "m-3", "m-4", "m-5", "m-6", "m-7", "m-8"],
+        "{late}"
+    );
+    assert_eq!(
+        lambda.state().meta.get(&a).await.unwrap().unwrap().status,
+        keyhole::store::Status::Pending
+    );
     let answer = lambda.handle(batch).await.expect("batch handled");
     assert_eq!(failures(&answer), vec!["m-2", "m-4"], "{answer}");
     for id in [&a, &b] {
@@ -186,7 +204,7 @@ async fn a_batch_reports_only_the_messages_that_failed() {
         assert_eq!(r.status, keyhole::store::Status::Uploaded, "{id}");
     }
     assert_eq!(upload_count(&lambda, "event_test"), 1);
-    assert_eq!(upload_count(&lambda, "event_ignored"), 2);
+    assert_eq!(upload_count(&lambda, "event_ignored"), 3);
 
     // The test event alone is acknowledged, not failed.
     let answer = lambda

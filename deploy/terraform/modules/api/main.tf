@@ -94,6 +94,17 @@ resource "aws_lambda_alias" "live" {
   function_version = var.alias_version != null ? var.alias_version : aws_lambda_function.this.version
 }
 
+# The only asynchronous invocation is the scheduled sweep. A failed pass (a file it could not
+# remove) is not retried at once: the next scheduled pass is the retry, and Lambda's default two
+# retries would only run the whole pass twice more. The failure still counts in the function's
+# errors and goes to the dead-letter queue, so a file that keeps failing is seen.
+resource "aws_lambda_function_event_invoke_config" "live" {
+  function_name                = aws_lambda_function.this.function_name
+  qualifier                    = aws_lambda_alias.live.name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 900
+}
+
 # --- HTTP API ---
 
 resource "aws_apigatewayv2_api" "this" {
