@@ -654,7 +654,7 @@ pub async fn list_parts(
     request_body = CompleteUpload,
     responses((status = 200, body = Completed), (status = 400, body = ErrorReply),
               (status = 404, body = ErrorReply), (status = 409, body = ErrorReply),
-              (status = 413, body = ErrorReply)),
+              (status = 413, body = ErrorReply), (status = 503, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn complete_upload(
     State(state): State<SharedState>,

@@ -602,6 +602,14 @@ async fn openapi_health_readiness_and_request_ids() {
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing from OpenAPI");
     }
+    // /complete's answers as docs/api.md lists them, 503 (call it again) included.
+    let complete = &doc["paths"]["/api/files/{fileId}/complete"]["post"]["responses"];
+    for status in ["200", "400", "404", "409", "413", "503"] {
+        assert!(
+            complete.get(status).is_some(),
+            "/complete {status}: {complete}"
+        );
+    }
     assert_eq!(
         s.client
             .get(s.url("/healthz"))
