@@ -119,6 +119,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers (an idle keep-alive connection is
+    /// closed after as long), and the longest pause in an upload's body.
+    pub client_timeout: Duration,
     /// HTTP worker threads, each serving its share of the connections; 0 means one per core
     /// the process may use.
     pub workers: usize,
@@ -279,6 +282,8 @@ pub mod defaults {
     pub const SWEEP_INTERVAL: &str = "60s";
     /// 30 seconds.
     pub const SHUTDOWN_GRACE: &str = "30s";
+    /// 60 seconds, nginx's `client_header_timeout` and `client_body_timeout`.
+    pub const CLIENT_TIMEOUT: &str = "60s";
     /// 5 minutes.
     pub const PENDING_GRACE: &str = "5m";
     /// 5 minutes.
@@ -314,6 +319,7 @@ impl Config {
             },
             sweep_interval: d(defaults::SWEEP_INTERVAL),
             shutdown_grace: d(defaults::SHUTDOWN_GRACE),
+            client_timeout: d(defaults::CLIENT_TIMEOUT),
             workers: 0,
             pending_grace: d(defaults::PENDING_GRACE),
             log_format: LogFormat::Auto,
@@ -354,6 +360,12 @@ impl Config {
             // Links carry whole seconds: a shorter lifetime would mint links already expired.
             ("--upload-ttl", self.upload_ttl, Duration::from_secs(1)),
             ("--download-ttl", self.download_ttl, Duration::from_secs(1)),
+            // A client needs some time to send anything at all.
+            (
+                "--client-timeout",
+                self.client_timeout,
+                Duration::from_secs(1),
+            ),
             // A timer, not a link: any period but zero works (tests sweep every 200ms).
             (
                 "--sweep-interval",
@@ -569,6 +581,7 @@ struct FileConfig {
     rate_limit: Option<RateLimit>,
     sweep_interval: Option<String>,
     shutdown_grace: Option<String>,
+    client_timeout: Option<String>,
     workers: Option<usize>,
     pending_grace: Option<String>,
     log_format: Option<LogFormat>,
@@ -662,6 +675,10 @@ pub struct ServeArgs {
     /// How long shutdown waits for transfers in flight [default: 30s].
     #[arg(long, env = "KEYHOLE_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// How long a client may take to send a request's headers (an idle keep-alive connection is
+    /// closed after as long), and the longest pause in an upload's body [default: 60s].
+    #[arg(long, env = "KEYHOLE_CLIENT_TIMEOUT", value_name = "DURATION")]
+    pub client_timeout: Option<String>,
     /// HTTP worker threads; each serves its share of the connections on one core. 0 means one
     /// per core the process may use [default: 0].
     #[arg(long, env = "KEYHOLE_WORKERS", value_name = "N")]
@@ -841,6 +858,14 @@ impl ServeArgs {
                 self.shutdown_grace,
                 file.shutdown_grace,
                 defaults::SHUTDOWN_GRACE,
+            ),
+        )?;
+        config.client_timeout = duration(
+            "--client-timeout",
+            &pick(
+                self.client_timeout,
+                file.client_timeout,
+                defaults::CLIENT_TIMEOUT,
             ),
         )?;
         config.pending_grace = duration(

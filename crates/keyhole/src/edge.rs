@@ -176,7 +176,34 @@ async fn receive(
     let mut hasher = openssl::sha::Sha256::new();
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    // A client that stops sending for `client_timeout` loses the upload (as nginx's
+    // `client_body_timeout`). One timer, moved on only when it fires: a chunk costs a clock
+    // read, not a timer.
+    let pause = state.config.client_timeout;
+    let mut last = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(last + pause);
+    tokio::pin!(idle);
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = stream.next() => next,
+            () = &mut idle => {
+                if last.elapsed() < pause {
+                    idle.as_mut().reset(last + pause);
+                    continue;
+                }
+                tracing::info!(received = size, "upload body stalled");
+                return Err(refuse(
+                    state,
+                    "timeout",
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    "the request body stalled for longer than the server waits",
+                ));
+            }
+        };
+        let Some(chunk) = next else { break };
+        last = tokio::time::Instant::now();
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {

@@ -454,7 +454,7 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.to_string(),
+            method: method_label(&method).to_owned(),
             route: route.clone(),
             status: status.as_u16(),
         })
@@ -473,6 +473,20 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// The `method` label of a request: the methods the server answers, and `other` for the rest, so
+/// a client inventing methods cannot add series to `/metrics` without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// 404 for unknown routes, as a JSON API error.

@@ -365,9 +365,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         0 => crate::workers::default_count(),
         n => n,
     };
-    let workers = Workers::start(count, listener, router(state.clone()), rx)
-        .await
-        .map_err(|e| StartError::Other(format!("cannot start the HTTP workers: {e}")))?;
+    let workers = Workers::start(
+        count,
+        listener,
+        router(state.clone()),
+        state.config.client_timeout,
+        rx,
+    )
+    .await
+    .map_err(|e| StartError::Other(format!("cannot start the HTTP workers: {e}")))?;
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
     let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);
     Ok(RunningServer {

@@ -19,7 +19,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,13 +36,9 @@ const BLOCKING_GRACE: Duration = Duration::from_secs(5);
 /// Connections handed over by the acceptor.
 struct Handed {
     rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    local: SocketAddr,
 }
 
-impl Listener for Handed {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
+impl Handed {
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             let Some((stream, peer)) = self.rx.recv().await else {
@@ -56,10 +51,51 @@ impl Listener for Handed {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+/// Serves HTTP/1.1 on every connection `listener` hands over until `shutdown` completes, then
+/// waits for the requests in flight. A client gets `client_timeout` to send a request's headers,
+/// and an idle keep-alive connection is closed after as long; so a client that opens
+/// connections and sends nothing, or headers a byte at a time, cannot keep them.
+///
+/// HTTP/1.1 only: the edge and the API are HTTP/1.1 services (CloudFront speaks HTTP/1.1 to its
+/// origins, and so do the clients here); cleartext HTTP/2 would multiply what one connection can
+/// hold open.
+async fn serve(
+    mut listener: Handed,
+    app: Router,
+    client_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(client_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
+            },
+        );
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Held by a worker while it serves; counts it as finished when dropped, even by a panic.
@@ -87,9 +123,9 @@ impl Workers {
         count: usize,
         listener: TcpListener,
         app: Router,
+        client_timeout: Duration,
         stop: watch::Receiver<bool>,
     ) -> std::io::Result<Workers> {
-        let local = listener.local_addr()?;
         let (force, _) = watch::channel(false);
         let count = count.max(1);
         let finished = std::sync::Arc::new(watch::channel(0usize).0);
@@ -123,17 +159,12 @@ impl Workers {
                     runtime.block_on(async move {
                         let _signing = crate::signq::install();
                         let serving = Serving(finished.clone());
-                        let listener = Handed { rx, local }.tap_io(|s: &mut TcpStream| {
-                            let _ = s.set_nodelay(true);
-                        });
-                        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let listener = Handed { rx };
+                        let serve = serve(listener, app, client_timeout, async move {
                             let _ = stop.wait_for(|s| *s).await;
                         });
                         tokio::select! {
-                            r = serve => if let Err(e) = r {
-                                tracing::error!(error = %e, "worker failed");
-                            },
+                            () = serve => {}
                             _ = force.wait_for(|f| *f) => {}
                         }
                         drop(serving);
@@ -303,7 +334,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let mut workers = Workers::start(2, listener, app, stopped).await.unwrap();
+        let mut workers = Workers::start(2, listener, app, Duration::from_secs(60), stopped)
+            .await
+            .unwrap();
 
         // Connections go to the workers in turn: the first to worker 0, the second to worker 1.
         let (mut first, mut seen) = get_headers(addr, "/start").await;

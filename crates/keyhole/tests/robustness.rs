@@ -1532,3 +1532,109 @@ async fn one_sweep_works_through_a_backlog_past_files_that_fail() {
         assert!(state.meta.get(&r.file_id).await.unwrap().is_some());
     }
 }
+
+/// Reads from `stream` until the server closes it; how long that took, or `None` if it was
+/// still open after `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all).await.ok()?;
+    Some((started.elapsed(), seen))
+}
+
+#[tokio::test]
+async fn slow_silent_and_inventive_clients_cannot_hold_the_server() {
+    let ts = TestServer::start_with(|c| c.client_timeout = Duration::from_secs(1)).await;
+    let addr = ts.running().addr;
+
+    // Headers a byte at a time, or never, or an idle keep-alive connection: closed once the
+    // client timeout has passed.
+    let mut trickle = TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    for (what, stream) in [
+        ("partial headers", &mut trickle),
+        ("no request", &mut silent),
+        ("idle keep-alive", &mut idle),
+    ] {
+        let closed = closed_within(stream, TIMEOUT).await;
+        assert!(closed.is_some(), "{what}: still open after {TIMEOUT:?}");
+    }
+
+    // An upload whose body stops: 408, and nothing left staged.
+    let (status, link) = ts
+        .create_upload(
+            json!({"filename": "slow.bin", "contentType": "application/octet-stream", "size": 10}),
+        )
+        .await;
+    assert_eq!(status, 200, "{link}");
+    let url = ts.local(link["uploadUrl"].as_str().unwrap());
+    let target = url.strip_prefix(&ts.base).unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: files.keyhole.test\r\nContent-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\nx"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let (_, answer) = closed_within(&mut stalled, TIMEOUT)
+        .await
+        .expect("a stalled upload is answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("<Code>RequestTimeout</Code>"), "{answer}");
+    assert_eq!(ts.staged(), 0, "the stalled upload's bytes are gone");
+    // The link still works for a client that sends its body.
+    let r = ts
+        .put(link["uploadUrl"].as_str().unwrap(), b"0123456789".to_vec())
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Cleartext HTTP/2 is not spoken: the preface gets an HTTP/1.1 refusal or a close.
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (_, answer) = closed_within(&mut h2, TIMEOUT).await.expect("closed");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 4") || answer.starts_with(b"HTTP/1.1 5"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Invented methods do not each add a series to /metrics.
+    for i in 0..50 {
+        let head = raw(
+            addr,
+            request(&format!("QX{i}{}", "A".repeat(200)), b"/healthz", b"", b""),
+        )
+        .await
+        .unwrap();
+        assert!((400..500).contains(&head.status), "{}", head.status);
+    }
+    let metrics = ts
+        .client
+        .get(ts.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("QX"), "client methods in /metrics");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
