@@ -422,8 +422,15 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
         None
     };
 
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    // Bounded in the log as in /metrics: a 16 KiB path or a long invented method would make
+    // every line about the request that long.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %clip(method.as_str(), MAX_LOGGED_METHOD),
+        path = %clip(&path, MAX_LOGGED_PATH),
+        path_len = path.len(),
+    );
     let mut response = match early {
         Some(r) => {
             // Unread: its body comes back through `unread`, as a handler's does.
@@ -473,6 +480,23 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// Most bytes of a request's path written to the log (a file id path is far shorter).
+pub const MAX_LOGGED_PATH: usize = 512;
+/// Most bytes of a request's method written to the log.
+pub const MAX_LOGGED_METHOD: usize = 16;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The `method` label of a request: the methods the server answers, and `other` for the rest, so
@@ -526,6 +550,17 @@ pub fn empty() -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("/files/abc", 512), "/files/abc");
+        assert_eq!(clip("abcdef", 3), "abc");
+        // 'é' is two bytes: cutting inside it keeps the character before.
+        assert_eq!(clip("aé", 2), "a");
+        assert_eq!(clip(&"x".repeat(20_000), MAX_LOGGED_PATH).len(), 512);
+        assert_eq!(method_label(&Method::from_bytes(b"QX1").unwrap()), "other");
+        assert_eq!(method_label(&Method::PUT), "PUT");
+    }
 
     #[test]
     fn uri_len_is_the_rendered_length() {

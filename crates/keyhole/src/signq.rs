@@ -90,7 +90,11 @@ where
     };
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move || {
-        // The requester may have gone away (request cancelled); nothing to do then.
+        // The requester may have gone away (request cancelled, client disconnected): its
+        // signatures would be thrown away, so they are not made.
+        if tx.is_closed() {
+            return;
+        }
         let _ = tx.send(job());
     });
     inner
@@ -176,6 +180,19 @@ mod tests {
         let _queue = install();
         assert!(run(|| -> u32 { panic!("boom") }).await.is_err());
         assert_eq!(run(|| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_job_whose_requester_left_is_not_run() {
+        let _queue = install();
+        let ran = Arc::new(Mutex::new(false));
+        let flag = ran.clone();
+        let mut abandoned = Box::pin(run(move || *flag.lock().unwrap() = true));
+        assert!((&mut abandoned).now_or_never().is_none(), "queued");
+        drop(abandoned);
+        // Jobs run in order: once a later one has, the abandoned one had its turn.
+        assert_eq!(run(|| 7).await.unwrap(), 7);
+        assert!(!*ran.lock().unwrap(), "signed for nobody");
     }
 
     #[test]
