@@ -262,16 +262,45 @@ pub fn api_router(state: SharedState) -> Router {
     finish(api_routes(), state)
 }
 
+/// How long one readiness check answers `/readyz`.
+pub const READINESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `/readyz`: whether both stores answer. One check at a time, and its answer stands for
+/// [`READINESS_TTL`]: the endpoint answers anyone, and each check is a round trip to the
+/// backends (an S3 LIST, a DynamoDB read), which a flood of requests must not multiply.
 async fn readyz(
     axum::extract::State(state): axum::extract::State<SharedState>,
 ) -> impl IntoResponse {
-    let meta = state.meta.ping().await;
-    let objects = state.objects.ping().await;
-    match (meta, objects) {
-        (Ok(()), Ok(())) => (StatusCode::OK, "ready").into_response(),
-        (m, o) => {
-            tracing::error!(metadata = ?m.err(), objects = ?o.err(), "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    let ready = readiness(&state.readiness, || async {
+        let meta = state.meta.ping().await;
+        let objects = state.objects.ping().await;
+        let ready = meta.is_ok() && objects.is_ok();
+        if !ready {
+            tracing::error!(metadata = ?meta.err(), objects = ?objects.err(), "not ready");
+        }
+        ready
+    })
+    .await;
+    if ready {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+/// The answer of `check`, run only when `last` holds none younger than [`READINESS_TTL`]; callers
+/// arriving while it runs wait for it rather than run their own.
+async fn readiness<F: std::future::Future<Output = bool>>(
+    last: &crate::state::Readiness,
+    check: impl FnOnce() -> F,
+) -> bool {
+    let mut last = last.lock().await;
+    match *last {
+        Some((at, ready)) if at.elapsed() < READINESS_TTL => ready,
+        _ => {
+            let ready = check().await;
+            *last = Some((tokio::time::Instant::now(), ready));
+            ready
         }
     }
 }
@@ -335,6 +364,7 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
         auth: Authenticator::new(&config.tokens),
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),
+        readiness: crate::state::Readiness::new(None),
         config,
         meta,
         objects,
@@ -387,4 +417,41 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sweeper,
         key_refresh,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn one_readiness_check_answers_a_flood_for_a_second() {
+        let last = crate::state::Readiness::new(None);
+        let checks = AtomicUsize::new(0);
+        let check = || async {
+            checks.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            true
+        };
+        let answers =
+            futures_util::future::join_all((0..100).map(|_| readiness(&last, check))).await;
+        assert!(answers.iter().all(|&ready| ready));
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            1,
+            "one check for all of them"
+        );
+        tokio::time::advance(READINESS_TTL).await;
+        assert!(readiness(&last, check).await);
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            2,
+            "checked again after the TTL"
+        );
+        // A failure is reported as such, and also stands for the TTL.
+        tokio::time::advance(READINESS_TTL).await;
+        assert!(!readiness(&last, || async { false }).await);
+        assert!(!readiness(&last, check).await);
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+    }
 }

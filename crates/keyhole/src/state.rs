@@ -25,7 +25,12 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The last readiness check (`/readyz`): when it ran and whether both stores answered.
+    pub readiness: Readiness,
 }
+
+/// The last readiness check: when it ran and whether the stores answered.
+pub type Readiness = tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>;
 
 /// Shared state handle.
 pub type SharedState = Arc<AppState>;
