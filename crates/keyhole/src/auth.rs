@@ -148,10 +148,22 @@ impl Bucket {
     }
 }
 
-/// Token-bucket rate limit per principal.
+/// Buckets kept before the full ones are dropped (see [`RateLimiter`]).
+const PRUNE_FROM: usize = 4096;
+
+/// Token-bucket rate limit per principal. A full bucket is the same as none, so once the map
+/// holds [`PRUNE_FROM`] buckets (or twice as many as the last pruning kept) the full ones are
+/// dropped: principals come from tokens in `keyhole serve`, but from JWT subjects behind API
+/// Gateway, where every user is one.
 pub struct RateLimiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    map: HashMap<String, Bucket>,
+    prune_at: usize,
 }
 
 impl RateLimiter {
@@ -159,7 +171,10 @@ impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                prune_at: PRUNE_FROM,
+            }),
         }
     }
 
@@ -176,16 +191,28 @@ impl RateLimiter {
         let burst = f64::from(self.limit.burst);
         let rate = f64::from(self.limit.per_second);
         // Look up before inserting: the principal is copied once, not on every request.
-        if let Some(bucket) = buckets.get_mut(principal) {
+        if let Some(bucket) = buckets.map.get_mut(principal) {
             return bucket.take(now, burst, rate);
+        }
+        if buckets.map.len() >= buckets.prune_at {
+            buckets.map.retain(|_, b| {
+                let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
+                b.tokens + elapsed * rate < burst
+            });
+            buckets.prune_at = (buckets.map.len() * 2).max(PRUNE_FROM);
         }
         let mut bucket = Bucket {
             tokens: burst,
             updated: now,
         };
         let outcome = bucket.take(now, burst, rate);
-        buckets.insert(principal.to_owned(), bucket);
+        buckets.map.insert(principal.to_owned(), bucket);
         outcome
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.lock().map(|b| b.map.len()).unwrap_or(0)
     }
 }
 
@@ -288,5 +315,35 @@ mod tests {
         assert!(wait <= Duration::from_millis(100));
         assert!(rl.check_at("b", t0).is_ok());
         assert!(rl.check_at("a", t0 + Duration::from_millis(150)).is_ok());
+    }
+
+    #[test]
+    fn full_buckets_are_dropped_and_busy_ones_kept() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 2,
+            per_second: 1,
+        });
+        let t0 = Instant::now();
+        // A busy principal, empty now.
+        assert!(rl.check_at("busy", t0).is_ok());
+        assert!(rl.check_at("busy", t0).is_ok());
+        for i in 0..100_000 {
+            assert!(rl.check_at(&format!("user-{i}"), t0).is_ok());
+        }
+        assert_eq!(rl.len(), 100_001, "all in the same instant: none full yet");
+        assert!(rl.check_at("busy", t0).is_err(), "still limited");
+        // Ten seconds on, every bucket of the first 100,000 is full again: the next pruning
+        // (when the map has doubled since the last) drops them.
+        let later = t0 + Duration::from_secs(10);
+        for i in 0..40_000 {
+            assert!(rl.check_at(&format!("next-{i}"), later).is_ok());
+        }
+        assert_eq!(
+            rl.len(),
+            40_000,
+            "the 100,001 full buckets went, the new ones stay"
+        );
+        // A pruned principal starts again with a full bucket.
+        assert!(rl.check_at("user-1", later).is_ok());
     }
 }
