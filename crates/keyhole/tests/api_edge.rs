@@ -346,15 +346,7 @@ async fn signature_refusals_follow_cloudfront() {
     assert_eq!(r.status(), 200);
 
     // Every refusal is counted by reason.
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for reason in ["expired", "bad_signature", "unknown_key", "no_signature"] {
         let line = metrics
             .lines()

@@ -99,15 +99,7 @@ fn stderr(out: &Output) -> String {
 
 /// A counter from the server's `/metrics`, 0 when absent.
 async fn metric(s: &TestServer, name: &str) -> u64 {
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0)

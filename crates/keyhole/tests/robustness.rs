@@ -1442,15 +1442,7 @@ async fn sweeper_removes_expired_uploads_and_files_past_retention() {
         object.exists(),
         ts.list_all().await
     );
-    let metrics = ts
-        .client
-        .get(ts.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ts.metrics().await;
     for kind in ["pending", "uploaded"] {
         let prefix = format!("keyhole_sweeper_deleted_files_total{{kind=\"{kind}\"}} ");
         let count: u64 = metrics
@@ -1626,15 +1618,7 @@ async fn slow_silent_and_inventive_clients_cannot_hold_the_server() {
         .unwrap();
         assert!((400..500).contains(&head.status), "{}", head.status);
     }
-    let metrics = ts
-        .client
-        .get(ts.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ts.metrics().await;
     assert!(!metrics.contains("QX"), "client methods in /metrics");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }

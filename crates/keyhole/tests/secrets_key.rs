@@ -63,15 +63,7 @@ async fn key_pair_id(ts: &TestServer) -> String {
 }
 
 async fn refresh_errors(ts: &TestServer) -> u64 {
-    let text = ts
-        .client
-        .get(ts.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = ts.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("keyhole_key_refresh_errors_total "))
         .and_then(|v| v.trim().parse().ok())
