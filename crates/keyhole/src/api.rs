@@ -726,11 +726,9 @@ pub async fn complete_upload(
             crate::edge::AssembleError::Gone => ApiError::not_found(
                 "the upload expired or was deleted while it was being completed",
             ),
-            crate::edge::AssembleError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the metadata store is unavailable; try again",
-            ),
+            crate::edge::AssembleError::Unavailable => {
+                ApiError::unavailable("recording an assembled upload")
+            }
             crate::edge::AssembleError::Storage(e) => ApiError::internal(e),
         })?;
     Ok(Json(Completed {

@@ -49,7 +49,7 @@ pub struct ApiError {
     pub code: &'static str,
     /// What happened and what to do.
     pub message: String,
-    /// Seconds to wait, for 429.
+    /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
 }
 
@@ -72,6 +72,20 @@ impl ApiError {
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503 `unavailable` with `Retry-After: 1`, when the metadata store failed during a
+    /// completion that calling again finishes; the detail is logged, not sent.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "metadata store failure");
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the metadata store is unavailable; call again",
+            )
+        }
     }
 
     /// 500 `internal`; the detail is logged, not sent.
@@ -146,7 +160,9 @@ impl From<crate::direct::DirectError> for ApiError {
             }
             E::AlreadyUploaded => ApiError::new(StatusCode::CONFLICT, "already_uploaded", message),
             E::Gone | E::NoSuchUpload => ApiError::not_found(message),
-            E::Meta(e) => e.into(),
+            // Only `/complete` and its parts listing get here: the bytes are stored, and
+            // calling again finishes once the store answers.
+            E::Meta(e) => ApiError::unavailable(e),
             E::Storage(e) => ApiError::internal(e),
         }
     }
@@ -550,6 +566,25 @@ pub fn empty() -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_metadata_failure_in_a_completion_says_call_again() {
+        let e = ApiError::from(crate::direct::DirectError::Meta(
+            crate::store::StoreError::Backend("connection refused".into()),
+        ));
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(
+            !body.to_string().contains("refused"),
+            "the detail is logged, not sent"
+        );
+    }
 
     #[test]
     fn clipping_keeps_whole_characters() {
