@@ -1,6 +1,6 @@
 //! What a web page can and cannot do with the API: the CORS headers a browser client needs, no
-//! reach into a token-less server through DNS rebinding or cross-site form posts, and no file
-//! names that display as something else.
+//! reach into a token-less server through DNS rebinding or cross-site form posts, no file
+//! names that display as something else; and the security headers of the page at `/`.
 
 mod common;
 
@@ -253,4 +253,31 @@ async fn json_bodies_need_a_json_content_type() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+}
+
+#[tokio::test]
+async fn the_page_comes_with_its_security_headers() {
+    let s = TestServer::start().await;
+    let r = s.client.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = r.headers();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    // No browser guesses another type for it (or for anything it is mistaken for).
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "script-src 'sha256-",
+        "style-src 'sha256-",
+        &format!("connect-src 'self' {};", common::PUBLIC),
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("<!doctype html>"), "{}", &body[..40]);
 }
