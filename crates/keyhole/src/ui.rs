@@ -2,13 +2,16 @@
 //! works offline), embedded in the binary at build time from `web/index.html`.
 
 use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use base64::Engine;
 
+use crate::config::Storage;
 use crate::state::SharedState;
+use crate::store::objects::PresignOp;
 
 /// The page.
 pub const INDEX_HTML: &str = include_str!("../../../web/index.html");
@@ -41,22 +44,80 @@ fn inline_hashes(html: &str, tag: &str) -> String {
     sources.join(" ")
 }
 
+/// `scheme://host[:port]` of a URL (a path would narrow a CSP source to that one path).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    (!scheme.is_empty() && !host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
 /// The page's Content-Security-Policy: its own inline code only, network requests only to this
-/// server and to the public URL (where uploads go), no framing, no plugins, no base or form tricks.
-fn content_security_policy(public_url: &str) -> String {
+/// server, to the public URL (where uploads go) and to `storage` (where `s3-presigned` upload
+/// links go), no framing, no plugins, no base or form tricks.
+fn content_security_policy(public_url: &str, storage: Option<&str>) -> String {
     let (scripts, styles) = &*INLINE_SOURCES;
-    // scheme://host[:port] of the public URL; a path would narrow the source to that one path.
-    let origin = match public_url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            format!(" {scheme}://{host}")
-        }
-        None => String::new(),
-    };
+    let mut connect = String::from("'self'");
+    for origin in [origin_of(public_url), storage.and_then(origin_of)]
+        .into_iter()
+        .flatten()
+    {
+        connect.push(' ');
+        connect.push_str(&origin);
+    }
     format!(
         "default-src 'none'; script-src {scripts}; style-src {styles}; img-src data:; \
-         connect-src 'self'{origin}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+         connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
+}
+
+/// Where the bucket's presigned URLs point when AWS's SDK has no other endpoint: virtual-hosted
+/// for names that fit in a host name, path-style for names with dots.
+fn aws_bucket_origin(bucket: &str, region: &str) -> String {
+    if bucket.contains('.') {
+        format!("https://s3.{region}.amazonaws.com")
+    } else {
+        format!("https://{bucket}.s3.{region}.amazonaws.com")
+    }
+}
+
+/// The origin `s3-presigned` upload links point at, when a principal can get them: the page PUTs
+/// there. Read from a link the storage presigns (no request is sent), so it follows whatever
+/// decides the SDK's endpoint (an S3-compatible endpoint, the region, `AWS_ENDPOINT_URL_S3`,
+/// FIPS or dual-stack settings); when presigning fails (no credentials yet), from the settings.
+/// Downloads are navigations, which `connect-src` does not govern.
+async fn presigned_upload_origin(state: &SharedState) -> Option<String> {
+    let Storage::S3 {
+        bucket, endpoint, ..
+    } = &state.config.storage
+    else {
+        return None;
+    };
+    if !state.config.url_modes.upload.may_presign() {
+        return None;
+    }
+    let probe = state.objects.presign(
+        "uploads/page",
+        &PresignOp::Put,
+        SystemTime::now(),
+        Duration::from_secs(60),
+    );
+    if let Ok(Ok(Some(url))) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+        if let Some(origin) = origin_of(&url) {
+            return Some(origin);
+        }
+    }
+    match endpoint {
+        Some(endpoint) => origin_of(endpoint),
+        None => {
+            let settings = crate::store::s3::S3Settings {
+                bucket: bucket.clone(),
+                prefix: String::new(),
+                endpoint: None,
+                region: None,
+            };
+            Some(aws_bucket_origin(bucket, &settings.region_or_default()))
+        }
+    }
 }
 
 /// `GET /`
@@ -67,9 +128,13 @@ pub async fn index(State(state): State<SharedState>) -> impl IntoResponse {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    let csp = HeaderValue::from_str(&content_security_policy(state.config.public_origin()))
-        .or_else(|_| HeaderValue::from_str(&content_security_policy("")))
-        .unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    let storage = presigned_upload_origin(&state).await;
+    let csp = HeaderValue::from_str(&content_security_policy(
+        state.config.public_origin(),
+        storage.as_deref(),
+    ))
+    .or_else(|_| HeaderValue::from_str(&content_security_policy("", None)))
+    .unwrap_or(HeaderValue::from_static("default-src 'none'"));
     headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(
         header::REFERRER_POLICY,
@@ -88,7 +153,7 @@ mod tests {
 
     #[test]
     fn policy_allows_exactly_the_page_inline_code() {
-        let csp = content_security_policy("https://files.example.com/base/");
+        let csp = content_security_policy("https://files.example.com/base/", None);
         assert!(!csp.contains("unsafe"), "{csp}");
         assert_eq!(
             INLINE_SOURCES.0.matches("'sha256-").count(),
@@ -105,6 +170,31 @@ mod tests {
             "{csp}"
         );
         assert!(HeaderValue::from_str(&csp).is_ok());
+    }
+
+    #[test]
+    fn policy_allows_the_bucket_presigned_uploads_go_to() {
+        let csp = content_security_policy(
+            "https://files.example.com",
+            Some("https://media.s3.eu-west-1.amazonaws.com/prefix/uploads/x?X-Amz-Date=1"),
+        );
+        assert!(
+            csp.contains(
+                "connect-src 'self' https://files.example.com \
+                 https://media.s3.eu-west-1.amazonaws.com;"
+            ),
+            "{csp}"
+        );
+        assert_eq!(
+            aws_bucket_origin("media", "eu-west-1"),
+            "https://media.s3.eu-west-1.amazonaws.com"
+        );
+        // Dotted names do not fit a wildcard certificate: the SDK uses path-style URLs.
+        assert_eq!(
+            aws_bucket_origin("media.example.com", "us-east-1"),
+            "https://s3.us-east-1.amazonaws.com"
+        );
+        assert_eq!(origin_of("not a url"), None);
     }
 
     #[test]

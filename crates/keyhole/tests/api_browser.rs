@@ -255,6 +255,16 @@ async fn json_bodies_need_a_json_content_type() {
     assert_eq!(r.status(), 415);
 }
 
+/// The `Content-Security-Policy` of the page at `/` on `s`.
+async fn page_policy(s: &TestServer) -> String {
+    let r = s.client.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_page_comes_with_its_security_headers() {
     let s = TestServer::start().await;
@@ -280,4 +290,76 @@ async fn the_page_comes_with_its_security_headers() {
     assert!(!csp.contains("unsafe"), "{csp}");
     let body = r.text().await.unwrap();
     assert!(body.starts_with("<!doctype html>"), "{}", &body[..40]);
+}
+
+#[tokio::test]
+async fn the_page_may_put_to_the_bucket_when_upload_links_can_be_presigned() {
+    use keyhole::config::Storage;
+    use keyhole::links::UrlMode;
+    let s3 = |endpoint: Option<&str>| Storage::S3 {
+        bucket: "keyhole-page".into(),
+        prefix: "p".into(),
+        endpoint: endpoint.map(str::to_owned),
+    };
+
+    // An S3-compatible endpoint (never contacted: presigning is local) is where s3-presigned
+    // upload links point.
+    let s = TestServer::start_with(|c| {
+        c.storage = s3(Some("http://127.0.0.1:9"));
+        c.url_modes.upload.pins = vec![("late".into(), UrlMode::S3Presigned)];
+    })
+    .await;
+    let csp = page_policy(&s).await;
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' {} http://127.0.0.1:9;",
+            common::PUBLIC
+        )),
+        "{csp}"
+    );
+
+    // Only downloads presigned (navigations, which connect-src does not govern), or no
+    // presigning at all: nothing more than the public URL.
+    for adjust in [
+        (|c: &mut keyhole::config::Config| c.url_modes.download.cloudfront_percent = 0)
+            as fn(&mut keyhole::config::Config),
+        |_| {},
+    ] {
+        let s = TestServer::start_with(|c| {
+            c.storage = s3(Some("http://127.0.0.1:9"));
+            adjust(c);
+        })
+        .await;
+        let csp = page_policy(&s).await;
+        assert!(
+            csp.contains(&format!("connect-src 'self' {};", common::PUBLIC)),
+            "{csp}"
+        );
+    }
+
+    // AWS itself: the bucket's own host (unless the environment points the SDK elsewhere).
+    if ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        eprintln!("SKIPPED: the bucket's AWS host (AWS_ENDPOINT_URL* is set)");
+        return;
+    }
+    let s = TestServer::start_with(|c| {
+        c.storage = s3(None);
+        c.url_modes.upload.cloudfront_percent = 50;
+    })
+    .await;
+    let csp = page_policy(&s).await;
+    let connect = csp
+        .split("; ")
+        .find(|d| d.starts_with("connect-src "))
+        .unwrap();
+    let sources: Vec<&str> = connect.split(' ').skip(1).collect();
+    assert_eq!(sources.len(), 3, "{csp}");
+    assert!(
+        sources[2].starts_with("https://keyhole-page.s3.")
+            && sources[2].ends_with(".amazonaws.com"),
+        "{csp}"
+    );
 }
