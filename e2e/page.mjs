@@ -22,11 +22,12 @@ export const sel = {
 };
 
 /**
- * Runs in the page before its own script: records every value each upload's progress bar shows
- * and every CSP violation, so a test can check both afterwards.
+ * Runs in the page before its own script: records every value each upload's progress bar shows,
+ * every text its status line shows and every CSP violation, so a test can check them afterwards.
  */
 export const RECORDER = `(() => {
   window.__progress = {};
+  window.__statuses = {};
   window.__csp = [];
   document.addEventListener('securitypolicyviolation', (e) => {
     window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || ''));
@@ -40,6 +41,16 @@ export const RECORDER = `(() => {
       (window.__progress[item.dataset.name] = window.__progress[item.dataset.name] || []).push(Number(p.getAttribute('value')));
     }
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ['value'] });
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      const status = node && node.closest && node.closest('[data-testid=upload-status]');
+      const item = status && status.closest('[data-testid=upload-item]');
+      if (!item) continue;
+      const seen = (window.__statuses[item.dataset.name] = window.__statuses[item.dataset.name] || []);
+      if (seen[seen.length - 1] !== status.textContent) seen.push(status.textContent);
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true });
 })();`;
 
 /** Checks the recorded progress of one upload: it moved forward only and ended at 100. */

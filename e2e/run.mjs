@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 
 import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
+import { oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
@@ -38,6 +39,8 @@ try {
     (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
   await chromiumTest('failed parts are retried with fresh links; a part failing 4 times fails the upload',
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
+  await chromiumTest('an empty file, a name over 255 bytes, a slow upload\'s speed, a dropped folder',
+    (b) => withServer('odd', [], (s) => oddFiles(b, s)));
   await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
     (b) => withServer('phone', [], (s) => phone(b, s)));
   await chromiumTest('token required: the page asks once per session, refuses a wrong token, uploads',

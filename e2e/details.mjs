@@ -1,0 +1,79 @@
+// Chromium: odd files (empty, a name over 255 bytes, a dropped folder) and the speed shown for a
+// slow upload.
+import { api, assert, assertEqual, makeFile, sha256, sleep, tmpdir } from './lib.mjs';
+import { checkClean, downloadThroughPage, newPage, waitUploaded } from './chromium.mjs';
+import { sel } from './page.mjs';
+
+export async function oddFiles(browser, server) {
+  const dir = tmpdir('odd');
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+
+    // An empty file goes up and comes back down.
+    const empty = makeFile(dir, 'empty.txt', 0);
+    await page.setInputFiles(sel.input, [empty.path]);
+    await waitUploaded(page, [empty]);
+    const emptyRow = page.locator(sel.uploadedRow(empty.name));
+    await emptyRow.waitFor();
+    assertEqual(await emptyRow.getByTestId('file-size').textContent(), '0 B', 'size shown for an empty file');
+    assertEqual(await downloadThroughPage(page, empty.name), empty.sha256, 'SHA-256 of the empty file downloaded');
+
+    // A name over the API's 255 bytes (Cyrillic: two bytes a letter, and a three-byte dash) is
+    // shortened between characters, keeping its extension, instead of being refused.
+    const longName = `${'Протокол заседания — '.repeat(8)}итог.pdf`;
+    const bytes = Buffer.from('%PDF-1.4 minutes');
+    assert(Buffer.byteLength(longName) > 255, 'the long name is not long');
+    await page.setInputFiles(sel.input, [{ name: longName, mimeType: 'application/pdf', buffer: bytes }]);
+    await waitUploaded(page, [{ name: longName }]);
+    const stored = await page.locator(sel.upload(longName)).getByTestId('upload-name').textContent();
+    const size = Buffer.byteLength(stored);
+    assert(size <= 255 && size >= 252, `the stored name is ${size} bytes: ${stored}`);
+    assert(stored.endsWith('.pdf') && longName.startsWith(stored.slice(0, -4)), `the stored name ${stored} is not a shortened ${longName}`);
+    assert(!stored.includes('\uFFFD'), `the stored name has a broken character: ${stored}`);
+    await page.locator(sel.uploadedRow(stored)).waitFor();
+    assertEqual(await downloadThroughPage(page, stored), sha256(bytes), 'SHA-256 of the file with the shortened name');
+
+    // A slow upload shows its speed in whole bytes per second.
+    const slow = makeFile(dir, 'slow.txt', 700);
+    await page.route((url) => url.pathname.startsWith('/uploads/') && url.pathname.endsWith('_slow.txt'), async (route) => {
+      await sleep(1500);
+      await route.continue();
+    });
+    await page.setInputFiles(sel.input, [slow.path]);
+    await waitUploaded(page, [slow]);
+    const statuses = (await page.evaluate(() => window.__statuses))[slow.name] || [];
+    const rates = statuses.filter((s) => s.endsWith('/s'));
+    assert(rates.length > 0, `no speed was shown: ${statuses.join(' | ')}`);
+    for (const r of rates) assert(!/\d\.\d+ B\/s$/.test(r), `speed with a fraction of a byte: ${r}`);
+
+    // A dropped folder (Chrome hands it over as a small file; only its entry says it is a
+    // folder, which is what the patched webkitGetAsEntry reports) is left out, saying so; the
+    // file dropped with it goes up.
+    const notes = Buffer.from('notes from the trip');
+    await page.evaluate((text) => {
+      const real = DataTransferItem.prototype.webkitGetAsEntry;
+      DataTransferItem.prototype.webkitGetAsEntry = function () {
+        const f = this.getAsFile();
+        if (f && f.name === 'holiday-photos') return { isDirectory: true, isFile: false, name: f.name };
+        return real.call(this);
+      };
+      const dt = new DataTransfer();
+      dt.items.add(new File([], 'holiday-photos'));
+      dt.items.add(new File([text], 'trip-notes.txt', { type: 'text/plain' }));
+      const zone = document.querySelector('[data-testid=dropzone]');
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+      }
+    }, notes.toString());
+    await waitUploaded(page, [{ name: 'trip-notes.txt' }]);
+    const banner = await page.locator(sel.error).textContent();
+    assert(/folder cannot be uploaded: “holiday-photos”/.test(banner), `error banner says: ${banner}`);
+    assertEqual(await page.locator(sel.upload('holiday-photos')).count(), 0, 'upload items for the folder');
+    const listed = await api(server, 'GET', '/api/files');
+    assert(!listed.body.files.some((f) => f.filename === 'holiday-photos'), 'the folder was uploaded as a file');
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}
