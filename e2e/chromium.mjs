@@ -22,14 +22,15 @@ export async function launchChromium() {
   });
 }
 
-export async function newPage(browser, server, options = {}) {
+/** A new browser context and page on `server` (at `at` when given, e.g. another origin). */
+export async function newPage(browser, server, options = {}, { at = null } = {}) {
   const context = await browser.newContext({ acceptDownloads: true, ...options });
   await context.addInitScript(RECORDER);
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  await page.goto(`${server.base}/`);
+  await page.goto(at || `${server.base}/`);
   return { context, page, problems };
 }
 

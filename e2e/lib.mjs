@@ -101,10 +101,14 @@ export function generateToken(principal) {
   return { token: token[1], flag: flag[1] };
 }
 
-/** Starts `keyhole serve` on a free loopback port with the test's multipart settings. */
+/**
+ * Starts `keyhole serve` on a free loopback port with the test's multipart settings; `extraArgs`
+ * is a list of flags, or a function of the port that returns them.
+ */
 export async function startServer(name, extraArgs = []) {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
+    const extra = typeof extraArgs === 'function' ? extraArgs(port) : extraArgs;
     const dataDir = tmpdir(`${name}-data`);
     const logPath = path.join(dataDir, 'server.log');
     const log = fs.openSync(logPath, 'w');
@@ -112,7 +116,7 @@ export async function startServer(name, extraArgs = []) {
     const child = spawn(KEYHOLE, [
       'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--public-url', base,
       '--multipart-threshold', String(MULTIPART_THRESHOLD), '--part-size', String(PART_SIZE),
-      '--log-format', 'json', ...extraArgs,
+      '--log-format', 'json', ...extra,
     ], { stdio: ['ignore', log, log] });
     let exited = null;
     child.on('exit', (code, signal) => { exited = { code, signal }; });

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
 import { oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
+import { otherOrigin, otherOriginAllowed } from './resilience.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
@@ -39,6 +40,10 @@ try {
     (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
   await chromiumTest('failed parts are retried with fresh links; a part failing 4 times fails the upload',
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
+  await chromiumTest('opened at localhost while the public URL is 127.0.0.1: a notice, and failed PUTs say why',
+    (b) => withServer('origin', [], (s) => otherOrigin(b, s)));
+  await chromiumTest('opened at localhost with --cors-origin for it: uploads and downloads work',
+    (b) => withServer('origin-cors', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => otherOriginAllowed(b, s)));
   await chromiumTest('an empty file, a name over 255 bytes, a slow upload\'s speed, a dropped folder',
     (b) => withServer('odd', [], (s) => oddFiles(b, s)));
   await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
