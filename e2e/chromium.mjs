@@ -22,10 +22,14 @@ export async function launchChromium() {
   });
 }
 
-/** A new browser context and page on `server` (at `at` when given, e.g. another origin). */
-export async function newPage(browser, server, options = {}, { at = null } = {}) {
+/**
+ * A new browser context and page on `server` (at `at` when given, e.g. another origin). With
+ * `clock`, the page's timers are Playwright's, which a test can fast-forward.
+ */
+export async function newPage(browser, server, options = {}, { clock = false, at = null } = {}) {
   const context = await browser.newContext({ acceptDownloads: true, ...options });
   await context.addInitScript(RECORDER);
+  if (clock) await context.clock.install();
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
   const problems = [];
@@ -191,7 +195,9 @@ export async function partRetries(browser, server) {
   const dir = tmpdir('retry');
   const healed = makeFile(dir, 'flaky-network.bin', 11 * MiB + 99);
   const broken = makeFile(dir, 'always-failing.bin', 6 * MiB + 1);
-  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  // The page's clock is Playwright's, to skip the minute and a half of waits before an upload
+  // that keeps failing is given up.
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } }, { clock: true });
   try {
     await page.waitForSelector(sel.ready);
     const attempts = new Map();
@@ -228,11 +234,16 @@ export async function partRetries(browser, server) {
     const dl = await api(server, 'GET', `/api/files/download/${id}`);
     assertEqual(await fetchDigest(dl.body.downloadUrl), healed.sha256, 'SHA-256 after a retried part');
 
-    // Failing every time: three retries, then the error in words, and no half upload left behind.
+    // Failing every time: nine retries over about a minute and a half, then the error in words,
+    // and no half upload left behind.
     await page.setInputFiles(sel.input, [broken.path]);
     const item = page.locator(sel.uploadIn(broken.name, 'error'));
-    await item.waitFor({ timeout: 30000 });
-    assertEqual(tries(`${broken.name} part 2`), 4, 'attempts at a part that always fails (1 + 3 retries)');
+    await waitFor('the always failing upload to fail', async () => {
+      if (await item.count()) return true;
+      await page.clock.fastForward(25000);
+      return false;
+    }, 60000, 200);
+    assertEqual(tries(`${broken.name} part 2`), 10, 'attempts at a part that always fails (1 + 9 retries)');
     const said = await item.getByTestId('upload-status').textContent();
     assert(/Part 2 of 2 failed: Storage failure\. \(InternalError\)/.test(said), `status says: ${said}`);
     await waitFor('the failed upload to be removed', async () => {

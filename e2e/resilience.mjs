@@ -1,8 +1,19 @@
-// Chromium: what the page does when it is opened at another address than the server's public
+// Chromium: what the page does when the network or the server falters on the way (it tries
+// again and keeps the upload), and when it is opened at another address than the server's public
 // URL (it says where to open it).
-import { api, assert, assertEqual, fetchDigest, makeFile, tmpdir, waitFor } from './lib.mjs';
+import fs from 'node:fs';
+
+import { api, assert, assertEqual, fetchDigest, makeFile, sleep, tmpdir, waitFor } from './lib.mjs';
 import { checkClean, downloadThroughPage, newPage, waitUploaded } from './chromium.mjs';
 import { sel } from './page.mjs';
+
+const json = (status, code, message) => ({
+  status, contentType: 'application/json', body: JSON.stringify({ success: false, error: { code, message } }),
+});
+
+/** Whether `url` is the PUT of a single-part upload of `name` (a file id ends with `_name`). */
+const putOf = (name) => (url) => url.pathname.startsWith('/uploads/') && url.pathname.endsWith(`_${name}`) &&
+  !url.searchParams.has('partNumber');
 
 /** The uploaded file `name` on the server has the bytes of `file`. */
 async function storedIntact(server, file) {
@@ -12,6 +23,118 @@ async function storedIntact(server, file) {
   assertEqual(entry.status, 'uploaded', `status of ${file.name} on the server`);
   const dl = await api(server, 'GET', `/api/files/download/${entry.fileId}`);
   assertEqual(await fetchDigest(dl.body.downloadUrl), file.sha256, `SHA-256 of ${file.name} on the server`);
+}
+
+export async function transientFailures(browser, server) {
+  const dir = tmpdir('transient');
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+
+    // /complete answers 503 once (the metadata store failed; the file is kept): the page calls it
+    // again, for a single-part file (which it completes after the PUT) and a multipart one alike.
+    const single = makeFile(dir, 'complete-503.txt', 3000);
+    const multi = makeFile(dir, 'complete-503.bin', 7 * 1024 * 1024 + 3);
+    const completes = new Map();
+    await page.route((url) => /^\/api\/files\/[^/]+\/complete$/.test(url.pathname), async (route) => {
+      const path = decodeURIComponent(new URL(route.request().url()).pathname);
+      const n = (completes.get(path) || 0) + 1;
+      completes.set(path, n);
+      if (n === 1) await route.fulfill(json(503, 'unavailable', 'the metadata store failed; the file is kept'));
+      else await route.continue();
+    });
+    await page.setInputFiles(sel.input, [single.path, multi.path]);
+    await waitUploaded(page, [single, multi]);
+    for (const f of [single, multi]) {
+      const calls = [...completes].filter(([p]) => p.endsWith(`_${f.name}/complete`)).map(([, n]) => n);
+      assertEqual(calls.join(), '2', `/complete calls for ${f.name} (a 503, then again)`);
+      await storedIntact(server, f);
+    }
+    const said = (await page.evaluate(() => window.__statuses))[single.name];
+    assert(said.some((t) => t.startsWith('The metadata store failed; the file is kept. Trying again in 1 s (1 of 9)')),
+      `the status of ${single.name} never said it would try again: ${said.join(' | ')}`);
+    await page.unrouteAll({ behavior: 'wait' });
+
+    // The connection drops before the PUT is answered: it is sent again.
+    const dropped = makeFile(dir, 'put-dropped.txt', 5000);
+    let droppedPuts = 0;
+    await page.route(putOf(dropped.name), async (route) => {
+      droppedPuts++;
+      if (droppedPuts === 1) await route.abort('connectionreset');
+      else await route.continue();
+    });
+    await page.setInputFiles(sel.input, [dropped.path]);
+    await waitUploaded(page, [dropped]);
+    assertEqual(droppedPuts, 2, 'PUTs of a file whose first PUT was cut off');
+    await storedIntact(server, dropped);
+
+    // The first PUT stores the bytes but its answer is lost (sent here from Node with the same
+    // bytes, as the page would have): the second is refused with 409 ObjectAlreadyExists, which
+    // /complete confirms as this upload's.
+    const lost = makeFile(dir, 'answer-lost.txt', 6000);
+    const lostAnswers = [];
+    await page.route(putOf(lost.name), async (route) => {
+      if (lostAnswers.length) {
+        await route.continue();
+        return;
+      }
+      const r = await fetch(route.request().url(), {
+        method: 'PUT', headers: { 'Content-Type': 'text/plain' }, body: fs.readFileSync(lost.path),
+      });
+      lostAnswers.push(r.status);
+      await route.abort('connectionreset');
+    });
+    page.on('response', (r) => { if (putOf(lost.name)(new URL(r.url())) && lostAnswers.length) lostAnswers.push(r.status()); });
+    await page.setInputFiles(sel.input, [lost.path]);
+    await waitUploaded(page, [lost]);
+    assertEqual(lostAnswers.join(), '200,409', 'answers to the PUTs (the first one never reached the page)');
+    await storedIntact(server, lost);
+
+    // Throttled with Retry-After: 1: the page waits a second, not its own half second.
+    const throttled = makeFile(dir, 'throttled.txt', 700);
+    const mints = [];
+    await page.route((url) => url.pathname === '/api/files/upload', async (route) => {
+      if (route.request().postDataJSON().filename !== throttled.name) return route.fallback();
+      mints.push(Date.now());
+      if (mints.length > 1) return route.continue();
+      return route.fulfill({ ...json(429, 'rate_limited', 'too many requests'), headers: { 'Retry-After': '1' } });
+    });
+    await page.setInputFiles(sel.input, [throttled.path]);
+    await waitUploaded(page, [throttled]);
+    assertEqual(mints.length, 2, 'requests for the upload link (429, then again)');
+    assert(mints[1] - mints[0] >= 950, `the page asked again after ${mints[1] - mints[0]} ms, before Retry-After's 1 s`);
+    const waited = (await page.evaluate(() => window.__statuses))[throttled.name];
+    assert(waited.includes('Too many requests. Trying again in 1 s (1 of 9)…'), `status while throttled: ${waited.join(' | ')}`);
+    await storedIntact(server, throttled);
+
+    // Offline: the page waits for the connection to come back rather than counting down.
+    const offline = makeFile(dir, 'offline.txt', 4000);
+    let offlinePuts = 0;
+    await page.route(putOf(offline.name), async (route) => {
+      offlinePuts++;
+      if (offlinePuts === 1) {
+        await context.setOffline(true);
+        await route.abort('internetdisconnected');
+      } else {
+        await route.continue();
+      }
+    });
+    await page.setInputFiles(sel.input, [offline.path]);
+    const status = page.locator(sel.upload(offline.name)).getByTestId('upload-status');
+    await waitFor('the page to wait for the connection', async () =>
+      /Offline; waiting for the connection/.test(await status.textContent()), 10000);
+    await sleep(2500);
+    assertEqual(offlinePuts, 1, 'PUTs while offline');
+    await context.setOffline(false);
+    await waitUploaded(page, [offline]);
+    assertEqual(offlinePuts, 2, 'PUTs of the file sent while offline');
+    await storedIntact(server, offline);
+
+    assert(await page.locator(sel.error).isHidden(), `an error is shown: ${await page.locator(sel.error).textContent()}`);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
 import { oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
-import { otherOrigin, otherOriginAllowed } from './resilience.mjs';
+import { otherOrigin, otherOriginAllowed, transientFailures } from './resilience.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
@@ -38,8 +38,10 @@ try {
     (b) => withServer('desktop', [], (s) => desktop(b, s)));
   await chromiumTest('server errors are shown in words',
     (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
-  await chromiumTest('failed parts are retried with fresh links; a part failing 4 times fails the upload',
+  await chromiumTest('failed parts are retried with fresh links; a part failing 10 times fails the upload',
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
+  await chromiumTest('dropped connections, 503, 429 and going offline are waited out; the uploads end done',
+    (b) => withServer('transient', [], (s) => transientFailures(b, s)));
   await chromiumTest('opened at localhost while the public URL is 127.0.0.1: a notice, and failed PUTs say why',
     (b) => withServer('origin', [], (s) => otherOrigin(b, s)));
   await chromiumTest('opened at localhost with --cors-origin for it: uploads and downloads work',
