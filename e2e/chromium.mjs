@@ -5,7 +5,7 @@ import path from 'node:path';
 import { chromium, devices } from 'playwright-core';
 
 import {
-  CHROMIUM_ARGS, MiB, SCREENSHOTS, api, assert, assertEqual, fetchDigest, makeFile, sha256,
+  CHROMIUM_ARGS, MiB, SCREENSHOTS, api, assert, assertEqual, fetchDigest, makeFile, sha256, sleep,
   tmpdir, waitFor,
 } from './lib.mjs';
 import { RECORDER, checkProgress, sel } from './page.mjs';
@@ -320,6 +320,47 @@ export async function tokenFlow(browser, server, token) {
     await page.waitForSelector(sel.ready);
     await page.locator(sel.uploadedRow(doc.name)).waitFor();
     assert(await page.locator(sel.tokenInput).isHidden(), 'the token was asked again after a reload');
+
+    // Forget token while an upload runs and a message shows: the upload stops and is removed
+    // from the server, the Uploads list and the message go, and nothing goes on with the old
+    // token.
+    const big = makeFile(dir, 'board-pack.bin', 11 * MiB);
+    let release;
+    const held = new Promise((r) => { release = r; });
+    let partPuts = 0;
+    await page.route((url) => url.pathname.startsWith('/uploads/') && url.searchParams.has('partNumber'), async (route) => {
+      partPuts++;
+      await held;
+      await route.continue().catch(() => {}); // the page gave up on it meanwhile
+    });
+    await page.setInputFiles(sel.input, [big.path]);
+    await waitFor('parts of the big file to be on their way', () => partPuts > 0);
+    await page.setInputFiles(sel.input, [{ name: 'bad\u202Ename.txt', mimeType: 'text/plain', buffer: Buffer.from('x') }]);
+    await page.locator(sel.error).waitFor({ state: 'visible' });
+    const pending = (await api(server, 'GET', '/api/files', token)).body.files.find((f) => f.filename === big.name);
+    assert(pending && pending.status === 'pending', 'the big file is not pending on the server');
+
+    await page.getByTestId('sign-out').click();
+    await input.waitFor({ state: 'visible' });
+    assert(await page.locator(sel.error).isHidden(), 'the message stayed after Forget token');
+    assertEqual(await page.locator('[data-testid=upload-item]').count(), 0, 'items in the Uploads list after Forget token');
+    assert((await page.locator('#auth p:not(.field-error)').textContent()).includes('until you choose Forget token'), 'how long the token is kept');
+    await waitFor('the stopped upload to be removed', async () => {
+      const l = await api(server, 'GET', '/api/files', token);
+      return !l.body.files.some((f) => f.filename === big.name);
+    }, 10000);
+    const sent = partPuts;
+    release();
+    await sleep(1500);
+    assertEqual(partPuts, sent, 'parts sent after Forget token');
+
+    // Back with the token: the file list, and no trace of the stopped upload.
+    await input.fill(token);
+    await input.press('Enter');
+    await page.locator(sel.uploadedRow(doc.name)).waitFor();
+    assertEqual(await page.locator('[data-testid=file-row]').count(), 1, 'rows after giving the token again');
+    assertEqual(await page.locator('[data-testid=upload-item]').count(), 0, 'items in the Uploads list after giving the token again');
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
     await checkClean(page, problems);
     const other = await newPage(browser, server);
     try {

@@ -50,7 +50,7 @@ try {
     (b) => withServer('odd', [], (s) => oddFiles(b, s)));
   await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
     (b) => withServer('phone', [], (s) => phone(b, s)));
-  await chromiumTest('token required: the page asks once per session, refuses a wrong token, uploads',
+  await chromiumTest('token required: asked once per session, a wrong one refused, uploads; Forget token stops them',
     async (b) => {
       const { token, flag } = generateToken('e2e');
       await withServer('token', ['--token', flag], (s) => tokenFlow(b, s, token));
