@@ -1,8 +1,71 @@
-// Chromium: odd files (empty, a name over 255 bytes, a dropped folder) and the speed shown for a
-// slow upload.
-import { api, assert, assertEqual, makeFile, sha256, sleep, tmpdir } from './lib.mjs';
+// Chromium: the file list keeps focus, an armed delete and opened pages across refreshes; odd
+// files (empty, a name over 255 bytes, a dropped folder) and the speed shown for a slow upload.
+import { randomBytes } from 'node:crypto';
+
+import { api, assert, assertEqual, makeFile, sha256, sleep, tmpdir, uploadThroughApi, waitFor } from './lib.mjs';
 import { checkClean, downloadThroughPage, newPage, waitUploaded } from './chromium.mjs';
 import { sel } from './page.mjs';
+
+const rowCount = (page) => page.locator('[data-testid=file-row]').count();
+
+/** The file name and test id of the focused element's row and the element itself. */
+const focused = (page) => page.evaluate(() => {
+  const a = document.activeElement;
+  const row = a && a.closest('[data-testid=file-row]');
+  return row ? `${row.dataset.name} ${a.dataset.testid}` : (a ? a.tagName : 'nothing');
+});
+
+export async function listInPlace(browser, server) {
+  const dir = tmpdir('list');
+  // One more file than two pages (50 each), so there is more to show after one "Show more".
+  for (let i = 1; i <= 101; i++) {
+    await uploadThroughApi(server, `older-${String(i).padStart(3, '0')}.txt`, randomBytes(100 + i));
+  }
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+    assertEqual(await rowCount(page), 50, 'rows of the first page');
+    await page.getByTestId('load-more').click();
+    await waitFor('the second page', async () => (await rowCount(page)) === 100);
+
+    // Focus on a row's button stays there while another upload finishes and the list refreshes,
+    // and the page opened with "Show more" stays open.
+    const kept = page.locator(sel.uploadedRow('older-040.txt')).getByTestId('download-button');
+    await kept.focus();
+    const first = makeFile(dir, 'while-focused.txt', 1500);
+    await page.setInputFiles(sel.input, [first.path]);
+    await waitUploaded(page, [first]);
+    await page.locator(sel.uploadedRow(first.name)).waitFor();
+    await waitFor('the list to refresh', async () => (await rowCount(page)) === 101);
+    assertEqual(await focused(page), 'older-040.txt download-button', 'focus after the list refreshed');
+
+    // An armed delete stays armed through a refresh, and the second press deletes.
+    const del = page.locator(sel.row('older-045.txt')).getByTestId('delete-button');
+    await del.click();
+    await waitFor('the delete button to ask for confirmation', async () => (await del.textContent()) === 'Confirm delete');
+    const second = makeFile(dir, 'while-armed.txt', 1600);
+    await page.setInputFiles(sel.input, [second.path]);
+    await waitUploaded(page, [second]);
+    await page.locator(sel.uploadedRow(second.name)).waitFor();
+    await waitFor('the list to refresh', async () => (await rowCount(page)) === 102);
+    assertEqual(await del.textContent(), 'Confirm delete', 'the armed delete button after a refresh');
+    await del.click();
+    await page.locator(sel.row('older-045.txt')).waitFor({ state: 'detached' });
+    await waitFor('the list after the delete', async () => (await rowCount(page)) === 101);
+
+    // "Show more" still goes on from where it stopped: the one file left, once.
+    assert(await page.getByTestId('load-more').isVisible(), '"Show more" is gone');
+    await page.getByTestId('load-more').click();
+    await page.locator(sel.row('older-001.txt')).waitFor();
+    assertEqual(await rowCount(page), 102, 'rows after showing the rest');
+    assert(await page.getByTestId('load-more').isHidden(), '"Show more" shows with nothing more');
+    const names = await page.locator('[data-testid=file-row]').evaluateAll((rs) => rs.map((r) => r.dataset.name));
+    assertEqual(new Set(names).size, names.length, 'distinct rows');
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}
 
 export async function oddFiles(browser, server) {
   const dir = tmpdir('odd');

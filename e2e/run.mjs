@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 
 import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
-import { oddFiles } from './details.mjs';
+import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
 import { otherOrigin, otherOriginAllowed, transientFailures } from './resilience.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
@@ -46,6 +46,8 @@ try {
     (b) => withServer('origin', [], (s) => otherOrigin(b, s)));
   await chromiumTest('opened at localhost with --cors-origin for it: uploads and downloads work',
     (b) => withServer('origin-cors', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => otherOriginAllowed(b, s)));
+  await chromiumTest('the file list keeps focus, an armed delete and opened pages when it refreshes',
+    (b) => withServer('list', [], (s) => listInPlace(b, s)));
   await chromiumTest('an empty file, a name over 255 bytes, a slow upload\'s speed, a dropped folder',
     (b) => withServer('odd', [], (s) => oddFiles(b, s)));
   await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
