@@ -365,6 +365,7 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),
         readiness: crate::state::Readiness::new(None),
+        page_upload_origin: std::sync::OnceLock::new(),
         config,
         meta,
         objects,

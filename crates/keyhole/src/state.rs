@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The last readiness check (`/readyz`): when it ran and whether both stores answered.
     pub readiness: Readiness,
+    /// The origin the page's `connect-src` allows for `s3-presigned` uploads, once known.
+    pub page_upload_origin: std::sync::OnceLock<Option<String>>,
 }
 
 /// The last readiness check: when it ran and whether the stores answered.

@@ -84,16 +84,29 @@ fn aws_bucket_origin(bucket: &str, region: &str) -> String {
 /// there. Read from a link the storage presigns (no request is sent), so it follows whatever
 /// decides the SDK's endpoint (an S3-compatible endpoint, the region, `AWS_ENDPOINT_URL_S3`,
 /// FIPS or dual-stack settings); when presigning fails (no credentials yet), from the settings.
-/// Downloads are navigations, which `connect-src` does not govern.
+/// Downloads are navigations, which `connect-src` does not govern. A definite answer (a link
+/// presigned, or none needed) is kept for the process's life, so page loads do not presign;
+/// the fallback is worked out again until presigning succeeds.
 async fn presigned_upload_origin(state: &SharedState) -> Option<String> {
+    if let Some(known) = state.page_upload_origin.get() {
+        return known.clone();
+    }
+    let (origin, definite) = find_presigned_upload_origin(state).await;
+    if definite {
+        let _ = state.page_upload_origin.set(origin.clone());
+    }
+    origin
+}
+
+async fn find_presigned_upload_origin(state: &SharedState) -> (Option<String>, bool) {
     let Storage::S3 {
         bucket, endpoint, ..
     } = &state.config.storage
     else {
-        return None;
+        return (None, true);
     };
     if !state.config.url_modes.upload.may_presign() {
-        return None;
+        return (None, true);
     }
     let probe = state.objects.presign(
         "uploads/page",
@@ -103,10 +116,10 @@ async fn presigned_upload_origin(state: &SharedState) -> Option<String> {
     );
     if let Ok(Ok(Some(url))) = tokio::time::timeout(Duration::from_secs(2), probe).await {
         if let Some(origin) = origin_of(&url) {
-            return Some(origin);
+            return (Some(origin), true);
         }
     }
-    match endpoint {
+    let fallback = match endpoint {
         Some(endpoint) => origin_of(endpoint),
         None => {
             let settings = crate::store::s3::S3Settings {
@@ -117,7 +130,8 @@ async fn presigned_upload_origin(state: &SharedState) -> Option<String> {
             };
             Some(aws_bucket_origin(bucket, &settings.region_or_default()))
         }
-    }
+    };
+    (fallback, false)
 }
 
 /// `GET /`
