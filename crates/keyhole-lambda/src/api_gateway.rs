@@ -62,8 +62,16 @@ pub async fn handle(
 ) -> ApiGatewayV2httpResponse {
     let jwt = jwt_principal(&request);
     let path = request.raw_path.clone().unwrap_or_default();
-    let mut http_request: http::Request<lambda_http::Body> =
-        LambdaRequest::ApiGatewayV2(request).into();
+    let Some(mut http_request) = to_http(request) else {
+        return into_gateway_response(
+            ApiError::bad_request(
+                "the request could not be read (its body is not the base64 it is marked as, or \
+                 its host, scheme or query is malformed)",
+            )
+            .into_response(),
+        )
+        .await;
+    };
     let response = match jwt {
         Some(Err(e)) => e.into_response(),
         Some(Ok(principal)) => {
@@ -83,6 +91,16 @@ pub async fn handle(
         None => call(router, http_request).await,
     };
     into_gateway_response(response).await
+}
+
+/// `lambda_http`'s conversion of the event, which panics on what it cannot convert (a body
+/// marked base64 that is not, a host or query that makes no URL): `None` then, answered 400.
+/// API Gateway sends neither in practice; a client must not be able to fail the invocation.
+fn to_http(request: ApiGatewayV2httpRequest) -> Option<http::Request<lambda_http::Body>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        LambdaRequest::ApiGatewayV2(request).into()
+    }))
+    .ok()
 }
 
 async fn call(

@@ -211,3 +211,25 @@ async fn without_tokens_the_file_routes_need_the_jwt_authorizer() {
     let (status, reply) = invoke_http(&lambda, with_jwt("list", "", "")).await;
     assert_eq!(status, 401, "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_cannot_be_converted_get_400_not_a_failed_invocation() {
+    let Some(moto) = moto("API Gateway: malformed events") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let mut bad_body = api_event("upload", "");
+    bad_body["isBase64Encoded"] = json!(true);
+    bad_body["body"] = json!("%%% not base64 %%%");
+    let mut bad_scheme = api_event("config", "");
+    bad_scheme["headers"]["x-forwarded-proto"] = json!("a b");
+    for (what, event) in [("body", bad_body), ("scheme", bad_scheme)] {
+        let (status, body) = invoke_http(&lambda, event).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{what}: {body}");
+    }
+    // And the function goes on answering.
+    let (status, _) = invoke_http(&lambda, api_event("config", "")).await;
+    assert_eq!(status, 200);
+}
