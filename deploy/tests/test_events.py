@@ -1,8 +1,9 @@
 """S3 -> SQS -> Lambda marks uploads; a schedule sweeps; failures land in an alarmed DLQ."""
 
 import json
+import re
 
-from hcl import block, conditions, module, one, principals, stack, statements
+from hcl import ROOT, block, conditions, module, one, principals, stack, statements
 
 EVENTS = module("upload-events")
 STACK = stack("signed-urls")
@@ -21,6 +22,12 @@ def test_failed_events_move_to_the_dead_letter_queue():
     redrive = queue["redrive_policy"]
     assert "aws_sqs_queue.dead_letters.arn" in redrive and "var.max_receive_count" in redrive
     assert 1 < EVENTS.variables["max_receive_count"]["default"] <= 10
+    # The Lambda leaves a multipart upload's first COMPLETION_PATIENCE deliveries to the API;
+    # the queue must deliver at least once more before dead-lettering.
+    source = (ROOT.parents[1] / "crates" / "keyhole-lambda" / "src" / "upload_events.rs").read_text()
+    patience = int(re.search(r"pub const COMPLETION_PATIENCE: u32 = (\d+);", source).group(1))
+    validation = one(EVENTS.variables["max_receive_count"], "validation")
+    assert validation["condition"] == f"${{var.max_receive_count >= {patience + 1}}}", validation
     assert queue["visibility_timeout_seconds"] == "${6 * var.function_timeout_seconds}"
     assert EVENTS.resource("aws_sqs_queue", "dead_letters")["message_retention_seconds"] == "${var.dead_letter_retention_seconds}"
     assert EVENTS.variables["dead_letter_retention_seconds"]["default"] == 14 * 24 * 3600

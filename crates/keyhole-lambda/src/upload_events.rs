@@ -172,7 +172,7 @@ pub async fn handle(
             failed += 1;
             continue;
         };
-        match message_outcomes(state, message).await {
+        match message_outcomes(state, message, receive_count(message)).await {
             Ok(outcomes) => {
                 for o in outcomes {
                     *counts.entry(o).or_default() += 1;
@@ -202,9 +202,26 @@ pub async fn handle(
     response
 }
 
+/// How many times SQS has delivered `message`, this time included (1 when it does not say).
+fn receive_count(message: &Value) -> u32 {
+    message
+        .pointer("/attributes/ApproximateReceiveCount")
+        .and_then(Value::as_str)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Deliveries of a multipart upload's event during which its completion is left to the API
+/// (whose `/complete` assembled the object and marks the record within API Gateway's 30 s).
+/// From the next on, with the queue's 180 s visibility timeout six minutes later, a record still
+/// pending means that `/complete` lost its answer and was not called again: the event records
+/// the object, after the same size checks as a single upload's.
+pub const COMPLETION_PATIENCE: u32 = 2;
+
 async fn message_outcomes(
     state: &SharedState,
     message: &Value,
+    receives: u32,
 ) -> Result<Vec<Outcome>, UploadEventError> {
     let body = message
         .get("body")
@@ -234,7 +251,7 @@ async fn message_outcomes(
     }
     let mut outcomes = Vec::with_capacity(records.len());
     for record in &records {
-        let outcome = object_created(state, record).await?;
+        let outcome = object_created(state, record, receives).await?;
         Metrics::count(&state.metrics.uploads, outcome.as_str());
         outcomes.push(outcome);
     }
@@ -277,6 +294,7 @@ async fn delete(
 async fn object_created(
     state: &SharedState,
     record: &S3Record,
+    receives: u32,
 ) -> Result<Outcome, UploadEventError> {
     if !record.event_name.starts_with("ObjectCreated:") {
         return Ok(Outcome::Ignored);
@@ -342,8 +360,15 @@ async fn object_created(
             )
             .await;
         }
-        Status::Pending if current.upload_id.is_some() => {
+        Status::Pending if current.upload_id.is_some() && receives <= COMPLETION_PATIENCE => {
             return Err(UploadEventError::CompletionInFlight(file_id.to_owned()));
+        }
+        Status::Pending if current.upload_id.is_some() => {
+            tracing::warn!(
+                file_id,
+                receives,
+                "a multipart upload's object is stored but its record still pending: recording it"
+            );
         }
         Status::Pending => {}
     }
@@ -422,6 +447,11 @@ async fn mark(
             tracing::warn!(file_id = %current.file_id, "declared SHA-256 not verified: the bytes went to S3 without passing Keyhole");
         }
         tracing::info!(file_id = %current.file_id, size, "upload committed");
+        if current.upload_id.is_some() {
+            // The part records are of no use once the object is stored (best effort, as after
+            // the API's own assembly).
+            let _ = state.meta.delete_parts(&current.file_id).await;
+        }
         return Ok(Outcome::Marked);
     }
     // Changed meanwhile: completed by someone else (nothing to do), or expired or deleted

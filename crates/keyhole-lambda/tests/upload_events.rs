@@ -252,4 +252,26 @@ async fn keys_are_decoded_and_multipart_completion_is_left_to_the_api() {
     assert!(object_exists(&lambda, &mp_id).await);
     let r = lambda.state().meta.get(&mp_id).await.unwrap().unwrap();
     assert_eq!(r.status, keyhole::store::Status::Pending);
+
+    // A completion that lost its answer and was never called again: once the event has waited
+    // out its patience, the event records the object itself, after the usual size checks.
+    let size = 7 * 1024 * 1024;
+    let mp = create_upload(&lambda, "orphan.tar", Some(size)).await;
+    let mp_id = mp["fileId"].as_str().unwrap().to_owned();
+    assert!(mp["uploadId"].is_string(), "{mp}");
+    let etag = put_object(&lambda, &mp_id, &vec![7u8; size as usize]).await;
+    let body = s3_created(&aws.bucket, &aws.s3_key(&mp_id), size, &etag);
+    let delivery = |n: u32| {
+        let mut batch = sqs_batch(&[("k-4", &body)]);
+        batch["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!(n.to_string());
+        batch
+    };
+    let patience = keyhole_lambda::upload_events::COMPLETION_PATIENCE;
+    let answer = lambda.handle(delivery(patience)).await.unwrap();
+    assert_eq!(failures(&answer), vec!["k-4"], "still the API's to record");
+    let answer = lambda.handle(delivery(patience + 1)).await.unwrap();
+    assert!(failures(&answer).is_empty(), "{answer}");
+    let r = lambda.state().meta.get(&mp_id).await.unwrap().unwrap();
+    assert_eq!(r.status, keyhole::store::Status::Uploaded);
+    assert_eq!(r.size, Some(size));
 }

@@ -25,9 +25,14 @@ variable "function_timeout_seconds" {
 }
 
 variable "max_receive_count" {
-  description = "Receives after which an event moves to the dead-letter queue."
+  description = "Receives after which an event moves to the dead-letter queue (at least 3: a multipart upload's event waits two deliveries for the API to record it)."
   type        = number
   default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 3
+    error_message = "max_receive_count must be at least 3: the Lambda leaves a multipart upload's first two events to the API (COMPLETION_PATIENCE)."
+  }
 }
 
 variable "batch_size" {
