@@ -220,13 +220,22 @@ fn push_json_str(out: &mut String, value: &str) {
 pub const SERVE_LOG_LINGER: Duration = Duration::from_millis(10);
 
 /// Queued log bytes past which logging callers wait for the writer thread: under overload,
-/// logging slows requests down rather than dropping lines or growing without bound.
+/// logging slows requests down rather than growing without bound.
 const MAX_QUEUED_LOG_BYTES: usize = 4 << 20;
+
+/// Longest a logging caller waits for room in a full queue before its line is dropped (and
+/// counted in `keyhole_log_lines_dropped_total`): a standard output nobody reads (a stopped
+/// terminal, a stuck log pipe) must not stop the server, whose workers log from their threads.
+const MAX_LOG_WAIT: Duration = Duration::from_millis(250);
+
+/// Log lines dropped because the sink did not keep up for [`MAX_LOG_WAIT`].
+static LOG_LINES_DROPPED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
 
 /// Log lines' way out: callers append whole lines to a shared buffer; one thread takes the whole
 /// buffer and writes it to the sink. Appending to a buffer the thread already knows about wakes
 /// nobody, so a busy server pays one wake-up and one `write` per batch rather than per line.
-/// Nothing is dropped.
+/// Nothing is dropped while the sink keeps up; a line that finds the queue full for
+/// [`MAX_LOG_WAIT`] is.
 #[derive(Clone)]
 pub struct LogWriter {
     shared: Arc<LogShared>,
@@ -245,6 +254,9 @@ struct LogState {
     buf: Vec<u8>,
     /// The writer thread is asleep on `filled`.
     idle: bool,
+    /// A caller waited [`MAX_LOG_WAIT`] in vain: until the writer thread takes the buffer, lines
+    /// that find it full are dropped without waiting.
+    dropping: bool,
     closed: bool,
     /// Set when no writer thread could be started: lines are then written by their caller.
     inline: Option<Box<dyn Write + Send>>,
@@ -314,6 +326,7 @@ fn write_loop<W: Write>(shared: &LogShared, mut sink: W, linger: Duration) {
             state = lock(shared);
         }
         std::mem::swap(&mut state.buf, &mut out);
+        state.dropping = false;
         drop(state);
         shared.drained.notify_all();
         // Nowhere to report a failing standard output; the lines are lost, the server goes on.
@@ -333,11 +346,19 @@ impl Write for &LogWriter {
             sink.write_all(data)?;
             return Ok(data.len());
         }
+        let deadline = std::time::Instant::now() + MAX_LOG_WAIT;
         while state.buf.len() >= MAX_QUEUED_LOG_BYTES && !state.closed {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if state.dropping || left.is_zero() {
+                state.dropping = true;
+                LOG_LINES_DROPPED.inc();
+                return Ok(data.len());
+            }
             state = shared
                 .drained
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+                .wait_timeout(state, left)
+                .map(|(state, _)| state)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         state.buf.extend_from_slice(data);
         let wake = state.idle;
@@ -522,6 +543,12 @@ impl Metrics {
         );
         let sweep_errors = Counter::default();
         registry.register("sweeper_errors", "Sweeper failures", sweep_errors.clone());
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output did not take them for 250 ms (the server \
+             does not wait longer)",
+            LOG_LINES_DROPPED.clone(),
+        );
         let key_refresh_errors = Counter::default();
         registry.register(
             "key_refresh_errors",
@@ -645,6 +672,46 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    /// A sink that takes nothing until released.
+    struct Stuck(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+    impl Write for Stuck {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            let (released, cv) = &*self.0;
+            let mut r = released.lock().unwrap();
+            while !*r {
+                r = cv.wait(r).unwrap();
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_sink_costs_a_bounded_wait_then_lines() {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (writer, guard) = LogWriter::spawn(Stuck(gate.clone()), Duration::ZERO);
+        let dropped = LOG_LINES_DROPPED.get();
+        let line = vec![b'x'; 64 * 1024];
+        let started = std::time::Instant::now();
+        // 8 MiB: twice the queue, while the writer thread sits in the stuck sink.
+        for _ in 0..128 {
+            (&writer).write_all(&line).unwrap();
+        }
+        let took = started.elapsed();
+        assert!(
+            LOG_LINES_DROPPED.get() > dropped,
+            "lines beyond the queue are dropped"
+        );
+        // One line waited MAX_LOG_WAIT; the ones after it were dropped at once.
+        assert!(took < Duration::from_secs(5), "logging waited {took:?}");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        drop(guard);
     }
 
     #[test]
