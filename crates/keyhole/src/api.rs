@@ -902,9 +902,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// `GET /api/openapi.json`
+/// `GET /api/openapi.json`: built once (it answers anyone, and never changes while running).
 pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        serde_json::to_string(&ApiDoc::openapi()).unwrap_or_else(|_| "{}".to_owned())
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
 }
 
 #[cfg(test)]
