@@ -180,8 +180,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "CloudFront Function unit tests (node --test)"
 if command -v node >/dev/null; then
+  node_status=0
   node --test --test-reporter=tap "$TERRAFORM/modules/cloudfront-distribution/function.test.mjs" \
-    >"$scratch/node.out" 2>&1 || true
+    >"$scratch/node.out" 2>&1 || node_status=$?
   grep -E '^(not ok|ok) ' "$scratch/node.out" | sed 's/^/  /' || true
   grep -E '^# (pass|fail) ' "$scratch/node.out" || true
   n_pass=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$scratch/node.out" | tail -n 1)
@@ -194,6 +195,10 @@ if command -v node >/dev/null; then
     passed=$((passed + n_pass))
     failed=$((failed + n_fail))
     if ((n_fail > 0)); then failures+=("CloudFront Function tests: $n_fail failed"); fi
+    # Cancelled (timed out) tests count in neither; node's own status does.
+    if ((n_fail == 0 && node_status != 0)); then
+      fail "CloudFront Function tests: node exited $node_status (cancelled or timed-out tests?)"
+    fi
   fi
 else
   fail "CloudFront Function tests (node is not installed)"

@@ -212,6 +212,7 @@ export class Suite {
     const secs = ((Date.now() - this.started) / 1000).toFixed(1);
     process.stdout.write(`\nbrowser tests took ${secs} s; screenshots in ${path.relative(ROOT, SCREENSHOTS)}/\n`);
     process.stdout.write(`${this.passed} passed, ${this.failed} failed\n`);
-    return this.failed === 0 ? 0 : 1;
+    // A run that tested nothing (a filter that matches no test) is not a pass.
+    return this.failed === 0 && this.passed > 0 ? 0 : 1;
   }
 }

@@ -13,7 +13,7 @@
 # eval'ed. State (data, logs, pids, the env file) lives in $KEYHOLE_SERVICES_DIR, default
 # /tmp/keyhole-services. Both servers get free ports. As root, PostgreSQL runs as the `postgres`
 # user (it refuses to run as root). moto_server comes from PATH, or else from a venv under
-# ~/.cache/keyhole that this script fills with `pip install 'moto[server]'` once. s3s-fs comes
+# ~/.cache/keyhole that this script fills with `pip install 'moto[server]==5.2.1'` once. s3s-fs comes
 # from PATH, or else from ~/.cache/keyhole/s3s-fs, filled with `cargo install s3s-fs` once. It
 # accepts only the exported AWS key pair, and serves the bucket $S3S_BUCKET.
 set -euo pipefail
@@ -172,7 +172,8 @@ moto_bin() {
   if [[ ! -x $MOTO_VENV/bin/moto_server ]]; then
     say "installing moto[server] into $MOTO_VENV"
     python3 -m venv "$MOTO_VENV" >&2
-    "$MOTO_VENV/bin/pip" install --quiet 'moto[server]' >&2
+    # Pinned: the stand-in's behaviour is part of what the tests check.
+    "$MOTO_VENV/bin/pip" install --quiet 'moto[server]==5.2.1' >&2
   fi
   echo "$MOTO_VENV/bin/moto_server"
 }
