@@ -698,20 +698,23 @@ mod tests {
         let dropped = LOG_LINES_DROPPED.get();
         let line = vec![b'x'; 64 * 1024];
         let started = std::time::Instant::now();
-        // 8 MiB: twice the queue, while the writer thread sits in the stuck sink.
-        for _ in 0..128 {
+        // 16 MiB, while the writer thread sits in the stuck sink with what it took (a whole
+        // queue's worth at most, if it started late): the rest cannot all fit in the queue.
+        for _ in 0..256 {
             (&writer).write_all(&line).unwrap();
         }
         let took = started.elapsed();
-        assert!(
-            LOG_LINES_DROPPED.get() > dropped,
-            "lines beyond the queue are dropped"
-        );
-        // One line waited MAX_LOG_WAIT; the ones after it were dropped at once.
-        assert!(took < Duration::from_secs(5), "logging waited {took:?}");
+        let dropped_now = LOG_LINES_DROPPED.get();
+        // Released before asserting: a failed assertion must not leave the writer stuck.
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         drop(guard);
+        assert!(
+            dropped_now > dropped,
+            "lines beyond the queue are dropped ({dropped} -> {dropped_now}, {took:?})"
+        );
+        // One line waited MAX_LOG_WAIT; the ones after it were dropped at once.
+        assert!(took < Duration::from_secs(5), "logging waited {took:?}");
     }
 
     #[test]
