@@ -177,8 +177,8 @@ async fn receive(
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
     // A client that stops sending for `client_timeout` loses the upload (as nginx's
-    // `client_body_timeout`). One timer, moved on only when it fires: a chunk costs a clock
-    // read, not a timer.
+    // `client_body_timeout`), counted from when the server is ready for more. One timer, moved
+    // on only when it fires: a chunk costs a clock read, not a timer.
     let pause = state.config.client_timeout;
     let mut last = tokio::time::Instant::now();
     let idle = tokio::time::sleep_until(last + pause);
@@ -203,7 +203,6 @@ async fn receive(
             }
         };
         let Some(chunk) = next else { break };
-        last = tokio::time::Instant::now();
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
@@ -230,6 +229,8 @@ async fn receive(
         }
         hasher.update(&chunk);
         writer.write(chunk).await.map_err(storage_failure)?;
+        // The pause is the client's from here: time the write took (a slow disk) is not.
+        last = tokio::time::Instant::now();
     }
     if exact.is_some_and(|e| e != size) {
         return Err(refuse(
