@@ -134,10 +134,15 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The tokens it holds at `now`, refilled for the time since its last use.
+    fn tokens_at(&self, now: Instant, burst: f64, rate: f64) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * rate).min(burst)
+    }
+
     /// Refills for the time since the last call, then takes one token or says how long to wait.
     fn take(&mut self, now: Instant, burst: f64, rate: f64) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.tokens = self.tokens_at(now, burst, rate);
         self.updated = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -195,10 +200,9 @@ impl RateLimiter {
             return bucket.take(now, burst, rate);
         }
         if buckets.map.len() >= buckets.prune_at {
-            buckets.map.retain(|_, b| {
-                let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
-                b.tokens + elapsed * rate < burst
-            });
+            buckets
+                .map
+                .retain(|_, b| b.tokens_at(now, burst, rate) < burst);
             buckets.prune_at = (buckets.map.len() * 2).max(PRUNE_FROM);
         }
         let mut bucket = Bucket {
