@@ -444,6 +444,11 @@ pub async fn create_upload(
         upload_id,
         part_size,
     };
+    // A link per part: the rate limit counts them.
+    let links = record.part_count().filter(|_| record.upload_id.is_some());
+    state
+        .limiter
+        .charge_links(&record.owner, links.unwrap_or(1) as usize);
     let signing = async {
         match record.part_count() {
             Some(count) if record.upload_id.is_some() => {
@@ -623,6 +628,7 @@ pub async fn list_parts(
     let missing: Vec<u32> = (1..=count)
         .filter(|n| !stored.iter().any(|p| p.part_number == *n))
         .collect();
+    state.limiter.charge_links(&principal.0, missing.len());
     Ok(Json(PartsStatus {
         success: true,
         upload_id: record.upload_id.clone().unwrap_or_default(),

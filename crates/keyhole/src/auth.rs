@@ -151,6 +151,13 @@ impl Bucket {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
         }
     }
+
+    /// Refills, then takes `n` tokens whatever it holds: below zero, the next [`Bucket::take`]
+    /// waits until the debt is refilled.
+    fn charge(&mut self, now: Instant, burst: f64, rate: f64, n: f64) {
+        self.tokens = self.tokens_at(now, burst, rate) - n;
+        self.updated = now;
+    }
 }
 
 /// Buckets kept before the full ones are dropped (see [`RateLimiter`]).
@@ -188,11 +195,47 @@ impl RateLimiter {
         self.check_at(principal, Instant::now())
     }
 
-    fn check_at(&self, principal: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = match self.buckets.lock() {
+    /// Charges `principal` for `links` links signed beyond the one its request paid for
+    /// ([`RateLimiter::check`]): a multipart upload signs a link per part, up to 10,000, and
+    /// the limit is on links as much as on requests. The request already admitted goes ahead;
+    /// the bucket may go below zero, and the principal's next requests wait (429 with
+    /// `Retry-After`) until it has refilled, so one principal signs at most `burst` plus one
+    /// request's links at once and `per_second` on average.
+    pub fn charge_links(&self, principal: &str, links: usize) {
+        let extra = links.saturating_sub(1);
+        if extra == 0 {
+            return;
+        }
+        self.charge_at(principal, extra as f64, Instant::now());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
+        match self.buckets.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    fn charge_at(&self, principal: &str, n: f64, now: Instant) {
+        let mut buckets = self.lock();
+        let burst = f64::from(self.limit.burst);
+        let rate = f64::from(self.limit.per_second);
+        match buckets.map.get_mut(principal) {
+            Some(bucket) => bucket.charge(now, burst, rate, n),
+            // Pruned since its request was admitted (it was full again): charge a full one.
+            None => {
+                let mut bucket = Bucket {
+                    tokens: burst,
+                    updated: now,
+                };
+                bucket.charge(now, burst, rate, n);
+                buckets.map.insert(principal.to_owned(), bucket);
+            }
+        }
+    }
+
+    fn check_at(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.lock();
         let burst = f64::from(self.limit.burst);
         let rate = f64::from(self.limit.per_second);
         // Look up before inserting: the principal is copied once, not on every request.
@@ -216,7 +259,7 @@ impl RateLimiter {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.buckets.lock().map(|b| b.map.len()).unwrap_or(0)
+        self.lock().map.len()
     }
 }
 
@@ -319,6 +362,56 @@ mod tests {
         assert!(wait <= Duration::from_millis(100));
         assert!(rl.check_at("b", t0).is_ok());
         assert!(rl.check_at("a", t0 + Duration::from_millis(150)).is_ok());
+    }
+
+    #[test]
+    fn links_beyond_the_first_are_charged_as_debt() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 5,
+            per_second: 100,
+        });
+        let t0 = Instant::now();
+        // One request admitted, then 1,000 links signed for it: 5 - 1 - 999 = -995 tokens.
+        assert!(rl.check_at("a", t0).is_ok());
+        rl.charge_at("a", 999.0, t0);
+        let wait = rl.check_at("a", t0).unwrap_err();
+        assert!(
+            (wait.as_secs_f64() - 9.96).abs() < 0.01,
+            "996 tokens to refill at 100/s: {wait:?}"
+        );
+        assert!(rl.check_at("a", t0 + Duration::from_millis(9_900)).is_err());
+        assert!(rl.check_at("a", t0 + Duration::from_millis(9_970)).is_ok());
+        // Others are not affected, and a single link costs nothing more.
+        assert!(rl.check_at("b", t0).is_ok());
+        rl.charge_links("b", 1);
+        rl.charge_links("b", 0);
+        for _ in 0..4 {
+            assert!(rl.check_at("b", t0).is_ok());
+        }
+        // A principal charged without a bucket (pruned meanwhile) starts from a full one.
+        rl.charge_at("c", 10_000.0, t0);
+        assert!(rl.check_at("c", t0 + Duration::from_secs(99)).is_err());
+        assert!(rl.check_at("c", t0 + Duration::from_secs(100)).is_ok());
+    }
+
+    #[test]
+    fn buckets_in_debt_are_not_pruned() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 2,
+            per_second: 1,
+        });
+        let t0 = Instant::now();
+        assert!(rl.check_at("debtor", t0).is_ok());
+        rl.charge_links("debtor", 1_000);
+        for i in 0..PRUNE_FROM - 2 {
+            assert!(rl.check_at(&format!("user-{i}"), t0).is_ok());
+        }
+        // Ten seconds on the users' buckets are full; the 4,097th principal prunes them.
+        let later = t0 + Duration::from_secs(10);
+        assert!(rl.check_at("x", later).is_ok());
+        assert!(rl.check_at("y", later).is_ok());
+        assert_eq!(rl.len(), 3, "debtor, x and y are left");
+        assert!(rl.check_at("debtor", later).is_err(), "still owes");
     }
 
     #[test]

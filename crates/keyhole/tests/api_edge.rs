@@ -558,6 +558,67 @@ async fn authentication_ownership_and_rate_limit() {
 }
 
 #[tokio::test]
+async fn the_rate_limit_counts_every_part_link_signed() {
+    // 1 token per second: a multipart upload of 40 parts leaves the principal 35 tokens short,
+    // so its next request waits about 36 s; signing 10,000 links per request is no way around
+    // the limit.
+    let s = TestServer::start_with(|c| {
+        c.rate_limit = keyhole::config::RateLimit {
+            burst: 5,
+            per_second: 1,
+        };
+    })
+    .await;
+    let create = |size: u64, multipart: bool| {
+        s.client
+            .post(s.url("/api/files/upload"))
+            .json(
+                &json!({"filename": "big.bin", "contentType": "application/octet-stream",
+                          "size": size, "multipart": multipart}),
+            )
+            .send()
+    };
+    let r = create(40 * 8 * 1024 * 1024, true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let link: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(link["parts"].as_array().unwrap().len(), 40);
+    let r = create(10, false).await.unwrap();
+    assert_eq!(r.status(), 429, "the 39 extra links were charged");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((30..=37).contains(&wait), "Retry-After {wait}");
+    // Listing the parts re-signs the 40 missing ones, and is charged for them too.
+    let s = TestServer::start_with(|c| {
+        c.rate_limit = keyhole::config::RateLimit {
+            burst: 45,
+            per_second: 1,
+        };
+    })
+    .await;
+    let (status, link) = s
+        .create_upload(json!({"filename": "big.bin",
+            "contentType": "application/octet-stream", "size": 40 * 8 * 1024 * 1024,
+            "multipart": true}))
+        .await;
+    assert_eq!(status, 200);
+    let id = link["fileId"].as_str().unwrap();
+    let r = s
+        .client
+        .get(s.url(&format!("/api/files/{id}/parts")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let parts: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(parts["missing"].as_array().unwrap().len(), 40);
+    let r = s.client.get(s.url("/api/files")).send().await.unwrap();
+    assert_eq!(r.status(), 429, "45 - 40 - 40 tokens left");
+}
+
+#[tokio::test]
 async fn cors_preflight_for_configured_origins_only() {
     let s =
         TestServer::start_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
