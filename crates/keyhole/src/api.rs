@@ -560,7 +560,7 @@ pub(crate) async fn part_links(
             .collect();
         let keys = state.keys.current();
         let policy = policy.clone();
-        let signed = crate::signq::run(move || {
+        let signed = crate::signq::run(urls.len(), move || {
             urls.into_iter()
                 .map(|(n, url)| {
                     keys.signer.sign_url(&url, &policy).map(|url| PartLink {
@@ -571,7 +571,7 @@ pub(crate) async fn part_links(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(crate::links::LinkError::from)?
         .map_err(ApiError::internal)?;
         // Counted per job, as each is signed, so `/metrics` shows a long request's progress.
         Metrics::count_by(&state.metrics.links, "upload_part", signed.len() as u64);

@@ -144,7 +144,22 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<crate::links::LinkError> for ApiError {
     fn from(e: crate::links::LinkError) -> Self {
-        ApiError::internal(e)
+        use crate::links::LinkError;
+        use crate::signq::Refused;
+        let (code, message) = match e {
+            LinkError::Refused(Refused::Busy) => (
+                "busy",
+                "the server has more links to sign than it can in time; call again",
+            ),
+            LinkError::Refused(Refused::Stopped) => {
+                ("shutting_down", "the server is shutting down; call again")
+            }
+            other => return ApiError::internal(other),
+        };
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
     }
 }
 
@@ -584,6 +599,24 @@ mod tests {
             !body.to_string().contains("refused"),
             "the detail is logged, not sent"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_or_stopped_signing_queue_says_call_again() {
+        use crate::links::LinkError;
+        use crate::signq::Refused;
+        for (refused, code) in [(Refused::Busy, "busy"), (Refused::Stopped, "shutting_down")] {
+            let response = ApiError::from(LinkError::Refused(refused)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], code);
+        }
+        let other = ApiError::from(LinkError::NotSupported).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -218,16 +218,16 @@ pub enum LinkError {
     /// Presigning failed.
     #[error("presigning an S3 link failed: {0}")]
     Presign(#[from] ObjectError),
-    /// The signing queue stopped (the server is shutting down).
+    /// The signing queue is full or stopped (the server is overloaded or shutting down).
     #[error(transparent)]
-    Stopped(#[from] crate::signq::Stopped),
+    Refused(#[from] crate::signq::Refused),
 }
 
 /// Signs `url` with the active key, on this thread's signing queue ([`crate::signq`]).
 async fn sign_canned(state: &SharedState, url: String, expires: i64) -> Result<String, LinkError> {
     let policy = Policy::canned(expires as u64)?;
     let keys = state.keys.current();
-    Ok(crate::signq::run(move || keys.signer.sign_url(&url, &policy)).await??)
+    Ok(crate::signq::run(1, move || keys.signer.sign_url(&url, &policy)).await??)
 }
 
 /// Seconds from now until `expires` (epoch seconds), at least one.
