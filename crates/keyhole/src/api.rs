@@ -357,7 +357,7 @@ fn info(r: &FileRecord) -> FileInfo {
 #[utoipa::path(post, path = "/api/files/upload", request_body = CreateUpload,
     responses((status = 200, body = UploadLink), (status = 400, body = ErrorReply),
               (status = 401, body = ErrorReply), (status = 413, body = ErrorReply),
-              (status = 429, body = ErrorReply)),
+              (status = 429, body = ErrorReply), (status = 503, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn create_upload(
     State(state): State<SharedState>,
@@ -608,7 +608,8 @@ async fn pending_multipart(
 #[utoipa::path(get, path = "/api/files/{fileId}/parts",
     params(("fileId" = String, Path, description = "File id")),
     responses((status = 200, body = PartsStatus), (status = 404, body = ErrorReply),
-              (status = 409, body = ErrorReply)),
+              (status = 409, body = ErrorReply), (status = 429, body = ErrorReply),
+              (status = 503, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn list_parts(
     State(state): State<SharedState>,
@@ -761,7 +762,7 @@ async fn owned_record(
 #[utoipa::path(get, path = "/api/files/download/{fileId}",
     params(("fileId" = String, Path, description = "File id")),
     responses((status = 200, body = DownloadLink), (status = 404, body = ErrorReply),
-              (status = 409, body = ErrorReply)),
+              (status = 409, body = ErrorReply), (status = 503, body = ErrorReply)),
     security(("bearer" = [])))]
 pub async fn download_link(
     State(state): State<SharedState>,

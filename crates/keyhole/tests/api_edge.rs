@@ -663,6 +663,15 @@ async fn openapi_health_readiness_and_request_ids() {
             "/complete {status}: {complete}"
         );
     }
+    // Every route that signs links may answer 503 (`busy`, `shutting_down`).
+    for (path, method) in [
+        ("/api/files/upload", "post"),
+        ("/api/files/{fileId}/parts", "get"),
+        ("/api/files/download/{fileId}", "get"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        assert!(responses.get("503").is_some(), "{path} 503: {responses}");
+    }
     assert_eq!(
         s.client
             .get(s.url("/healthz"))
