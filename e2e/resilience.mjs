@@ -130,6 +130,30 @@ export async function transientFailures(browser, server) {
     assertEqual(offlinePuts, 2, 'PUTs of the file sent while offline');
     await storedIntact(server, offline);
 
+    // The link is refused (as when it expired during a long wait offline): a single-part link
+    // cannot be renewed, so the page creates the upload anew and removes the first one.
+    const refused = makeFile(dir, 'link-refused.txt', 3500);
+    const refusedPuts = [];
+    await page.route(putOf(refused.name), async (route) => {
+      refusedPuts.push(new URL(route.request().url()).pathname);
+      if (refusedPuts.length > 1) return route.continue();
+      return route.fulfill({
+        status: 403, contentType: 'text/xml',
+        body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access denied</Message></Error>',
+      });
+    });
+    await page.setInputFiles(sel.input, [refused.path]);
+    await waitUploaded(page, [refused]);
+    assertEqual(refusedPuts.length, 2, 'PUTs of a file whose first link was refused');
+    assert(refusedPuts[0] !== refusedPuts[1], `the second PUT went to the refused link: ${refusedPuts.join(' ')}`);
+    await waitFor('the refused upload to be removed', async () => {
+      const l = await api(server, 'GET', '/api/files');
+      return l.body.files.filter((f) => f.filename === refused.name).length === 1;
+    }, 10000);
+    await storedIntact(server, refused);
+    const renewed = (await page.evaluate(() => window.__statuses))[refused.name];
+    assert(renewed.includes('The upload link was refused; getting a new one…'), `status when refused: ${renewed.join(' | ')}`);
+
     assert(await page.locator(sel.error).isHidden(), `an error is shown: ${await page.locator(sel.error).textContent()}`);
     await checkClean(page, problems);
   } finally {
