@@ -474,7 +474,7 @@ fn already_uploaded(state: &SharedState) -> Response {
 /// content type and declared SHA-256 are enforced before the commit), so the object is this
 /// upload's; it is read back for its size and SHA-256, which must match what was declared. A
 /// record another request completed meanwhile is left as it is. Returns what was recorded.
-async fn recover_stored(
+pub(crate) async fn recover_stored(
     state: &SharedState,
     record: &FileRecord,
 ) -> Result<Assembled, FinishError> {
@@ -511,7 +511,7 @@ async fn recover_stored(
 
 /// Why a stored object could not be recorded.
 #[derive(Debug)]
-enum FinishError {
+pub(crate) enum FinishError {
     /// The record was deleted or expired while the bytes arrived; the object was removed.
     Gone,
     /// The metadata store failed or did not say whether the update was applied. The object

@@ -138,15 +138,20 @@ pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>)
     }
 }
 
-/// Start-up reconciliation after a crash: an object whose record is still pending was never
-/// acknowledged to its client (the crash came between commit and record update), so it is removed
-/// and the client's retry succeeds; parts of uploads that are complete are removed too. Objects
-/// with no record at all are kept and reported (a lost metadata store must not delete files).
+/// Start-up reconciliation after a crash. An object whose record is still pending was committed
+/// (only complete, checked bytes ever are) but the crash came before its record was updated: it
+/// is recorded now, after the checks [`crate::edge::recover_stored`] makes, and the client's
+/// retry finds the upload done (409 `ObjectAlreadyExists` or `already_uploaded`, which clients
+/// take as success). Removing it instead would lose a multipart upload for good: its parts are
+/// freed when it is assembled. A record that expired meanwhile goes with its object, as the
+/// sweeper would. Parts of uploads that are complete are removed. Objects with no record at all
+/// are kept and reported (a lost metadata store must not delete files).
 pub async fn reconcile(state: &SharedState) {
     if !state.objects.single_writer() {
         return;
     }
     let mut removed = 0usize;
+    let mut recorded = 0usize;
     let mut unrecorded = 0usize;
     for (prefix, is_parts) in [("uploads", false), ("parts", true)] {
         let keys = match state.objects.list(prefix).await {
@@ -165,7 +170,24 @@ pub async fn reconcile(state: &SharedState) {
             // store looks like, and deleting would turn a configuration mistake into data loss.
             let keep = match state.meta.get(file_id).await {
                 Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
-                Ok(Some(r)) => r.status == crate::store::Status::Uploaded,
+                Ok(Some(r)) if r.status == crate::store::Status::Uploaded => true,
+                Ok(Some(r)) => {
+                    use crate::edge::FinishError;
+                    match crate::edge::recover_stored(state, &r).await {
+                        Ok(_) => {
+                            recorded += 1;
+                            let _ = state.meta.delete_parts(file_id).await;
+                        }
+                        // Expired or deleted: the object went with it.
+                        Err(FinishError::Gone) => removed += 1,
+                        // Kept: the sweeper removes object and record together if the record
+                        // expires without a retry recording it.
+                        Err(e) => {
+                            tracing::error!(error = ?e, file_id, "reconcile: cannot record a committed upload; kept");
+                        }
+                    }
+                    true
+                }
                 Ok(None) => {
                     unrecorded += 1;
                     true
@@ -194,10 +216,16 @@ pub async fn reconcile(state: &SharedState) {
             }
         }
     }
+    if recorded > 0 {
+        tracing::warn!(
+            recorded,
+            "reconcile: recorded uploads whose record update an interrupted run did not make"
+        );
+    }
     if removed > 0 {
         tracing::warn!(
             removed,
-            "reconcile: removed unacknowledged objects left by an interrupted run"
+            "reconcile: removed objects of expired uploads and parts of complete ones left by an interrupted run"
         );
     }
     state.metrics.unrecorded_objects.set(unrecorded as i64);

@@ -728,24 +728,55 @@ async fn data_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn start_up_removes_unacknowledged_objects_and_keeps_unrecorded_ones() {
-    let s = TestServer::start().await;
+async fn start_up_records_committed_uploads_and_keeps_unrecorded_ones() {
+    const MIB: usize = 1024 * 1024;
+    let s = TestServer::start_with(|c| {
+        c.part_size = 5 * MIB as u64;
+        c.multipart_threshold = 8 * MIB as u64;
+    })
+    .await;
     let kept = s.upload("kept.bin", b"acknowledged".to_vec()).await;
-    let link = s.upload_link("crashed.bin", None, None).await;
-    let pending = link["fileId"].as_str().unwrap().to_owned();
+    let body = b"committed, never acknowledged".to_vec();
+    let link = s
+        .upload_link(
+            "crashed.bin",
+            Some(body.len() as u64),
+            Some(&sha256_hex(&body)),
+        )
+        .await;
+    let single = link["fileId"].as_str().unwrap().to_owned();
+    // A multipart upload whose parts all arrived and were assembled; the crash came before the
+    // record was updated, after the parts were freed.
+    let video = pseudo_random(9 * MIB + 5, 11);
+    let (status, multi) = s
+        .create_upload(json!({"filename": "video.mp4", "contentType": "video/mp4",
+            "size": video.len()}))
+        .await;
+    assert_eq!(status, 200, "{multi}");
+    for part in multi["parts"].as_array().unwrap() {
+        let n = part["partNumber"].as_u64().unwrap() as usize;
+        let bytes = video[(n - 1) * 5 * MIB..(n * 5 * MIB).min(video.len())].to_vec();
+        let r = s
+            .client
+            .put(s.local(part["url"].as_str().unwrap()))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let multi_id = multi["fileId"].as_str().unwrap().to_owned();
     let dir = s.stop().await;
-    // A crash between committing the bytes and recording them leaves an object whose record is
-    // still pending; a lost metadata store leaves objects with no record at all.
-    let objects = dir.path().join("objects/uploads");
-    std::fs::write(objects.join(&pending), b"never acknowledged").unwrap();
+    // What the crash left: committed objects under records still pending (and no parts for the
+    // multipart one); a lost metadata store leaves objects with no record at all.
+    let objects = dir.path().join("objects");
+    std::fs::write(objects.join("uploads").join(&single), &body).unwrap();
+    std::fs::write(objects.join("uploads").join(&multi_id), &video).unwrap();
+    std::fs::remove_dir_all(objects.join("parts").join(&multi_id)).unwrap();
     let orphan = "aaaaaaaaaaaaaaaaaaaaaaaaaa_orphan.bin";
-    std::fs::write(objects.join(orphan), b"no record").unwrap();
+    std::fs::write(objects.join("uploads").join(orphan), b"no record").unwrap();
 
     let s = TestServer::start_in(dir, |_| {}).await;
-    assert!(
-        !s.object_path(&pending).exists(),
-        "unacknowledged object removed"
-    );
     assert!(
         s.object_path(orphan).exists(),
         "object without a record kept"
@@ -755,12 +786,21 @@ async fn start_up_removes_unacknowledged_objects_and_keeps_unrecorded_ones() {
         "and counted"
     );
     assert_eq!(s.download(&kept).await, b"acknowledged");
-    // The client's retry of the interrupted upload now succeeds.
+    // The committed uploads are recorded: downloadable, and the clients' retries find them done.
+    assert_eq!(s.download(&single).await, body);
+    assert_eq!(s.download(&multi_id).await, video);
     let r = s
-        .put(link["uploadUrl"].as_str().unwrap(), b"retried".to_vec())
+        .put(link["uploadUrl"].as_str().unwrap(), body.clone())
         .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(s.download(&pending).await, b"retried");
+    assert_eq!(r.status(), 409);
+    let (status, done) = s
+        .post_json(&format!("/api/files/{multi_id}/complete"), None, json!({}))
+        .await;
+    assert_eq!(status, 409, "{done}");
+    assert_eq!(done["error"]["code"], "already_uploaded");
+    let listed = s.get_json(&format!("/api/files/{multi_id}")).await;
+    assert_eq!(listed["file"]["status"], "uploaded", "{listed}");
+    assert_eq!(listed["file"]["size"], video.len());
 }
 
 /// Writes `head` and `body` on `stream` and reads one response (head and its Content-Length

@@ -143,7 +143,7 @@ pub trait ObjectStorage: Send + Sync + 'static {
     ) -> Result<Assembled, ObjectError>;
     /// Abandons a multipart upload and frees its parts (no error if already gone).
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ObjectError>;
-    /// Whether this process is the only writer, so start-up reconciliation of unacknowledged
+    /// Whether this process is the only writer, so start-up reconciliation of committed but unrecorded
     /// objects is safe (true for local disk, false for shared object stores).
     fn single_writer(&self) -> bool;
     /// The keys one level below `prefix` (`uploads` lists `uploads/{id}` objects).
