@@ -491,12 +491,15 @@ impl MetaStore for SqliteStore {
         let after = cursor.map(decode_cursor).transpose()?;
         let limit = limit.clamp(1, 1000);
         self.read(move |c| {
+            // Without a cursor, from after the largest possible key. A row-value comparison lets
+            // SQLite seek in `files_by_owner` to where the page starts; an `OR` of the same
+            // conditions made it walk every newer row of the owner, page after page.
             let (created, id) = after.unwrap_or((i64::MAX, String::new()));
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM files WHERE owner = ?1 \
                      AND (ttl IS NULL OR ttl > ?2) \
-                     AND (upload_url_generated_at < ?3 OR (upload_url_generated_at = ?3 AND file_id < ?4) OR ?4 = '') \
+                     AND (upload_url_generated_at, file_id) < (?3, ?4) \
                      ORDER BY upload_url_generated_at DESC, file_id DESC LIMIT ?5"
                 ))
                 .map_err(backend)?;
