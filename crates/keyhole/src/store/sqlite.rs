@@ -504,7 +504,10 @@ impl MetaStore for SqliteStore {
                 ))
                 .map_err(backend)?;
             let records = stmt
-                .query_map(params![owner, now, created, id, (limit + 1) as i64], from_row)
+                .query_map(
+                    params![owner, now, created, id, (limit + 1) as i64],
+                    from_row,
+                )
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
