@@ -83,6 +83,15 @@ impl fmt::Display for Ipv4Cidr {
 /// it from the request, so the URL stays short. A *custom* policy travels with the URL (`Policy=`)
 /// and may add a not-before time, an IP range and a wildcard resource.
 ///
+/// Wildcards in a canned URL: the canned policy's JSON is also a valid custom policy, so whoever
+/// holds a canned link can send its signature with that JSON as `Policy=` instead of `Expires=`,
+/// and CloudFront (and [`crate::Verifier`], which follows it) then reads any `*` in the URL as
+/// "any run of characters" and any `?` as "one character" — including the `?` before the query,
+/// so a link to `/a.pdf?v=1` also grants `/a.pdf/v=1`. This is how CloudFront works and how the
+/// AWS SDKs sign; only the holder of a link can do it, and only for URLs its own URL matches as a
+/// pattern. Keep `*` out of URLs you sign (percent-encode it as `%2A`), and keep object names free
+/// of it where that matters.
+///
 /// ```
 /// use keyhole_sign::Policy;
 /// let canned = Policy::canned(1767290400).unwrap();
@@ -299,9 +308,65 @@ fn epoch_of(value: &Value) -> Option<u64> {
     obj.get("AWS:EpochTime")?.as_u64()
 }
 
+/// Whether `bytes` is JSON in which no object repeats a key. A parsed [`Value`] keeps only the
+/// last of repeated keys, so `{"Resource":"https://a/b","Resource":"*"}` would grant `*`
+/// without anything showing it; a policy that says two things at once is refused instead.
+fn keys_are_unique(bytes: &[u8]) -> bool {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Unique)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Unique;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key) {
+                    return Err(A::Error::custom("a key is repeated"));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+    serde_json::from_slice::<Unique>(bytes).is_ok()
+}
+
 /// Parses a custom policy's JSON as CloudFront does: exactly one statement, `DateLessThan`
-/// required, only the documented keys. Returns `None` when malformed.
+/// required, only the documented keys, none of them twice. Returns `None` when malformed.
 pub fn parse_policy(bytes: &[u8]) -> Option<ParsedPolicy> {
+    if !keys_are_unique(bytes) {
+        return None;
+    }
     let root: Value = serde_json::from_slice(bytes).ok()?;
     let root = root.as_object()?;
     if root.len() != 1 {
@@ -482,6 +547,12 @@ mod tests {
             br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5},"Bogus":{}}}]}"#,
             br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5}}},{"Condition":{"DateLessThan":{"AWS:EpochTime":5}}}]}"#,
             br#"not json"#,
+            // The same key twice, at each level: the policy would say two things at once.
+            br#"{"Statement":[{"Resource":"https://a/b","Resource":"https://a/*","Condition":{"DateLessThan":{"AWS:EpochTime":5}}}]}"#,
+            br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5},"DateLessThan":{"AWS:EpochTime":9}}}]}"#,
+            br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5,"AWS:EpochTime":9}}}]}"#,
+            br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5}},"Condition":{"DateLessThan":{"AWS:EpochTime":9}}}]}"#,
+            br#"{"Statement":[{"Condition":{"DateLessThan":{"AWS:EpochTime":5}}}],"Statement":[]}"#,
         ] {
             assert_eq!(parse_policy(bad), None, "{}", String::from_utf8_lossy(bad));
         }

@@ -73,8 +73,9 @@ impl Scenario {
     }
 
     /// The pattern a custom policy grants: its resource, or the URL itself (in which `*` and `?`
-    /// are wildcards too, as on CloudFront). `None` for a canned policy, which grants exactly the
-    /// URL.
+    /// are wildcards too, as on CloudFront). `None` for a canned policy, whose link (with
+    /// `Expires=`) grants exactly the URL; its signature re-sent as a custom policy would grant
+    /// the URL as a pattern (see `Policy`).
     fn grant(&self) -> Option<&str> {
         self.custom
             .then(|| self.pattern.as_deref().unwrap_or(&self.url))
