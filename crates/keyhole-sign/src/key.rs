@@ -14,6 +14,7 @@ use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa};
 
 use crate::error::KeyError;
+use zeroize::Zeroizing;
 
 /// Largest PEM text accepted; an RSA-4096 PKCS#8 key is about 3.3 KiB.
 const MAX_PEM_LEN: usize = 16 * 1024;
@@ -123,15 +124,39 @@ impl fmt::Display for KeyAlgorithm {
 }
 
 /// Normalises PEM text as it arrives from files and environment variables: trims surrounding
-/// whitespace, turns literal `\n` sequences into newlines and drops carriage returns.
-fn normalise_pem(pem: &str) -> Result<String, KeyError> {
+/// whitespace, turns literal `\n` sequences into newlines and drops carriage returns. The text is
+/// a private key's: every buffer is sized up front (the result is never longer than the input,
+/// plus a newline), so none is reallocated and left behind, and each is wiped when dropped.
+fn normalise_pem(pem: &str) -> Result<Zeroizing<String>, KeyError> {
     if pem.len() > MAX_PEM_LEN {
         return Err(KeyError::TooLarge);
     }
-    let mut text = pem.trim().replace("\\n", "\n").replace('\r', "");
+    let pem = pem.trim();
+    let mut text = Zeroizing::new(String::with_capacity(pem.len() + 1));
+    let mut rest = pem;
+    while let Some(i) = rest.find(['\\', '\r']) {
+        text.push_str(&rest[..i]);
+        if rest[i..].starts_with("\\n") {
+            text.push('\n');
+            rest = &rest[i + 2..];
+        } else {
+            if rest.as_bytes()[i] == b'\\' {
+                text.push('\\');
+            }
+            rest = &rest[i + 1..];
+        }
+    }
+    text.push_str(rest);
     // Indented PEMs (YAML, heredocs) carry leading whitespace on every line.
     if text.lines().any(|l| l.starts_with([' ', '\t'])) {
-        text = text.lines().map(str::trim).collect::<Vec<_>>().join("\n");
+        let mut trimmed = Zeroizing::new(String::with_capacity(text.len() + 1));
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                trimmed.push('\n');
+            }
+            trimmed.push_str(line.trim());
+        }
+        text = trimmed;
     }
     if !text.starts_with("-----BEGIN ") {
         return Err(KeyError::NotPem);
@@ -462,6 +487,43 @@ fn base32(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_text_is_normalised() {
+        let cases = [
+            (
+                "-----BEGIN X-----\nAB\n-----END X-----",
+                "-----BEGIN X-----\nAB\n-----END X-----\n",
+            ),
+            (
+                "  -----BEGIN X-----\r\nAB\r\n-----END X-----\r\n\n",
+                "-----BEGIN X-----\nAB\n-----END X-----\n",
+            ),
+            (
+                "-----BEGIN X-----\\nAB\\n-----END X-----",
+                "-----BEGIN X-----\nAB\n-----END X-----\n",
+            ),
+            (
+                "-----BEGIN X-----\n    AB\n\tCD\n  -----END X-----",
+                "-----BEGIN X-----\nAB\nCD\n-----END X-----\n",
+            ),
+            // A backslash that starts no `\n` stays, a carriage return inside one goes.
+            ("-----BEGIN X-----\\x\\\rn", "-----BEGIN X-----\\x\\n\n"),
+        ];
+        for (given, want) in cases {
+            let got = normalise_pem(given).unwrap();
+            assert_eq!(got.as_str(), want, "{given:?}");
+            assert!(
+                got.capacity() <= given.len() + 1,
+                "sized up front: {given:?}"
+            );
+        }
+        assert!(matches!(normalise_pem("AB"), Err(KeyError::NotPem)));
+        assert!(matches!(
+            normalise_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            Err(KeyError::Encrypted)
+        ));
+    }
 
     #[test]
     fn base32_matches_rfc4648() {
