@@ -676,6 +676,25 @@ pub async fn complete_upload(
         return Ok(Json(crate::direct::complete_single(&state, &record).await?));
     }
     let record = pending_multipart(&state, &principal, &file_id).await?;
+    // Its object stored already: an earlier completion assembled it and could not record it
+    // (it answered 503, call again). The parts cannot be listed any more (S3 has used up the
+    // multipart upload), so the object itself is checked and recorded.
+    match state.objects.head(&record.object_key).await {
+        Ok(_) => {
+            let done = crate::edge::recover_assembled(&state, &record)
+                .await
+                .map_err(assemble_failure)?;
+            return Ok(Json(Completed {
+                success: true,
+                file_id,
+                size: done.size,
+                sha256: done.sha256,
+                etag: done.etag,
+            }));
+        }
+        Err(crate::store::objects::ObjectError::NotFound) => {}
+        Err(e) => return Err(ApiError::internal(e)),
+    }
     let count = record.part_count().unwrap_or(0);
     let mut stored = crate::direct::parts(&state, &record).await?;
     if let Some(listed) = &request.parts {
@@ -721,23 +740,7 @@ pub async fn complete_upload(
     }
     let done = crate::edge::assemble(&state, &record, &stored)
         .await
-        .map_err(|e| match e {
-            crate::edge::AssembleError::Checksum => ApiError::bad_request(
-                "the SHA-256 of the assembled file differs from the declared one",
-            ),
-            crate::edge::AssembleError::Exists => ApiError::new(
-                StatusCode::CONFLICT,
-                "already_uploaded",
-                "the upload is already complete",
-            ),
-            crate::edge::AssembleError::Gone => ApiError::not_found(
-                "the upload expired or was deleted while it was being completed",
-            ),
-            crate::edge::AssembleError::Unavailable => {
-                ApiError::unavailable("recording an assembled upload")
-            }
-            crate::edge::AssembleError::Storage(e) => ApiError::internal(e),
-        })?;
+        .map_err(assemble_failure)?;
     Ok(Json(Completed {
         success: true,
         file_id,
@@ -745,6 +748,25 @@ pub async fn complete_upload(
         sha256: done.sha256,
         etag: done.etag,
     }))
+}
+
+fn assemble_failure(e: crate::edge::AssembleError) -> ApiError {
+    use crate::edge::AssembleError;
+    match e {
+        AssembleError::Checksum => {
+            ApiError::bad_request("the SHA-256 of the assembled file differs from the declared one")
+        }
+        AssembleError::Exists => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_uploaded",
+            "the upload is already complete",
+        ),
+        AssembleError::Gone => {
+            ApiError::not_found("the upload expired or was deleted while it was being completed")
+        }
+        AssembleError::Unavailable => ApiError::unavailable("recording an assembled upload"),
+        AssembleError::Storage(e) => ApiError::internal(e),
+    }
 }
 
 async fn owned_record(

@@ -738,6 +738,32 @@ pub struct Assembled {
     pub etag: String,
 }
 
+/// Records a multipart upload whose object is stored already: assembled by a completion whose
+/// record update failed or was cut off (the caller saw the record pending, and that completion
+/// answered 503 or nothing). Its parts are gone (S3 uses up the multipart upload when it joins
+/// them), so the object is checked instead ([`recover_stored`]). A record completed meanwhile is
+/// left as it is: [`AssembleError::Exists`].
+pub async fn recover_assembled(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Result<Assembled, AssembleError> {
+    if state
+        .meta
+        .get(&record.file_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.status == Status::Uploaded)
+    {
+        return Err(AssembleError::Exists);
+    }
+    let assembled = recover_stored(state, record)
+        .await
+        .map_err(assemble_error)?;
+    let _ = state.meta.delete_parts(&record.file_id).await;
+    Ok(assembled)
+}
+
 /// Joins the stored parts of `record` (all present and checked by the caller) into its object,
 /// atomically and write-once, and marks it uploaded; the backend frees the parts.
 pub async fn assemble(
@@ -765,26 +791,7 @@ pub async fn assemble(
         .await
     {
         Ok(d) => d,
-        Err(ObjectError::Exists) => {
-            // Assembled before, by a completion whose record update failed or was cut off (the
-            // caller saw the record pending): record it now. A record completed meanwhile is
-            // left as it is.
-            if state
-                .meta
-                .get(&record.file_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.status == Status::Uploaded)
-            {
-                return Err(AssembleError::Exists);
-            }
-            let assembled = recover_stored(state, record)
-                .await
-                .map_err(assemble_error)?;
-            let _ = state.meta.delete_parts(&record.file_id).await;
-            return Ok(assembled);
-        }
+        Err(ObjectError::Exists) => return recover_assembled(state, record).await,
         Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");
             return Err(AssembleError::Checksum);

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use common::{part_url, pseudo_random, sha256_hex, S3sEnv, TestServer, PUBLIC};
 use keyhole::config::{Config, TokenEntry};
 use keyhole::links::{Rollout, UrlMode};
-use keyhole::store::objects::PresignOp;
+use keyhole::store::objects::{PresignOp, StoredPart};
 use keyhole::store::s3::S3Settings;
 use keyhole::store::s3_api::S3Api;
 use serde_json::{json, Value};
@@ -345,6 +345,58 @@ async fn presigned_multipart_parts_listed_from_s3_and_assembled() {
     let r = plain_get(dl["downloadUrl"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha);
+}
+
+#[tokio::test]
+async fn a_completion_whose_record_update_failed_is_recorded_by_the_retry() {
+    let Some(s3s) = S3sEnv::from_env("a retried completion of an assembled upload on s3s-fs")
+    else {
+        return;
+    };
+    let s = presigned_server(&s3s).await;
+    let bytes = pseudo_random(11 * MIB + 5, 9);
+    let link = s
+        .upload_link("assembled.bin", Some(bytes.len() as u64), None)
+        .await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let ps = link["partSize"].as_u64().unwrap() as usize;
+    for n in 1..=3usize {
+        let u = part_url(&link, "parts", n as u64);
+        let r = plain_put(&u, bytes[(n - 1) * ps..(n * ps).min(bytes.len())].to_vec()).await;
+        assert_eq!(r.status(), 200, "part {n}");
+    }
+    // A completion assembled the object, then could not record it (the metadata store failed:
+    // the client got 503 and calls again). S3 has used up the multipart upload.
+    let listed = s.get_json(&format!("/api/files/{id}/parts")).await;
+    let parts: Vec<StoredPart> = listed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| StoredPart {
+            number: p["partNumber"].as_u64().unwrap() as u32,
+            size: p["size"].as_u64().unwrap(),
+            etag: p["etag"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    let state = &s.running().state;
+    state
+        .objects
+        .complete_multipart(
+            &format!("uploads/{id}"),
+            link["uploadId"].as_str().unwrap(),
+            &parts,
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, done) = complete(&s, &id).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["size"], bytes.len());
+    let file = s.get_json(&format!("/api/files/{id}")).await;
+    assert_eq!(file["file"]["status"], "uploaded", "{file}");
+    let (_, dl) = s.download_link(&id).await;
+    let r = plain_get(dl["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha256_hex(&bytes));
 }
 
 /// The first name `tenant-N` whose rollout bucket satisfies `pred`.
