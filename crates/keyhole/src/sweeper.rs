@@ -245,5 +245,6 @@ pub async fn run(state: SharedState, interval: Duration) {
     loop {
         ticker.tick().await;
         sweep_once(&state).await;
+        state.metrics.sweeps.inc();
     }
 }

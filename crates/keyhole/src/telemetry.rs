@@ -463,6 +463,8 @@ pub struct Metrics {
     pub swept: Family<KindLabel, Counter>,
     /// Sweeper failures.
     pub sweep_errors: Counter,
+    /// Sweeper passes finished (the first runs at start-up).
+    pub sweeps: Counter,
     /// Failed re-reads of the signing key's secret.
     pub key_refresh_errors: Counter,
     /// Requests refused by the rate limit.
@@ -543,6 +545,13 @@ impl Metrics {
         );
         let sweep_errors = Counter::default();
         registry.register("sweeper_errors", "Sweeper failures", sweep_errors.clone());
+        let sweeps = Counter::default();
+        registry.register(
+            "sweeper_passes",
+            "Sweeper passes finished, the first at start-up: one more every sweep_interval while \
+             the sweeper runs",
+            sweeps.clone(),
+        );
         registry.register(
             "log_lines_dropped",
             "Log lines dropped because standard output did not take them for 250 ms (the server \
@@ -592,6 +601,7 @@ impl Metrics {
             bytes_sent,
             swept,
             sweep_errors,
+            sweeps,
             key_refresh_errors,
             rate_limited,
             transfers_in_flight,

@@ -1486,6 +1486,16 @@ async fn one_sweep_works_through_a_backlog_past_files_that_fail() {
             part_size: None,
         }
     };
+    // The sweeper's pass at start-up must be over before the backlog is made, or it takes part
+    // of it (the next pass is an hour away).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while state.metrics.sweeps.get() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up sweep never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // More failing files than one batch, expiring first: a non-empty directory stands where
     // each one's object would be, so removing it fails.
     let failing: Vec<FileRecord> = (0..600).map(|_| record("stuck.bin", now - 2000)).collect();
