@@ -846,6 +846,8 @@ pub fn parse_range(value: &str, size: u64) -> RangeOutcome {
     if spec.contains(',') {
         return RangeOutcome::Full;
     }
+    // A range that does not parse, or whose first position is past its last, is invalid, and
+    // refused with 416 (section 14.2 lets a server ignore or reject it; S3 ignores it).
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeOutcome::Unsatisfiable;
     };
@@ -861,7 +863,11 @@ pub fn parse_range(value: &str, size: u64) -> RangeOutcome {
     };
     match (first.trim(), last.trim()) {
         ("", suffix) => match num(suffix) {
-            Some(n) if n > 0 && size > 0 => RangeOutcome::Partial(size.saturating_sub(n), size - 1),
+            // The last bytes of an empty file: satisfiable (section 14.1.1: a suffix range is
+            // whenever its length is not 0), and no 206 can say so: the whole (empty) file, as
+            // S3 sends.
+            Some(n) if n > 0 && size == 0 => RangeOutcome::Full,
+            Some(n) if n > 0 => RangeOutcome::Partial(size.saturating_sub(n), size - 1),
             _ => RangeOutcome::Unsatisfiable,
         },
         (start, "") => match num(start) {
@@ -925,6 +931,25 @@ fn etag_matches_strongly(list: &str, etag: &str) -> bool {
     list.trim() == "*" || list.split(',').any(|t| t.trim() == etag)
 }
 
+/// Whether an `If-Range` value holds for a file with `etag`, last modified at `modified` (RFC
+/// 9110 section 13.1.5): an entity tag that matches strongly, or a date exactly the file's. A
+/// value that is neither (or not text) does not hold, so the range is ignored and the whole
+/// file is sent, never a part of a file the client may not have.
+fn if_range_holds(value: &HeaderValue, etag: &str, modified: SystemTime) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        return value == etag;
+    }
+    // Files never change once uploaded, so their Last-Modified is a strong validator.
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
+    httpdate::parse_http_date(value)
+        .ok()
+        .is_some_and(|at| secs(at).is_some() && secs(at) == secs(modified))
+}
+
 /// What a download's conditional headers decide.
 #[derive(Debug, PartialEq, Eq)]
 enum Precondition {
@@ -941,11 +966,13 @@ enum Precondition {
 /// section 13.2.2. A date that does not parse is ignored, as are the date conditions when the
 /// matching tag condition is present. Field lines of one header combine into one list.
 fn preconditions(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precondition {
+    // A value that is not text names no entity tag: it matches nothing, rather than being
+    // taken as absent (which would let an `If-Match` that cannot hold pass).
     let list = |name: &header::HeaderName| -> Option<String> {
         let values: Vec<&str> = headers
             .get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or(""))
             .collect();
         (!values.is_empty()).then(|| values.join(","))
     };
@@ -1035,10 +1062,15 @@ pub async fn download(
             )
         }
         Precondition::NotModified => {
-            return validators
-                .status(StatusCode::NOT_MODIFIED)
+            let mut not_modified = validators.status(StatusCode::NOT_MODIFIED);
+            if req.method() == Method::HEAD {
+                // Else hyper says 0 for the empty body of a HEAD; a 304 may carry only the
+                // length a 200 would have (RFC 9110 section 8.6).
+                not_modified = not_modified.header(header::CONTENT_LENGTH, size.to_string());
+            }
+            return not_modified
                 .body(Body::empty())
-                .unwrap_or_else(|_| StatusCode::NOT_MODIFIED.into_response())
+                .unwrap_or_else(|_| StatusCode::NOT_MODIFIED.into_response());
         }
         Precondition::Proceed => {}
     }
@@ -1054,8 +1086,7 @@ pub async fn download(
         .header(header::CONTENT_SECURITY_POLICY, DOWNLOAD_CSP);
     let range_applies = headers
         .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == etag);
+        .is_none_or(|v| if_range_holds(v, &etag, last_modified));
     let outcome = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(r) if range_applies => parse_range(r, size),
         _ => RangeOutcome::Full,
@@ -1201,6 +1232,46 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeOutcome::Full);
         assert_eq!(parse_range("items=0-1", 100), RangeOutcome::Full);
         assert_eq!(parse_range("bytes=0-", 0), RangeOutcome::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-0", 0), RangeOutcome::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 0), RangeOutcome::Unsatisfiable);
+        // The last 5 bytes of an empty file are all of it (none): 200, not 416.
+        assert_eq!(parse_range("bytes=-5", 0), RangeOutcome::Full);
+    }
+
+    #[test]
+    fn a_condition_that_is_not_text_matches_nothing() {
+        let modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_MATCH,
+            HeaderValue::from_bytes(b"\"abc\"\xe9").unwrap(),
+        );
+        assert_eq!(preconditions(&h, "\"abc\"", modified), Precondition::Failed);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_bytes(b"\"abc\"\xe9").unwrap(),
+        );
+        assert_eq!(
+            preconditions(&h, "\"abc\"", modified),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn if_range_holds_for_the_strong_tag_or_the_exact_date() {
+        let etag = "\"abc\"";
+        let modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let holds = |v: &[u8]| if_range_holds(&HeaderValue::from_bytes(v).unwrap(), etag, modified);
+        assert!(holds(b"\"abc\""));
+        assert!(!holds(b"W/\"abc\""), "weak tags never match");
+        assert!(!holds(b"\"other\""));
+        assert!(holds(httpdate::fmt_http_date(modified).as_bytes()));
+        assert!(!holds(
+            httpdate::fmt_http_date(modified - Duration::from_secs(1)).as_bytes()
+        ));
+        assert!(!holds(b"yesterday"));
+        assert!(!holds("\"abc\" \u{e9}".as_bytes()), "not text: no match");
     }
 
     #[test]

@@ -151,9 +151,13 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 header::RANGE,
                 header::IF_NONE_MATCH,
                 header::IF_RANGE,
+                header::IF_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::IF_UNMODIFIED_SINCE,
                 http::REQUEST_ID.clone(),
             ])
             .expose_headers([
+                header::ACCEPT_RANGES,
                 header::ETAG,
                 header::CONTENT_RANGE,
                 header::CONTENT_DISPOSITION,

@@ -90,6 +90,34 @@ async fn cors_lets_pages_send_request_ids_and_read_retry_after() {
         .to_ascii_lowercase();
     assert!(exposed.contains("retry-after"), "{exposed}");
     assert!(exposed.contains("x-request-id"), "{exposed}");
+    // Downloads: every conditional header the edge honours may be sent, and a resuming page
+    // can see that ranges are accepted.
+    let r = s
+        .client
+        .request(reqwest::Method::OPTIONS, s.url("/files/x"))
+        .header("origin", APP)
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "range,if-range,if-match,if-none-match,if-modified-since,if-unmodified-since",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in [
+        "if-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+    ] {
+        assert!(allowed.contains(h), "{h} not in {allowed}");
+    }
+    assert!(exposed.contains("accept-ranges"), "{exposed}");
 }
 
 /// `GET path` with the given `Host` header.

@@ -116,6 +116,32 @@ async fn ranges_conditional_requests_and_head() {
     // A 304 carries the validators, not the representation's headers.
     assert!(r.headers().contains_key("last-modified"));
     assert!(!r.headers().contains_key("content-disposition"));
+    // A HEAD's 304 says the length a 200 would have, or none; never 0.
+    let r = s
+        .client
+        .head(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["content-length"], "10000");
+    // If-Range with the file's own date serves the range; with another date, the whole file.
+    let modified = head.headers()["last-modified"].to_str().unwrap().to_owned();
+    for (since, status) in [
+        (modified.as_str(), 206),
+        ("Sat, 01 Jan 2000 00:00:00 GMT", 200),
+    ] {
+        let r = s
+            .client
+            .get(&url)
+            .header("range", "bytes=0-9")
+            .header("if-range", since)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "If-Range: {since}");
+    }
     // If-Range with a stale validator serves the whole file.
     let r = s
         .client

@@ -221,7 +221,8 @@ resource "aws_cloudfront_response_headers_policy" "this" {
       origin_override                  = true
 
       access_control_allow_headers {
-        items = ["Content-Type", "Content-MD5", "Range", "x-amz-checksum-sha256", "x-amz-sdk-checksum-algorithm"]
+        # The conditional headers a resuming download sends, as Keyhole's own edge allows them.
+        items = ["Content-Type", "Content-MD5", "Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "x-amz-checksum-sha256", "x-amz-sdk-checksum-algorithm"]
       }
 
       access_control_allow_methods {
@@ -233,7 +234,7 @@ resource "aws_cloudfront_response_headers_policy" "this" {
       }
 
       access_control_expose_headers {
-        items = ["ETag", "Content-Length", "Content-Range", "Accept-Ranges"]
+        items = ["ETag", "Content-Length", "Content-Range", "Accept-Ranges", "Content-Disposition"]
       }
     }
   }
