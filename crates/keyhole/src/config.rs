@@ -74,6 +74,29 @@ pub struct RateLimit {
     pub per_second: u32,
 }
 
+/// `[rate_limit]` in the configuration file: either key may be left to its default.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    burst: Option<u32>,
+    per_second: Option<u32>,
+}
+
+/// Whether `authority` is `host[:port]` with a host and, when a port is given, one from 1 to
+/// 65535 (`[v6]` hosts in brackets).
+fn valid_authority(authority: &str) -> bool {
+    let Ok(parsed) = authority.parse::<axum::http::uri::Authority>() else {
+        return false;
+    };
+    let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+    let port_ok = match authority.rsplit_once(':') {
+        // A colon inside the brackets of an IPv6 host is not a port.
+        Some((_, tail)) if !tail.contains(']') => parsed.port_u16().is_some_and(|p| p > 0),
+        _ => true,
+    };
+    !host.is_empty() && port_ok
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -149,8 +172,24 @@ pub struct Config {
     pub url_modes: crate::links::UrlModes,
 }
 
+/// `url` with the password of its user information, if any, replaced by `***`: connection
+/// strings go into error messages and debug output, their passwords must not.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The metadata backend.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Metadata {
     /// An SQLite file (default `DATA/metadata.db`).
     Sqlite(Option<PathBuf>),
@@ -165,6 +204,28 @@ pub enum Metadata {
         /// Create the table (with its index and TTL) if it is missing.
         create: bool,
     },
+}
+
+impl std::fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metadata::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Metadata::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&without_password(url))
+                .finish(),
+            Metadata::DynamoDb {
+                table,
+                endpoint,
+                create,
+            } => f
+                .debug_struct("DynamoDb")
+                .field("table", table)
+                .field("endpoint", endpoint)
+                .field("create", create)
+                .finish(),
+        }
+    }
 }
 
 impl Metadata {
@@ -199,7 +260,10 @@ impl Metadata {
         } else {
             Err(invalid(
                 "--metadata",
-                format!("{text:?} is not sqlite, sqlite:PATH, postgres://... or dynamodb://TABLE"),
+                format!(
+                    "{:?} is not sqlite, sqlite:PATH, postgres://... or dynamodb://TABLE",
+                    without_password(text)
+                ),
             ))
         }
     }
@@ -336,14 +400,27 @@ impl Config {
 
     /// Checks the combination of settings; called before the server starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "--listen",
+                format!(
+                    "{} is not a loopback address and no API tokens are configured; \
+                     add tokens (keyhole tokens generate --principal NAME) or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
+        if self.public_url == format!("http://{}", self.listen) {
+            self.check_default_public_url()?;
+        }
         let origin = self.public_url.trim_end_matches('/');
         let ok = match origin.split_once("://") {
             Some((scheme, host)) => {
                 (scheme == "http" || scheme == "https")
-                    && !host.is_empty()
                     && host
                         .bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"/?#\"\\@".contains(&b))
+                        .all(|b| b.is_ascii_graphic() && !b"/?#\"\\@%".contains(&b))
+                    && valid_authority(host)
             }
             None => false,
         };
@@ -351,7 +428,7 @@ impl Config {
             return Err(invalid(
                 "--public-url",
                 format!(
-                    "must be http(s)://host[:port] with no path (got {:?})",
+                    "must be http(s)://host[:port] with no path, a port from 1 to 65535 (got {:?})",
                     self.public_url
                 ),
             ));
@@ -464,6 +541,19 @@ impl Config {
                 return Err(invalid("tokens", PRINCIPAL_RULE));
             }
         }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let same = |o: &&TokenEntry| o.sha256.eq_ignore_ascii_case(&t.sha256);
+            if let Some(other) = self.tokens[..i].iter().find(same) {
+                return Err(invalid(
+                    "tokens",
+                    format!(
+                        "principals {:?} and {:?} have the same token hash; a token names one \
+                         principal (generate one per principal: keyhole tokens generate)",
+                        other.principal, t.principal
+                    ),
+                ));
+            }
+        }
         for o in &self.cors_origins {
             if o != "*" && !o.contains("://") {
                 return Err(invalid(
@@ -473,13 +563,19 @@ impl Config {
             }
         }
         self.validate_url_modes()?;
-        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+        Ok(())
+    }
+
+    /// Refuses a listen address links cannot name, when the public URL was left to default to
+    /// it: port 0 (the port is chosen at start) or an unspecified address such as 0.0.0.0.
+    fn check_default_public_url(&self) -> Result<(), ConfigError> {
+        if self.listen.port() == 0 || self.listen.ip().is_unspecified() {
             return Err(invalid(
-                "--listen",
+                "--public-url",
                 format!(
-                    "{} is not a loopback address and no API tokens are configured; \
-                     add tokens (keyhole tokens generate --principal NAME) or listen on 127.0.0.1",
-                    self.listen
+                    "needed with --listen {}: links would name http://{}, which no client can \
+                     reach; give the URL clients use, e.g. --public-url https://files.example.com",
+                    self.listen, self.listen
                 ),
             ));
         }
@@ -578,7 +674,7 @@ struct FileConfig {
     part_size: Option<u64>,
     cors_origins: Option<Vec<String>>,
     tokens: Option<Vec<TokenEntry>>,
-    rate_limit: Option<RateLimit>,
+    rate_limit: Option<RateLimitFile>,
     sweep_interval: Option<String>,
     shutdown_grace: Option<String>,
     client_timeout: Option<String>,
@@ -692,7 +788,12 @@ pub struct ServeArgs {
     pub s3_endpoint: Option<String>,
     /// Metadata store: `sqlite` (DATA/metadata.db), `sqlite:PATH`, `postgres://USER@HOST/DB`
     /// or `dynamodb://TABLE` (credentials from the standard AWS variables) [default: sqlite].
-    #[arg(long, env = "KEYHOLE_METADATA", value_name = "STORE")]
+    #[arg(
+        long,
+        env = "KEYHOLE_METADATA",
+        hide_env_values = true,
+        value_name = "STORE"
+    )]
     pub metadata: Option<String>,
     /// Endpoint of a DynamoDB stand-in (moto, DynamoDB Local).
     #[arg(long, env = "KEYHOLE_DYNAMODB_ENDPOINT", value_name = "URL")]
@@ -911,7 +1012,12 @@ impl ServeArgs {
                 .collect::<Result<_, ConfigError>>()?
         };
         if let Some(rate) = file.rate_limit {
-            config.rate_limit = rate;
+            if let Some(burst) = rate.burst {
+                config.rate_limit.burst = burst;
+            }
+            if let Some(per_second) = rate.per_second {
+                config.rate_limit.per_second = per_second;
+            }
         }
         config.log_format = self
             .log_format
@@ -1416,6 +1522,123 @@ mod tests {
         assert!(!env_false, "the environment overrides the file");
         assert!(flag_over_env, "the flag overrides the environment");
         assert!(env_true);
+    }
+
+    #[test]
+    fn public_urls_name_a_reachable_host_and_port() {
+        let token = || vec![format!("app:{}", "a".repeat(64))];
+        let with = |listen: &str, public_url: Option<&str>| {
+            ServeArgs {
+                listen: Some(listen.into()),
+                public_url: public_url.map(Into::into),
+                tokens: token(),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        for bad in [
+            "http://:8080",
+            "http://[::1",
+            "http://host:notaport",
+            "http://host:99999",
+            "http://host:0",
+            "http://a%2Fb",
+            "ftp://host",
+        ] {
+            let err = with("127.0.0.1:8080", Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("--public-url"), "{bad}: {err}");
+        }
+        for good in [
+            "https://files.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://[2001:db8::1]",
+            "https://files.example.com:8443/",
+        ] {
+            assert!(with("127.0.0.1:8080", Some(good)).is_ok(), "{good}");
+        }
+        // Left to default, the public URL would name an address no client can use.
+        for listen in ["127.0.0.1:0", "0.0.0.0:8080", "[::]:8080"] {
+            let err = with(listen, None).unwrap_err().to_string();
+            assert!(
+                err.contains("--public-url: needed with --listen"),
+                "{listen}: {err}"
+            );
+            assert!(
+                with(listen, Some("https://files.example.com")).is_ok(),
+                "{listen}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_hash_names_one_principal() {
+        let hash = "b".repeat(64);
+        let err = ServeArgs {
+            tokens: vec![
+                format!("alice:{hash}"),
+                format!("bob:{}", hash.to_uppercase()),
+            ],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"alice\" and \"bob\""), "{err}");
+    }
+
+    #[test]
+    fn rate_limit_keys_default_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "[rate_limit]\nburst = 10\n").unwrap();
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((c.rate_limit.burst, c.rate_limit.per_second), (10, 10_000));
+        std::fs::write(&path, "[rate_limit]\nper_second = 7\n").unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((c.rate_limit.burst, c.rate_limit.per_second), (5000, 7));
+    }
+
+    #[test]
+    fn database_passwords_stay_out_of_errors_and_debug_output() {
+        assert_eq!(
+            without_password("postgres://kh:s3cret@db/kh?sslmode=require"),
+            "postgres://kh:***@db/kh?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://kh@db/kh"),
+            "postgres://kh@db/kh"
+        );
+        assert_eq!(
+            without_password("postgres://db/kh?x=a@b"),
+            "postgres://db/kh?x=a@b"
+        );
+        let err = ServeArgs {
+            metadata: Some("postgress://kh:s3cret@db/kh".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("kh:***@db"),
+            "{err}"
+        );
+        let debug = format!(
+            "{:?}",
+            Metadata::Postgres("postgres://kh:s3cret@db/kh".into())
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]

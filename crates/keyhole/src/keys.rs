@@ -170,6 +170,59 @@ fn key_error(what: &str, e: impl std::fmt::Display) -> StartError {
     StartError::Other(format!("{what}: {e}"))
 }
 
+/// Refuses to generate a key pair into `dir` when part of one is there: a `private.pem` that is
+/// a link to nothing, or the public half without the private one. Generating would fail on the
+/// leftover anyway; this says what is wrong and what to do.
+fn check_no_half_key_pair(dir: &Path) -> Result<(), StartError> {
+    let private = dir.join(keyfile::PRIVATE_KEY_FILE);
+    if std::fs::symlink_metadata(&private).is_ok() {
+        return Err(StartError::Other(format!(
+            "{} is a link to a file that does not exist; point it at the private key, or \
+             remove it to generate a new key pair",
+            private.display()
+        )));
+    }
+    let public = dir.join(keyfile::PUBLIC_KEY_FILE);
+    if std::fs::symlink_metadata(&public).is_ok() {
+        return Err(StartError::Other(format!(
+            "{} has {} but no {}: restore the private key, or move {} away to generate a new \
+             key pair (links signed with the old one then stop working)",
+            dir.display(),
+            keyfile::PUBLIC_KEY_FILE,
+            keyfile::PRIVATE_KEY_FILE,
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The mode of a private key file that users other than its owner may read, if it is one.
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// Warns when the private key file can be read by other users than its owner (a key copied in
+/// under umask 022, or a mounted secret): it is used, as refusing would stop a running service
+/// on its next start, but the log says how to close it.
+fn warn_if_readable_by_others(path: &Path) {
+    if let Some(mode) = readable_by_others(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:04o}"),
+            "the private key file is readable by other users; make it the service user's alone \
+             (chmod 600)"
+        );
+    }
+}
+
 /// Loads the signing key from `source` and every trusted public key: `DATA/keys/trusted/ID.pem`
 /// and each `trusted` (id, path) pair. `key_pair_id` overrides the id recorded with the key.
 pub fn load(
@@ -184,9 +237,18 @@ pub fn load(
         KeySource::DataDir => {
             let private = dir.join(keyfile::PRIVATE_KEY_FILE);
             if !private.exists() {
-                keyfile::generate_into(&dir, KeyAlgorithm::Rsa, key_pair_id)?;
+                check_no_half_key_pair(&dir)?;
+                keyfile::generate_into(&dir, KeyAlgorithm::Rsa, key_pair_id).map_err(
+                    |e| match e {
+                        keyfile::KeyFileError::Id(why) => {
+                            StartError::Other(format!("--key-pair-id: {why}"))
+                        }
+                        other => other.into(),
+                    },
+                )?;
                 generated = true;
             }
+            warn_if_readable_by_others(&private);
             let key = keyfile::read_private_key(&private)?;
             let id = std::fs::read_to_string(dir.join(keyfile::KEY_ID_FILE))
                 .ok()
@@ -194,6 +256,7 @@ pub fn load(
             (key, id)
         }
         KeySource::File(path) => {
+            warn_if_readable_by_others(path);
             let key = keyfile::read_private_key(path)?;
             let id = path
                 .parent()
@@ -387,6 +450,58 @@ pub async fn refresh_now(state: &SharedState, secret: &str) {
 mod tests {
     use super::*;
     use keyhole_sign::{Policy, Request};
+
+    #[test]
+    fn half_key_pairs_are_named_not_overwritten() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("keys");
+        std::fs::create_dir(&dir).unwrap();
+        let fails = || {
+            load(&KeySource::DataDir, data.path(), None, &[])
+                .err()
+                .unwrap()
+        };
+        std::fs::write(dir.join(keyfile::PUBLIC_KEY_FILE), "x").unwrap();
+        let err = fails().to_string();
+        assert!(err.contains("has public.pem but no private.pem"), "{err}");
+        std::fs::remove_file(dir.join(keyfile::PUBLIC_KEY_FILE)).unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/nowhere/key.pem", dir.join(keyfile::PRIVATE_KEY_FILE))
+                .unwrap();
+            let err = fails().to_string();
+            assert!(
+                err.contains("is a link to a file that does not exist"),
+                "{err}"
+            );
+            std::fs::remove_file(dir.join(keyfile::PRIVATE_KEY_FILE)).unwrap();
+        }
+        let err = load(&KeySource::DataDir, data.path(), Some("bad id!"), &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("--key-pair-id: "), "{err}");
+        // Nothing left over: a start with a good id makes the pair.
+        assert!(load(&KeySource::DataDir, data.path(), None, &[]).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_readable_by_others_are_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, "x").unwrap();
+        for (mode, flagged) in [
+            (0o600, None),
+            (0o400, None),
+            (0o640, Some(0o640)),
+            (0o644, Some(0o644)),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by_others(&path), flagged, "{mode:o}");
+        }
+    }
 
     #[test]
     fn sources_parse() {

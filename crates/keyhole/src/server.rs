@@ -325,6 +325,24 @@ async fn metrics(
 pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartError> {
     config.validate()?;
     create_private_dir(&config.data_dir)?;
+    // Storage first: local storage locks the data directory, so a second process on it stops
+    // here, before it could race the first over generating the key pair.
+    let objects: Arc<dyn ObjectStorage> = match &config.storage {
+        Storage::Local => Arc::new(LocalDisk::open(
+            config.data_dir.join("objects"),
+            config.data_dir.join("staging"),
+        )?),
+        Storage::S3 {
+            bucket,
+            prefix,
+            endpoint,
+        } => Arc::new(S3Storage::connect(&S3Settings {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: endpoint.clone(),
+            region: None,
+        })?),
+    };
     let loaded = crate::keys::open(&config).await?;
     let generated = loaded.generated;
     let keys = crate::keys::Keys::new(loaded.signer, loaded.ring, config.public_origin())?
@@ -347,22 +365,6 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
             }
             Arc::new(store)
         }
-    };
-    let objects: Arc<dyn ObjectStorage> = match &config.storage {
-        Storage::Local => Arc::new(LocalDisk::open(
-            config.data_dir.join("objects"),
-            config.data_dir.join("staging"),
-        )?),
-        Storage::S3 {
-            bucket,
-            prefix,
-            endpoint,
-        } => Arc::new(S3Storage::connect(&S3Settings {
-            bucket: bucket.clone(),
-            prefix: prefix.clone(),
-            endpoint: endpoint.clone(),
-            region: None,
-        })?),
     };
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.tokens),

@@ -754,6 +754,23 @@ async fn data_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn a_data_directory_in_use_is_refused_before_any_key_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another process holds the data directory (and is about to make its key pair).
+    let held = std::fs::File::create(dir.path().join("objects.lock")).unwrap();
+    held.try_lock().unwrap();
+    let err = keyhole::server::start(common::test_config(dir.path()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(
+        !dir.path().join("keys").exists(),
+        "no key pair made beside the other process's"
+    );
+}
+
+#[tokio::test]
 async fn start_up_records_committed_uploads_and_keeps_unrecorded_ones() {
     const MIB: usize = 1024 * 1024;
     let s = TestServer::start_with(|c| {
