@@ -21,8 +21,8 @@ use crate::client::Backoff;
 /// tests can interrupt an upload half-way. Not meant for normal use.
 const TEST_PART_DELAY_ENV: &str = "KEYHOLE_TEST_PART_DELAY_MS";
 
-/// Which server to talk to and how to authenticate.
-#[derive(Debug, Args)]
+/// Which server to talk to and how to authenticate. Its `Debug` output leaves the token out.
+#[derive(Args)]
 pub struct ServerArgs {
     /// The Keyhole server (where its API answers), e.g. https://files.example.com.
     #[arg(
@@ -43,6 +43,15 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Options of the commands that move bytes.
@@ -371,6 +380,26 @@ pub(super) fn rm(args: RmArgs) -> Result<ExitCode, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bearer token is a credential: the parsed command line's debug output never shows it,
+    /// whichever command carries it.
+    #[test]
+    fn debug_output_leaves_the_token_out() {
+        use clap::Parser;
+        let secret = "kh_s3cr3t-t0ken";
+        for args in [
+            vec!["upload", "--token", secret, "a.txt"],
+            vec!["download", "--token", secret, "id_a.txt"],
+            vec!["ls", "--token", secret],
+            vec!["rm", "--token", secret, "id_a.txt"],
+        ] {
+            let cli =
+                crate::cli::Cli::try_parse_from(std::iter::once("keyhole").chain(args)).unwrap();
+            let shown = format!("{cli:?} {cli:#?}");
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains("redacted"), "{shown}");
+        }
+    }
 
     #[test]
     fn server_urls() {

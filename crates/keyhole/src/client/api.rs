@@ -204,8 +204,8 @@ struct ErrorBody {
 }
 
 /// The API client: the server's origin, the optional bearer token, and one HTTP connection pool
-/// that the transfers share.
-#[derive(Clone, Debug)]
+/// that the transfers share. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     server: String,
@@ -215,6 +215,17 @@ pub struct ApiClient {
     /// once (it is down or the address is wrong); afterwards it is retried (it may be
     /// restarting).
     reached: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("backoff", &self.backoff)
+            .field("reached", &self.reached.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiClient {
@@ -560,6 +571,23 @@ fn summary(status: StatusCode, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bearer token is a credential: debug output (logs, panics) never shows it.
+    #[test]
+    fn debug_output_leaves_the_token_out() {
+        let client = ApiClient::new(
+            "http://127.0.0.1:9",
+            Some("kh_s3cr3t-t0ken".into()),
+            Backoff::default(),
+        )
+        .unwrap();
+        let shown = format!("{client:?} {client:#?}");
+        assert!(!shown.contains("kh_s3cr3t-t0ken"), "{shown}");
+        assert!(
+            shown.contains("http://127.0.0.1:9") && shown.contains("redacted"),
+            "{shown}"
+        );
+    }
 
     /// A server whose first DELETE fails after the file went (a 503 from a proxy, say) and
     /// whose second finds nothing: the delete happened, so `keyhole rm` succeeds. A 404 to a
