@@ -423,36 +423,45 @@ impl ApiClient {
         }
     }
 
-    /// `DELETE /api/files/{fileId}`. A 404 to a retry counts as done: the attempt before it
-    /// (timed out, or answered 5xx) may well have deleted the file.
+    /// `DELETE /api/files/{fileId}`, retried per the backoff. A 404 to a retry counts as done
+    /// only when an earlier attempt may have deleted the file: it timed out or its connection
+    /// broke after the request went out, or it was answered 500, 502 or 504. After answers that
+    /// say the request was not handled (429, 503, ...) a 404 means the file was never there.
     pub async fn delete(&self, file_id: &str) -> Result<(), ClientError> {
         let url = self.file_path(file_id, "");
-        let attempts = std::sync::atomic::AtomicUsize::new(0);
-        let result: Result<serde_json::Value, ClientError> = self
-            .call(
-                &format!("deleting {file_id}"),
-                self.backoff,
-                API_TIMEOUT,
-                |h| {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    h.delete(&url)
-                },
-            )
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.status() == Some(404) && attempts.load(Ordering::Relaxed) > 1 => Ok(()),
-            Err(e) if e.status() == Some(404) => Err(ClientError::Failed(format!(
-                "no file {file_id} on {} (already deleted or expired?); `keyhole ls` lists your \
-                 files",
-                self.server
-            ))),
-            Err(e) => Err(e),
+        let what = format!("deleting {file_id}");
+        let mut attempt = 0;
+        let mut maybe_done = false;
+        loop {
+            let result: Result<serde_json::Value, ClientError> =
+                self.once(&what, API_TIMEOUT, |h| h.delete(&url)).await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(e) if e.status() == Some(404) && maybe_done => return Ok(()),
+                Err(e) if e.status() == Some(404) => {
+                    return Err(ClientError::Failed(format!(
+                        "no file {file_id} on {} (already deleted or expired?); `keyhole ls` \
+                         lists your files",
+                        self.server
+                    )))
+                }
+                Err(e) => e,
+            };
+            if matches!(error, ClientError::Unreachable { .. })
+                && !self.reached.load(Ordering::Relaxed)
+            {
+                return Err(error);
+            }
+            maybe_done |= matches!(error, ClientError::Network { .. })
+                || matches!(error.status(), Some(500 | 502 | 504));
+            self.backoff.wait(attempt, error).await?;
+            attempt += 1;
         }
     }
 
     /// Sends the request `build` makes (with the token), retrying per `backoff`, and reads the
-    /// JSON answer or turns the error reply into a [`ClientError`].
+    /// JSON answer or turns the error reply into a [`ClientError`]. A server that has never
+    /// answered is reported at once: it is down or the address is wrong.
     async fn call<T: DeserializeOwned>(
         &self,
         what: &str,
@@ -462,18 +471,7 @@ impl ApiClient {
     ) -> Result<T, ClientError> {
         let mut attempt = 0;
         loop {
-            let mut req = build(&self.http).timeout(timeout);
-            if let Some(token) = &self.token {
-                req = req.bearer_auth(token);
-            }
-            let result = match req.send().await {
-                Ok(resp) => {
-                    self.reached.store(true, Ordering::Relaxed);
-                    self.read(what, resp).await
-                }
-                Err(e) => Err(self.transport(what, &e)),
-            };
-            match result {
+            match self.once(what, timeout, &build).await {
                 Err(e @ ClientError::Unreachable { .. })
                     if !self.reached.load(Ordering::Relaxed) =>
                 {
@@ -483,6 +481,26 @@ impl ApiClient {
                 ok => return ok,
             }
             attempt += 1;
+        }
+    }
+
+    /// One attempt of [`ApiClient::call`].
+    async fn once<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let mut req = build(&self.http).timeout(timeout);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                self.reached.store(true, Ordering::Relaxed);
+                self.read(what, resp).await
+            }
+            Err(e) => Err(self.transport(what, &e)),
         }
     }
 
@@ -589,45 +607,119 @@ mod tests {
         );
     }
 
-    /// A server whose first DELETE fails after the file went (a 503 from a proxy, say) and
-    /// whose second finds nothing: the delete happened, so `keyhole rm` succeeds. A 404 to a
-    /// first attempt is still an error.
-    #[tokio::test]
-    async fn a_404_to_a_retried_delete_means_done() {
+    /// A DELETE endpoint answering the statuses of `script` in turn (`(status, Retry-After)`);
+    /// returns its origin and how many DELETEs it got.
+    async fn scripted_delete(
+        script: Vec<(u16, Option<&'static str>)>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::AtomicUsize;
-        use std::sync::Arc;
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
         let app = axum::Router::new().route(
             "/api/files/{id}",
             axum::routing::delete(move || {
                 let n = counted.fetch_add(1, Ordering::SeqCst);
+                let (status, retry_after) = script[n.min(script.len() - 1)];
                 async move {
-                    let (status, code) = if n == 0 {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                    let status = axum::http::StatusCode::from_u16(status).unwrap();
+                    let code = if status == axum::http::StatusCode::NOT_FOUND {
+                        "not_found"
                     } else {
-                        (axum::http::StatusCode::NOT_FOUND, "not_found")
+                        "failed"
                     };
                     let body = serde_json::json!({"success": false, "error": {"code": code, "message": code}});
-                    (status, axum::Json(body))
+                    let mut headers = axum::http::HeaderMap::new();
+                    if let Some(r) = retry_after {
+                        headers.insert(RETRY_AFTER, r.parse().unwrap());
+                    }
+                    (status, headers, axum::Json(body))
                 }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let backoff = Backoff {
-            retries: 2,
+        (format!("http://{addr}"), calls)
+    }
+
+    fn quick() -> Backoff {
+        Backoff {
+            retries: 3,
             base: Duration::from_millis(1),
             max: Duration::from_millis(5),
-        };
-        let client = ApiClient::new(&format!("http://{addr}"), None, backoff).unwrap();
+        }
+    }
+
+    /// A DELETE whose answer was lost (a 502 or 504 from a proxy, a 500 half-way) may have
+    /// deleted the file: a 404 to the retry means done. A 404 to a first attempt is an error.
+    #[tokio::test]
+    async fn a_404_after_an_ambiguous_failure_means_done() {
+        for first in [500, 502, 504] {
+            let (server, calls) = scripted_delete(vec![(first, None), (404, None)]).await;
+            let client = ApiClient::new(&server, None, quick()).unwrap();
+            client
+                .delete("abc")
+                .await
+                .unwrap_or_else(|e| panic!("after {first}: {e}"));
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
+        // An ambiguous attempt, then a refused one, then 404: the first may have done it.
+        let (server, _) = scripted_delete(vec![(502, None), (429, Some("0")), (404, None)]).await;
+        let client = ApiClient::new(&server, None, quick()).unwrap();
+        client.delete("abc").await.expect("deleted by the first");
+
+        // The connection breaks once the request is in: then a 404.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            for n in 0.. {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                if n > 0 {
+                    let body = r#"{"success":false,"error":{"code":"not_found","message":"no"}}"#;
+                    let answer = format!(
+                        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            }
+        });
+        let client = ApiClient::new(&format!("http://{addr}"), None, quick()).unwrap();
         client
             .delete("abc")
             .await
-            .expect("the retried delete is done");
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+            .expect("the broken attempt may have done it");
+
+        let (server, _) = scripted_delete(vec![(404, None)]).await;
+        let client = ApiClient::new(&server, None, quick()).unwrap();
         let e = client.delete("abc").await.unwrap_err();
         assert!(e.to_string().contains("already deleted or expired"), "{e}");
+    }
+
+    /// A 429 or 503 says the request was not handled: a 404 to the retry means the file was never
+    /// there, and `keyhole rm` must not report it deleted.
+    #[tokio::test]
+    async fn a_404_after_a_refusal_is_not_found() {
+        for (status, retry_after) in [(429, Some("0")), (503, Some("0")), (503, None), (408, None)]
+        {
+            let (server, calls) = scripted_delete(vec![(status, retry_after), (404, None)]).await;
+            let client = ApiClient::new(&server, None, quick()).unwrap();
+            let e = client.delete("abc").await.unwrap_err();
+            assert!(
+                e.to_string().contains("already deleted or expired"),
+                "after {status}: {e}"
+            );
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
     }
 }
