@@ -669,3 +669,53 @@ async fn a_download_without_a_content_length_ends_with_its_body() {
         "one GET, no second one for the rest"
     );
 }
+
+/// The server keeps the content type declared when an upload starts: run again with another
+/// `--content-type`, an interrupted upload is not continued but started over, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_content_type_starts_an_interrupted_upload_over() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(11 * MIB, 71);
+    let path = write(dir.path(), "report.bin", &bytes);
+
+    // Interrupted as soon as the upload is recorded (each part waits long before its PUT).
+    let mut child = cli
+        .command(&["upload", "--parallel", "1", s(&path)])
+        .env("KEYHOLE_TEST_PART_DELAY_MS", "5000")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_id = loop {
+        assert!(Instant::now() < deadline, "the upload was never recorded");
+        if let Some(state) = cli.upload_states().first() {
+            let v: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+            break v["fileId"].as_str().unwrap().to_owned();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "upload ended early");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    child.kill().await.unwrap();
+
+    let out = cli
+        .run(&["upload", "--content-type", "text/plain", s(&path)])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("content type changed") && err.contains("starting over"),
+        "{err}"
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_ne!(id, first_id, "the interrupted upload was continued");
+    let listed: Value = serde_json::from_str(&cli.ok(&["ls", "--json"]).await).unwrap();
+    let f = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileId"] == id.as_str())
+        .unwrap();
+    assert_eq!(f["contentType"], "text/plain");
+    assert_eq!(f["status"], "uploaded");
+}

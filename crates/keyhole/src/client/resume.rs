@@ -44,13 +44,15 @@ pub struct UploadState {
 }
 
 impl UploadState {
-    /// Whether this state is about the same server and the same, unchanged local file.
-    pub fn matches(&self, server: &str, file: &LocalFile) -> bool {
+    /// Whether this state is about the same server, the same, unchanged local file and the same
+    /// content type (the server keeps the one declared when the upload started).
+    pub fn matches(&self, server: &str, file: &LocalFile, content_type: &str) -> bool {
         self.version == VERSION
             && self.server == server
             && self.path == file.path
             && self.size == file.size
             && self.mtime_ns == file.mtime_ns
+            && self.content_type == content_type
     }
 }
 
@@ -284,8 +286,10 @@ mod tests {
         states.save_upload(&state).unwrap();
         let loaded = states.load_upload(&file.path).unwrap();
         assert_eq!(loaded, state);
-        assert!(loaded.matches("http://s", &file));
-        assert!(!loaded.matches("http://other", &file));
+        assert!(loaded.matches("http://s", &file, "a/b"));
+        assert!(!loaded.matches("http://other", &file, "a/b"));
+        // Another --content-type: the upload under way declared the old one.
+        assert!(!loaded.matches("http://s", &file, "text/plain"));
         // Only the state file is in the directory: no temporary left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path().join("cache/uploads"))
             .unwrap()
@@ -294,7 +298,7 @@ mod tests {
         assert_eq!(names.len(), 1);
         // A changed file no longer matches.
         std::fs::write(&file_path, b"01234567890").unwrap();
-        assert!(!loaded.matches("http://s", &LocalFile::stat(&file_path).unwrap()));
+        assert!(!loaded.matches("http://s", &LocalFile::stat(&file_path).unwrap(), "a/b"));
         states.remove_upload(&file.path);
         assert!(states.load_upload(&file.path).is_none());
     }

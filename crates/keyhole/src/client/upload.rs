@@ -158,14 +158,14 @@ impl Uploader {
         let multipart = file.size > 0 && file.size >= self.config.multipart_threshold;
         if let Some(states) = &self.states {
             if let Some(state) = states.load_upload(&file.path) {
-                if multipart && state.matches(self.api.server(), file) {
+                if multipart && state.matches(self.api.server(), file, content_type) {
                     if let Some(id) = self.resume(file, name, &state, bar).await? {
                         return Ok(id);
                     }
                 } else {
                     self.ui.note(format!(
-                        "{name}: the file or the server changed since an interrupted upload; \
-                         starting over"
+                        "{name}: the file, the server or the content type changed since an \
+                         interrupted upload; starting over"
                     ));
                 }
                 states.remove_upload(&file.path);
