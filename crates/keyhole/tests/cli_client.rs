@@ -719,3 +719,83 @@ async fn a_changed_content_type_starts_an_interrupted_upload_over() {
     assert_eq!(f["contentType"], "text/plain");
     assert_eq!(f["status"], "uploaded");
 }
+
+/// Serves `upstream` at `listener`, passing every request on, except that the first requests to
+/// `path` are answered with the statuses of `refusals` in turn (a JSON error, as the server's
+/// own 429 and 503 are). Counts the requests to `path`.
+fn refusing_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: String,
+    path: &'static str,
+    refusals: Vec<u16>,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (client, upstream, counted) = (client.clone(), upstream.clone(), counted.clone());
+        let refusals = refusals.clone();
+        async move {
+            if request.uri().path() == path {
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(&status) = refusals.get(n) {
+                    let body = serde_json::json!({"success": false,
+                        "error": {"code": "unavailable", "message": "restarting"}});
+                    return Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Body::from(body.to_string()))
+                        .unwrap();
+                }
+            }
+            let (parts, body) = request.into_parts();
+            let target = parts.uri.path_and_query().unwrap().as_str();
+            let mut headers = parts.headers.clone();
+            headers.remove(reqwest::header::HOST);
+            let body = axum::body::to_bytes(body, 64 * MIB).await.unwrap();
+            let answer = client
+                .request(parts.method, format!("{upstream}{target}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                response = response.header(name, value);
+            }
+            response
+                .body(Body::from(answer.bytes().await.unwrap()))
+                .unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    requests
+}
+
+/// A server that answers is there: `keyhole upload` retries a 429 or 503 to its first call
+/// (`GET /api/config`), as during a rolling restart, like every other API call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_retries_a_busy_server_from_its_first_call() {
+    let server = serve(|_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    let config_calls = refusing_proxy(listener, server.base.clone(), "/api/config", vec![503, 429]);
+    let cli = Cli::new(&front);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(1000, 72);
+    let path = write(dir.path(), "during-restart.txt", &bytes);
+
+    let id = cli.ok(&["upload", s(&path)]).await.trim().to_owned();
+    assert_eq!(
+        config_calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "asked again after each refusal"
+    );
+    let back = dir.path().join("back.txt");
+    cli.ok(&["download", &id, "-o", s(&back)]).await;
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+}

@@ -268,14 +268,15 @@ impl ApiClient {
         ))
     }
 
-    /// `GET /api/config`. Not retried: this is the first call, and an unreachable server should
-    /// say so at once. Also checks that a token is given when the server needs one.
+    /// `GET /api/config`. Retried like every API call once the server has answered (a 429 or
+    /// 503 while it restarts, say); a server never reached is reported at once. Also checks that
+    /// a token is given when the server needs one.
     pub async fn config(&self) -> Result<ServerConfig, ClientError> {
         let url = self.url("/api/config");
         let config: ServerConfig = self
             .call(
                 "reading the server's settings",
-                Backoff::none(),
+                self.backoff,
                 API_TIMEOUT,
                 |h| h.get(&url),
             )
