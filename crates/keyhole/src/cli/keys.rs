@@ -26,9 +26,15 @@ pub enum KeysCommand {
         out: PathBuf,
         /// Key pair id to record, e.g. the id CloudFront gave the uploaded public key. Default: an
         /// id derived from the public key (K + 13 base32 characters).
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", value_parser = parse_key_pair_id)]
         id: Option<String>,
     },
+}
+
+/// A key pair id as CloudFront issues them.
+fn parse_key_pair_id(text: &str) -> Result<String, String> {
+    keyhole_sign::check_key_pair_id(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
 }
 
 /// Key algorithms offered by `keys generate`.

@@ -66,20 +66,24 @@ pub enum TokensCommand {
     /// not stored) and the hash to configure (`--token PRINCIPAL:SHA256` or `[[tokens]]`).
     Generate {
         /// Who the token acts as; files belong to their principal.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_principal)]
         principal: String,
     },
+}
+
+/// A principal that every form of the printed configuration can carry: also usable as
+/// `--token PRINCIPAL:SHA256` and in the comma-separated `KEYHOLE_TOKENS`.
+fn parse_principal(text: &str) -> Result<String, String> {
+    if crate::config::valid_principal(text) && !text.contains([':', ',']) {
+        Ok(text.to_owned())
+    } else {
+        Err("the principal must be 1 to 128 printable characters, without ':' or ','".into())
+    }
 }
 
 pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
     match cmd {
         TokensCommand::Generate { principal } => {
-            // Also usable as --token PRINCIPAL:SHA256 and in the comma-separated KEYHOLE_TOKENS.
-            if !crate::config::valid_principal(&principal) || principal.contains([':', ',']) {
-                return Err(
-                    "--principal must be 1 to 128 printable characters, without ':' or ','".into(),
-                );
-            }
             let (token, hash) = auth::generate_token()?;
             // A JSON string is a TOML basic string too: quotes and backslashes escaped.
             let quoted = serde_json::to_string(&principal)

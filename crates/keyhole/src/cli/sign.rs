@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
-use keyhole_sign::{HashAlgorithm, Policy, Signer};
+use keyhole_sign::{check_key_pair_id, HashAlgorithm, Ipv4Cidr, Policy, Signer, MAX_EPOCH};
 
 use super::{now_epoch, CliError};
 use crate::keyfile;
@@ -20,23 +20,23 @@ pub struct SignArgs {
     #[arg(long, value_name = "PRIVATE.pem")]
     key: PathBuf,
     /// The CloudFront public key id (Key-Pair-Id) the links carry.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = parse_key_pair_id)]
     key_pair_id: String,
     /// Expiry as epoch seconds (not milliseconds).
-    #[arg(long, value_name = "EPOCH")]
+    #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
     expires: Option<u64>,
     /// Expiry as a duration from now, e.g. 15m, 1h, 7d.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     ttl: Option<Duration>,
     /// Refuse the link until after this time (epoch seconds). Makes the policy custom.
-    #[arg(long, value_name = "EPOCH")]
+    #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
     not_before: Option<u64>,
     /// Only clients in this IPv4 CIDR (or single address) may use the link. Makes it custom.
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", value_parser = parse_ip)]
     ip: Option<String>,
     /// Sign a resource pattern (`*` any run of characters, `?` one character) instead of the URL
     /// itself, so the signature covers many URLs. Makes the policy custom.
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", value_parser = parse_resource)]
     resource: Option<String>,
     /// Digest: sha1 (CloudFront's default for RSA) or sha256 (adds Hash-Algorithm=SHA256; the
     /// default for ECDSA keys).
@@ -50,6 +50,39 @@ pub struct SignArgs {
     stdin: bool,
     /// The URL to sign, already percent-encoded (it is never re-encoded).
     url: Option<String>,
+}
+
+/// An epoch time in seconds as CloudFront takes it (1 to 2147483647: milliseconds are refused).
+fn parse_epoch(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(value) if (1..=MAX_EPOCH).contains(&value) => Ok(value),
+        Ok(value) => Err(format!(
+            "expected epoch seconds between 1 and {MAX_EPOCH} (got {value}; milliseconds?)"
+        )),
+        Err(_) => Err(format!(
+            "expected epoch seconds such as 1767290400, got {text:?}"
+        )),
+    }
+}
+
+/// A key pair id as CloudFront issues them.
+fn parse_key_pair_id(text: &str) -> Result<String, String> {
+    check_key_pair_id(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// A resource pattern a policy can carry.
+fn parse_resource(text: &str) -> Result<String, String> {
+    Policy::custom(MAX_EPOCH)
+        .and_then(|p| p.with_resource(text))
+        .map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// An IPv4 CIDR block or single address.
+fn parse_ip(text: &str) -> Result<String, String> {
+    text.parse::<Ipv4Cidr>().map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
 }
 
 /// Digest choice on the command line.
@@ -117,4 +150,26 @@ pub(super) fn run(args: SignArgs) -> Result<ExitCode, CliError> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_and_addresses() {
+        assert_eq!(parse_epoch("1767290400"), Ok(1_767_290_400));
+        let ms = parse_epoch("1893456000000").unwrap_err();
+        assert!(ms.contains("milliseconds?"), "{ms}");
+        assert!(parse_epoch("0").is_err());
+        assert!(parse_epoch("soon").unwrap_err().contains("epoch seconds"));
+        assert_eq!(parse_ip("192.0.2.0/24").as_deref(), Ok("192.0.2.0/24"));
+        assert_eq!(parse_ip("192.0.2.10").as_deref(), Ok("192.0.2.10"));
+        let bad = parse_ip("banana").unwrap_err();
+        assert!(bad.contains("IPv4 CIDR"), "{bad}");
+        assert!(parse_key_pair_id("K2JCJMDEHXQW5F").is_ok());
+        assert!(parse_key_pair_id("K2 JC").is_err());
+        assert!(parse_resource("https://cdn.example.com/files/*").is_ok());
+        assert!(parse_resource("").is_err());
+    }
 }

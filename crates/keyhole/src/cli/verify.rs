@@ -17,8 +17,8 @@ use crate::keyfile;
 pub struct VerifyArgs {
     /// A trusted public key as ID=PUBLIC.pem (SubjectPublicKeyInfo or PKCS#1 PEM). Repeat to
     /// trust several keys, as a CloudFront key group does during a rotation.
-    #[arg(long = "key", value_name = "ID=PUBLIC.pem", required = true)]
-    keys: Vec<String>,
+    #[arg(long = "key", value_name = "ID=PUBLIC.pem", required = true, value_parser = parse_key)]
+    keys: Vec<(String, PathBuf)>,
     /// The time to check against, in epoch seconds. Default: now.
     #[arg(long, value_name = "EPOCH")]
     now: Option<u64>,
@@ -34,6 +34,16 @@ pub struct VerifyArgs {
     stdin: bool,
     /// The full URL as the client requests it (scheme://host/path?query).
     url: Option<String>,
+}
+
+/// `ID=PUBLIC.pem` → (ID, PUBLIC.pem).
+fn parse_key(spec: &str) -> Result<(String, PathBuf), String> {
+    match spec.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => {
+            Ok((id.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err("expected ID=PUBLIC.pem: the key pair id, `=`, and the public key file".into()),
+    }
 }
 
 /// Splits an absolute URL into its origin (`scheme://host[:port]`) and request target, without
@@ -57,11 +67,8 @@ fn split_url(url: &str) -> Result<(&str, String), CliError> {
 
 pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let mut ring = KeyRing::new();
-    for spec in &args.keys {
-        let (id, path) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--key takes ID=PUBLIC.pem (got {spec:?})"))?;
-        ring.insert(id, keyfile::read_public_key(&PathBuf::from(path))?);
+    for (id, path) in &args.keys {
+        ring.insert(id, keyfile::read_public_key(path)?);
     }
     let now = args.now.unwrap_or_else(now_epoch);
     let cookie_header = (!args.cookies.is_empty()).then(|| args.cookies.join("; "));
@@ -111,7 +118,19 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_url;
+    use super::{parse_key, split_url};
+
+    #[test]
+    fn key_specs() {
+        assert_eq!(
+            parse_key("K1=keys/public.pem"),
+            Ok(("K1".to_owned(), "keys/public.pem".into()))
+        );
+        for bad in ["foo", "=public.pem", "K1="] {
+            let e = parse_key(bad).unwrap_err();
+            assert!(e.contains("ID=PUBLIC.pem"), "{e}");
+        }
+    }
 
     #[test]
     fn splits_origin_and_target() {
