@@ -858,3 +858,253 @@ async fn malformed_values_are_usage_errors() {
     }
     assert!(!keys.exists(), "nothing written");
 }
+
+/// What a mock edge answers: the status, the headers, and the body as chunks (sent without a
+/// `Content-Length` unless the headers give one); `stall`: then send nothing more, leaving the
+/// connection open.
+struct EdgeAnswer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    stall: bool,
+}
+
+impl EdgeAnswer {
+    /// `200` with `body`, no length, ending cleanly.
+    fn without_length(body: &[u8]) -> Self {
+        EdgeAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: body.to_vec(),
+            stall: false,
+        }
+    }
+
+    /// `206` with the bytes of `file` from `first` on (of which `body` are sent), no length.
+    fn rest(file: &[u8], first: u64, body: &[u8]) -> Self {
+        EdgeAnswer {
+            status: 206,
+            headers: vec![(
+                "content-range",
+                format!("bytes {first}-{}/{}", file.len() - 1, file.len()),
+            )],
+            body: body.to_vec(),
+            stall: false,
+        }
+    }
+}
+
+/// A stand-in for a server's API and edge on loopback, for answers a real edge never gives: the
+/// API lists `files` and links `GET /api/files/download/ID` to `/edge/ID` here, where `edge`
+/// answers each GET (given the first byte of its `Range`, and how many GETs came before). Returns
+/// the origin and the `Range` of every GET to the edge.
+async fn mock_files_server(
+    files: Value,
+    edge: impl Fn(Option<u64>, usize) -> EdgeAnswer + Clone + Send + Sync + 'static,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use axum::body::Body;
+    use axum::extract::{Path as UrlPath, Request};
+    use axum::response::Response;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ranges.clone();
+    let link_origin = origin.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/files",
+            axum::routing::get(move || {
+                let files = files.clone();
+                async move { axum::Json(serde_json::json!({"files": files, "nextCursor": null})) }
+            }),
+        )
+        .route(
+            "/api/files/download/{id}",
+            axum::routing::get(move |UrlPath(id): UrlPath<String>| {
+                let url = format!("{link_origin}/edge/{id}");
+                async move { axum::Json(serde_json::json!({ "downloadUrl": url })) }
+            }),
+        )
+        .route(
+            "/edge/{id}",
+            axum::routing::get(move |request: Request| {
+                let range = request
+                    .headers()
+                    .get("range")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let first = range.as_deref().map(|r| {
+                    let r = r.strip_prefix("bytes=").unwrap();
+                    r.trim_end_matches('-').parse::<u64>().unwrap()
+                });
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(range);
+                    seen.len() - 1
+                };
+                let answer = edge(first, n);
+                async move {
+                    let mut response = Response::builder().status(answer.status);
+                    for (name, value) in answer.headers {
+                        response = response.header(name, value);
+                    }
+                    let chunk: Result<bytes::Bytes, std::io::Error> = Ok(answer.body.into());
+                    let head = futures_util::stream::iter([chunk]);
+                    let body = if answer.stall {
+                        Body::from_stream(futures_util::StreamExt::chain(
+                            head,
+                            futures_util::stream::pending(),
+                        ))
+                    } else {
+                        Body::from_stream(head)
+                    };
+                    response.body(body).unwrap()
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (origin, ranges)
+}
+
+fn listed(id: &str, name: &str, size: Option<usize>, sha256: Option<String>) -> Value {
+    serde_json::json!([{
+        "fileId": id, "filename": name, "status": "uploaded", "contentType": "application/octet-stream",
+        "size": size, "sha256": sha256,
+    }])
+}
+
+/// An edge answering `200` without a length ends its body cleanly after 400,000 of the
+/// 1,000,000 bytes the listing gives (and no SHA-256, as for an S3 multipart upload): the body
+/// is short, so the rest is asked for with `Range`, and the status line counts what arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_body_without_a_length_is_continued_not_taken_whole() {
+    let bytes = std::sync::Arc::new(pseudo_random(1_000_000, 81));
+    let file = bytes.clone();
+    let (origin, ranges) = mock_files_server(
+        listed("k1_big.bin", "big.bin", Some(1_000_000), None),
+        move |first, _| match first {
+            None => EdgeAnswer::without_length(&file[..400_000]),
+            Some(first) => EdgeAnswer::rest(&file, first, &file[first as usize..]),
+        },
+    )
+    .await;
+    let cli = Cli::new(&origin);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("big.bin");
+    let out = cli.run(&["download", "k1_big.bin", "-o", s(&target)]).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        std::fs::read(&target).unwrap() == *bytes,
+        "not byte-identical"
+    );
+    assert_eq!(
+        *ranges.lock().unwrap(),
+        [None, Some("bytes=400000-".to_owned())]
+    );
+    assert!(
+        err.contains("closed after 400000 of 1000000 bytes") && err.contains("continuing"),
+        "{err}"
+    );
+    assert!(err.contains("big.bin: downloaded 976.56 KiB"), "{err}");
+}
+
+/// An edge that keeps ending its bodies early: the retries run out and the download fails,
+/// keeping what arrived in the partial file; nothing is put in place or said to be downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_keeps_ending_early_fails_and_keeps_its_bytes() {
+    let bytes = std::sync::Arc::new(pseudo_random(1_000_000, 82));
+    let file = bytes.clone();
+    let (origin, ranges) = mock_files_server(
+        listed("k1_big.bin", "big.bin", Some(1_000_000), None),
+        move |first, _| match first {
+            None => EdgeAnswer::without_length(&file[..400_000]),
+            Some(first) => {
+                let first = first as usize;
+                EdgeAnswer::rest(&file, first as u64, &file[first..first + 100_000])
+            }
+        },
+    )
+    .await;
+    let cli = Cli::new(&origin);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("big.bin");
+    let out = cli
+        .run(&["download", "k1_big.bin", "-o", s(&target), "--retries", "1"])
+        .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!target.exists(), "a partial file was put in place");
+    assert!(!err.contains("downloaded"), "{err}");
+    assert!(
+        err.contains("closed after 500000 of 1000000 bytes") && err.contains("kept in"),
+        "{err}"
+    );
+    let part = std::fs::read(dir.path().join("big.bin.part")).unwrap();
+    assert!(part == bytes[..500_000], "the bytes received are kept");
+    assert_eq!(ranges.lock().unwrap().len(), 2);
+}
+
+/// With neither a length nor a listed size or SHA-256, the end of a body is checked by asking
+/// for the bytes after it: a `416` with the size confirms it, a `206` brings the rest, and a
+/// server that cannot say (it ignores `Range`) fails the download instead of a silent success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_unknown_length_is_checked_with_a_range_request() {
+    let bytes = std::sync::Arc::new(pseudo_random(1_000_000, 83));
+    let dir = tempfile::tempdir().unwrap();
+    for cut in [1_000_000, 400_000] {
+        let file = bytes.clone();
+        let (origin, ranges) =
+            mock_files_server(serde_json::json!([]), move |first, _| match first {
+                None => EdgeAnswer::without_length(&file[..cut]),
+                Some(1_000_000) => EdgeAnswer {
+                    status: 416,
+                    headers: vec![("content-range", "bytes */1000000".to_owned())],
+                    body: Vec::new(),
+                    stall: false,
+                },
+                Some(first) => EdgeAnswer::rest(&file, first, &file[first as usize..]),
+            })
+            .await;
+        let target = dir.path().join(format!("cut-{cut}.bin"));
+        let out = Cli::new(&origin)
+            .run(&["download", "k1_x.bin", "-o", s(&target)])
+            .await;
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            std::fs::read(&target).unwrap() == *bytes,
+            "not byte-identical"
+        );
+        assert_eq!(
+            *ranges.lock().unwrap(),
+            [None, Some(format!("bytes={cut}-"))]
+        );
+        assert!(err.contains("downloaded 976.56 KiB"), "{err}");
+    }
+
+    let file = bytes.clone();
+    let (origin, _) = mock_files_server(serde_json::json!([]), move |_, _| {
+        EdgeAnswer::without_length(&file[..400_000])
+    })
+    .await;
+    let target = dir.path().join("unchecked.bin");
+    let out = Cli::new(&origin)
+        .run(&["download", "k1_x.bin", "-o", s(&target)])
+        .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("neither the file's size nor its SHA-256") && err.contains("kept in"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::metadata(dir.path().join("unchecked.bin.part"))
+            .unwrap()
+            .len(),
+        400_000
+    );
+}

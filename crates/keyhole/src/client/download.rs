@@ -41,8 +41,21 @@ struct Transfer<'a> {
     url: String,
     backoff: Backoff,
     bar: ProgressBar,
+    /// The file's size as the server lists it, if it does.
+    size: Option<u64>,
     /// Whether the edge has answered once (until then an unreachable edge is not retried).
     reached: bool,
+}
+
+/// How one request of a transfer ended.
+enum Pass {
+    /// The body ended cleanly; the whole file's size, when known.
+    Ended(Option<u64>),
+    /// The partial file was dropped: ask again from 0.
+    Restarted,
+    /// Asked for the bytes after a body of unknown length, the server did not say where the
+    /// file ends.
+    Unconfirmed,
 }
 
 /// Downloads `file_id` and returns the path written.
@@ -94,13 +107,17 @@ pub async fn download(
         url: link.download_url,
         backoff: options.backoff,
         bar: ui.bar(&name, expected_size.unwrap_or(0)),
+        size: expected_size,
         reached: false,
     };
-    let result = transfer.run(expected_sha.as_deref(), expected_size).await;
+    let result = transfer
+        .run(expected_sha.as_deref())
+        .await
+        .map_err(|e| transfer.kept(e));
     ui.finish(
         &transfer.bar,
         &name,
-        result.as_ref().ok().map(|_| "downloaded"),
+        result.as_ref().ok().map(|&bytes| ("downloaded", bytes)),
     );
     result?;
     tokio::fs::rename(&transfer.part, &target)
@@ -113,11 +130,9 @@ pub async fn download(
 }
 
 impl Transfer<'_> {
-    async fn run(
-        &mut self,
-        expected_sha: Option<&str>,
-        expected_size: Option<u64>,
-    ) -> Result<(), ClientError> {
+    /// Downloads into the partial file, continuing what it holds when that is safe; returns the
+    /// file's size.
+    async fn run(&mut self, expected_sha: Option<&str>) -> Result<u64, ClientError> {
         let existing = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
         let saved = self.states.and_then(|s| s.load_download(&self.state_key));
         // Continue a partial file only when we know whose bytes it holds (recorded ETag), or
@@ -130,11 +145,11 @@ impl Transfer<'_> {
             None if expected_sha.is_some() => (existing, None, true),
             _ => (0, None, false),
         };
-        if expected_size.is_some_and(|size| start > size) {
+        if self.size.is_some_and(|size| start > size) {
             start = 0;
             if_range = None;
         }
-        let sha = self.fetch(start, if_range).await?;
+        let (sha, len) = self.fetch(start, if_range, expected_sha).await?;
         match expected_sha {
             Some(expected) if sha != expected && checked_only && start > 0 => {
                 // The partial file was not the beginning of this file: start over, once.
@@ -142,11 +157,11 @@ impl Transfer<'_> {
                     "{}: the partial download held other bytes; starting over",
                     self.name
                 ));
-                let sha = self.fetch(0, None).await?;
-                self.verify(&sha, expected)
+                let (sha, len) = self.fetch(0, None, expected_sha).await?;
+                self.verify(&sha, expected).map(|()| len)
             }
-            Some(expected) => self.verify(&sha, expected),
-            None => Ok(()),
+            Some(expected) => self.verify(&sha, expected).map(|()| len),
+            None => Ok(len),
         }
     }
 
@@ -165,13 +180,31 @@ impl Transfer<'_> {
         )))
     }
 
+    /// Adds to a failed transfer's error that the bytes received are kept, when there are some.
+    fn kept(&self, error: ClientError) -> ClientError {
+        let kept = std::fs::symlink_metadata(&self.part)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
+        if kept == 0 || !error.is_retryable() {
+            return error;
+        }
+        ClientError::Failed(format!(
+            "{error}; the {kept} bytes received are kept in {}: run the same command again to \
+             continue",
+            self.part.display()
+        ))
+    }
+
     /// Downloads into the partial file from byte `start` on (keeping the bytes before it),
-    /// retrying and continuing after failures; returns the SHA-256 of the whole file.
+    /// retrying and continuing after failures; returns the SHA-256 of the whole file and its
+    /// size.
     async fn fetch(
         &mut self,
         mut start: u64,
         mut if_range: Option<String>,
-    ) -> Result<String, ClientError> {
+        expected_sha: Option<&str>,
+    ) -> Result<(String, u64), ClientError> {
         // Never through a symbolic link: in a directory others can write to, a `NAME.part`
         // planted as a link would have this download overwrite whatever it points at.
         let file = tokio::fs::OpenOptions::new()
@@ -196,25 +229,61 @@ impl Transfer<'_> {
         let mut attempt = 0;
         let mut renewals = 0;
         let mut total: Option<u64> = None;
+        // Whether the bytes after a body of unknown length were asked for: a server that
+        // answers `416` with the size (or sends the rest) says where the file ends.
+        let mut probed = false;
         loop {
             if total == Some(start) {
                 break;
             }
+            let probe = probed && total.is_none();
             let outcome = self
-                .one_request(&what, &mut out, &mut hasher, &mut start, &mut if_range)
+                .one_request(
+                    &what,
+                    &mut out,
+                    &mut hasher,
+                    &mut start,
+                    &mut if_range,
+                    probe,
+                )
                 .await;
             let error = match outcome {
-                Ok(Some(size)) => {
+                Ok(Pass::Ended(Some(size))) => {
                     total = Some(size);
                     if size == start {
                         break;
                     }
+                    if start > size {
+                        return Err(ClientError::Failed(format!(
+                            "{}: the server sent {start} bytes, but the file has {size}; run the \
+                             command again to download it anew",
+                            self.name
+                        )));
+                    }
+                    // A body that ends early is a connection that broke: continue from here.
                     ClientError::Network {
                         what: what.clone(),
-                        reason: "the connection closed before the end of the file".into(),
+                        reason: format!("the connection closed after {start} of {size} bytes"),
                     }
                 }
-                Ok(None) => continue,
+                Ok(Pass::Ended(None)) if !probed => {
+                    probed = true;
+                    continue;
+                }
+                Ok(Pass::Ended(None) | Pass::Unconfirmed) => {
+                    if expected_sha.is_some() {
+                        // The SHA-256 the server lists checks the whole.
+                        break;
+                    }
+                    return Err(ClientError::Failed(format!(
+                        "{}: the server gave neither the file's size nor its SHA-256, so the \
+                         {start} bytes received cannot be checked to be the whole file; they \
+                         are kept in {}",
+                        self.name,
+                        self.part.display()
+                    )));
+                }
+                Ok(Pass::Restarted) => continue,
                 Err(e) => e,
             };
             if error.status() == Some(403) && renewals < 2 {
@@ -235,11 +304,10 @@ impl Transfer<'_> {
             .sync_all()
             .await
             .map_err(ClientError::file(&self.part))?;
-        Ok(hex::encode(hasher.finish()))
+        Ok((hex::encode(hasher.finish()), start))
     }
 
-    /// One GET from `start`. `Ok(Some(total))`: the body ended (check `start == total`);
-    /// `Ok(None)`: the partial file was dropped, ask again from 0.
+    /// One GET from `start`; `probe`: only to learn where a body of unknown length ends.
     async fn one_request(
         &mut self,
         what: &str,
@@ -247,9 +315,10 @@ impl Transfer<'_> {
         hasher: &mut openssl::sha::Sha256,
         start: &mut u64,
         if_range: &mut Option<String>,
-    ) -> Result<Option<u64>, ClientError> {
+        probe: bool,
+    ) -> Result<Pass, ClientError> {
         let mut req = self.api.http().get(&self.url);
-        if *start > 0 {
+        if *start > 0 || probe {
             req = req.header(RANGE, format!("bytes={start}-"));
             if let Some(etag) = if_range.as_deref() {
                 req = req.header(IF_RANGE, etag);
@@ -270,24 +339,26 @@ impl Transfer<'_> {
             StatusCode::PARTIAL_CONTENT => {
                 match content_range.as_deref().and_then(parse_content_range) {
                     Some((first, Some(size))) if first == *start => Some(size),
+                    _ if probe => return Ok(Pass::Unconfirmed),
                     _ => {
                         self.note_restart("the server answered another range");
                         self.restart_at(out, hasher, 0).await?;
                         *start = 0;
                         *if_range = None;
-                        return Ok(None);
+                        return Ok(Pass::Restarted);
                     }
                 }
             }
+            StatusCode::OK if probe => return Ok(Pass::Unconfirmed),
             StatusCode::OK => {
                 if *start > 0 {
                     self.note_restart("the file on the server is not the one partially downloaded");
                     self.restart_at(out, hasher, 0).await?;
                     *start = 0;
                 }
-                // Without a length (a chunked answer, through a proxy say), the body's clean
-                // end is the file's; the SHA-256 the server lists checks it after.
-                resp.content_length()
+                // Without a length (a chunked answer, through a proxy say), the listed size
+                // says where the file ends: a body that ends before is a broken connection.
+                resp.content_length().or(self.size)
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 let size = content_range
@@ -296,13 +367,16 @@ impl Transfer<'_> {
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 if size == Some(*start) {
                     // The partial file is complete already.
-                    return Ok(size);
+                    return Ok(Pass::Ended(size));
+                }
+                if probe {
+                    return Ok(Pass::Unconfirmed);
                 }
                 self.note_restart("the partial file is longer than the file on the server");
                 self.restart_at(out, hasher, 0).await?;
                 *start = 0;
                 *if_range = None;
-                return Ok(None);
+                return Ok(Pass::Restarted);
             }
             _ => return Err(http_error(what, resp).await),
         };
@@ -341,7 +415,7 @@ impl Transfer<'_> {
             self.bar.inc(chunk.len() as u64);
         }
         out.flush().await.map_err(ClientError::file(&self.part))?;
-        Ok(Some(total.unwrap_or(*start)))
+        Ok(Pass::Ended(total))
     }
 
     fn note_restart(&self, why: &str) {

@@ -49,13 +49,14 @@ impl Ui {
     }
 
     /// Clears a finished bar and leaves one status line in its place, e.g. `big.bin: uploaded
-    /// 1.00 GiB in 12.9 s`; a failed transfer's bar is just cleared (the error says the rest).
-    pub fn finish(&self, bar: &ProgressBar, name: &str, done: Option<&str>) {
+    /// 1.00 GiB in 12.9 s` for `done` = (`uploaded`, the bytes that went); a failed transfer's
+    /// bar is just cleared (the error says the rest).
+    pub fn finish(&self, bar: &ProgressBar, name: &str, done: Option<(&str, u64)>) {
         bar.finish_and_clear();
-        if let Some(verb) = done {
+        if let Some((verb, bytes)) = done {
             self.note(format!(
                 "{name}: {verb} {} in {:.1} s",
-                HumanBytes(bar.length().unwrap_or(0)),
+                HumanBytes(bytes),
                 bar.elapsed().as_secs_f64()
             ));
         }

@@ -143,8 +143,11 @@ impl Uploader {
         });
         let bar = self.ui.bar(&name, file.size);
         let result = self.upload_file(&file, &name, &content_type, &bar).await;
-        self.ui
-            .finish(&bar, &name, result.as_ref().ok().map(|_| "uploaded"));
+        self.ui.finish(
+            &bar,
+            &name,
+            result.as_ref().ok().map(|_| ("uploaded", file.size)),
+        );
         result
     }
 
