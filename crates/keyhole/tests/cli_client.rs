@@ -1108,3 +1108,47 @@ async fn a_body_of_unknown_length_is_checked_with_a_range_request() {
         400_000
     );
 }
+
+/// `-o DIR/` names a directory: created when missing, and the file goes in under its own
+/// name. A file path in a directory that does not exist is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_targets_are_checked_before_the_transfer() {
+    let server = serve(|_| {}).await;
+    let cli = Cli::new(&server.base);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(200_000, 85);
+    let path = write(dir.path(), "photo.jpg", &bytes);
+    let id = cli.ok(&["upload", s(&path)]).await.trim().to_owned();
+
+    // A new directory, and one under a new directory: both created.
+    for into in [dir.path().join("new"), dir.path().join("deeper/sub")] {
+        let printed = cli
+            .ok(&["download", &id, "-o", &format!("{}/", s(&into))])
+            .await;
+        assert_eq!(printed.trim(), s(&into.join("photo.jpg")));
+        assert_eq!(std::fs::read(into.join("photo.jpg")).unwrap(), bytes);
+        let mut part = into.clone().into_os_string();
+        part.push(".part");
+        assert!(!Path::new(&part).exists(), "a stray {part:?}");
+        assert!(!into.join("photo.jpg.part").exists());
+    }
+
+    let sent = metric(&server, "keyhole_edge_sent_bytes_total").await;
+    let nowhere = dir.path().join("missing/copy.jpg");
+    let out = cli.run(&["download", &id, "-o", s(&nowhere)]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("missing"),
+        "{err}"
+    );
+    let not_a_dir = format!("{}/", s(&path));
+    let out = cli.run(&["download", &id, "-o", &not_a_dir]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!dir.path().join("missing").exists());
+    assert_eq!(
+        metric(&server, "keyhole_edge_sent_bytes_total").await,
+        sent,
+        "bytes were sent for a download that could not be put in place"
+    );
+}

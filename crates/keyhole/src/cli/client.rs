@@ -96,9 +96,10 @@ pub struct DownloadArgs {
     /// The file's id, as `keyhole upload` printed it or `keyhole ls` lists it.
     #[arg(value_name = "FILE_ID")]
     file_id: String,
-    /// Where to write: a file path, or an existing directory to put the file under its own
-    /// name. Default: the file's name in the current directory. The path is printed on standard
-    /// output when done.
+    /// Where to write: a file path in an existing directory, or a directory to put the file in
+    /// under its own name (an existing one, or a path ending in /, created if missing). Default:
+    /// the file's name in the current directory. The path is printed on standard output when
+    /// done.
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
     /// Replace PATH if it exists.

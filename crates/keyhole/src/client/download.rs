@@ -3,7 +3,7 @@
 //! recorded when it started, so bytes of two versions are never mixed), checks the SHA-256 the
 //! listing gives, and renames the partial file into place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
@@ -20,13 +20,76 @@ use super::{origin_of, reason, Backoff, ClientError};
 /// How `keyhole download` behaves.
 #[derive(Clone, Debug)]
 pub struct DownloadOptions {
-    /// Where to write: a file path, or a directory to put the file's own name in. Default: the
-    /// file's name in the current directory.
+    /// Where to write: a file path, or a directory to put the file's own name in (an existing
+    /// one, or any path ending in a separator: created if missing). Default: the file's name in
+    /// the current directory.
     pub output: Option<PathBuf>,
     /// Replace an existing file at the destination.
     pub force: bool,
     /// Retries of a failed or broken transfer (each continues where the last stopped).
     pub backoff: Backoff,
+}
+
+/// Where `-o` says to write, as checked before anything is transferred.
+enum Output {
+    /// Into this directory, under the file's own name; `create`: it does not exist yet.
+    Dir { path: PathBuf, create: bool },
+    /// To this file, in an existing directory.
+    File(PathBuf),
+}
+
+impl Output {
+    /// Checks `-o PATH`: an existing directory, or a path ending in a separator (a directory,
+    /// created when missing), or a file path in an existing directory.
+    fn check(path: &Path) -> Result<Output, ClientError> {
+        let names_dir = path
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::is_separator)
+            || path.file_name().is_none();
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Ok(Output::Dir {
+                path: path.to_owned(),
+                create: false,
+            }),
+            Ok(_) if names_dir => Err(ClientError::Failed(format!(
+                "{} is not a directory (a path ending in {} names one)",
+                path.display(),
+                std::path::MAIN_SEPARATOR
+            ))),
+            Ok(_) => Ok(Output::File(path.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && names_dir => Ok(Output::Dir {
+                path: path.to_owned(),
+                create: true,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                match std::fs::metadata(parent) {
+                    Ok(meta) if meta.is_dir() => Ok(Output::File(path.to_owned())),
+                    Ok(_) => Err(ClientError::Failed(format!(
+                        "cannot write {}: {} is not a directory",
+                        path.display(),
+                        parent.display()
+                    ))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(ClientError::Failed(format!(
+                            "cannot write {}: the directory {} does not exist; create it first, \
+                             or end -o with {} to download into a directory that is created \
+                             for it",
+                            path.display(),
+                            parent.display(),
+                            std::path::MAIN_SEPARATOR
+                        )))
+                    }
+                    Err(e) => Err(ClientError::file(parent)(e)),
+                }
+            }
+            Err(e) => Err(ClientError::file(path)(e)),
+        }
+    }
 }
 
 /// What one pass of the transfer needs.
@@ -66,17 +129,31 @@ pub async fn download(
     file_id: &str,
     options: &DownloadOptions,
 ) -> Result<PathBuf, ClientError> {
+    // Checked before anything is transferred: a download that cannot be put in place is not
+    // started.
+    let output = options.output.as_deref().map(Output::check).transpose()?;
     let link = api.download_link(file_id).await?;
     let info = api.find_file(file_id).await?;
     let name = safe_name(
         info.as_ref().map_or(file_id, |i| i.filename.as_str()),
         file_id,
     );
-    let target = match &options.output {
-        Some(p) if p.is_dir() => p.join(&name),
-        Some(p) => p.clone(),
+    let target = match output {
+        Some(Output::Dir { path, create }) => {
+            if create {
+                std::fs::create_dir_all(&path).map_err(ClientError::file(&path))?;
+            }
+            path.join(&name)
+        }
+        Some(Output::File(path)) => path,
         None => PathBuf::from(&name),
     };
+    if target.is_dir() {
+        return Err(ClientError::Failed(format!(
+            "{} is a directory; pass -o to choose another path",
+            target.display()
+        )));
+    }
     if target.exists() && !options.force {
         return Err(ClientError::Failed(format!(
             "{} exists already; pass --force to replace it or -o to choose another path",
@@ -110,19 +187,26 @@ pub async fn download(
         size: expected_size,
         reached: false,
     };
-    let result = transfer
-        .run(expected_sha.as_deref())
-        .await
-        .map_err(|e| transfer.kept(e));
+    let result = transfer.run(expected_sha.as_deref()).await;
+    let result = match result {
+        Ok(bytes) => tokio::fs::rename(&transfer.part, &target)
+            .await
+            .map(|()| bytes)
+            .map_err(|e| {
+                ClientError::Failed(format!(
+                    "cannot put the download in place as {} ({e}); the bytes are kept in {}",
+                    target.display(),
+                    transfer.part.display()
+                ))
+            }),
+        Err(e) => Err(transfer.kept(e)),
+    };
     ui.finish(
         &transfer.bar,
         &name,
         result.as_ref().ok().map(|&bytes| ("downloaded", bytes)),
     );
     result?;
-    tokio::fs::rename(&transfer.part, &target)
-        .await
-        .map_err(ClientError::file(&target))?;
     if let Some(states) = states {
         states.remove_download(&transfer.state_key);
     }
