@@ -1109,6 +1109,69 @@ async fn a_body_of_unknown_length_is_checked_with_a_range_request() {
     );
 }
 
+/// A connection that stays open but stops delivering is given up after the idle timeout (short
+/// here) and the download continues on a new one with `Range`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_is_continued_on_a_new_connection() {
+    use keyhole::client::api::ApiClient;
+    use keyhole::client::download::{download, DownloadOptions};
+    use keyhole::client::progress::Ui;
+    use keyhole::client::Backoff;
+
+    let bytes = std::sync::Arc::new(pseudo_random(1_000_000, 84));
+    let file = bytes.clone();
+    let (origin, ranges) = mock_files_server(
+        listed(
+            "k1_big.bin",
+            "big.bin",
+            Some(1_000_000),
+            Some(sha256_hex(&bytes)),
+        ),
+        move |first, _| match first {
+            None => EdgeAnswer {
+                status: 200,
+                headers: vec![("content-length", file.len().to_string())],
+                body: file[..300_000].to_vec(),
+                stall: true,
+            },
+            Some(first) => EdgeAnswer::rest(&file, first, &file[first as usize..]),
+        },
+    )
+    .await;
+    let backoff = Backoff {
+        retries: 2,
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
+    let api = ApiClient::new(&origin, None, backoff)
+        .unwrap()
+        .with_idle_timeout(Duration::from_millis(500));
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("big.bin");
+    let options = DownloadOptions {
+        output: Some(target.clone()),
+        force: false,
+        backoff,
+    };
+    let ui = Ui::new(true);
+    // Only a guard against hanging: without the idle timeout the download never ends.
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        download(&api, &ui, None, "k1_big.bin", &options),
+    )
+    .await
+    .expect("the download hung on the stalled connection");
+    assert_eq!(result.unwrap(), target);
+    assert!(
+        std::fs::read(&target).unwrap() == *bytes,
+        "not byte-identical"
+    );
+    assert_eq!(
+        *ranges.lock().unwrap(),
+        [None, Some("bytes=300000-".to_owned())]
+    );
+}
+
 /// `-o DIR/` names a directory: created when missing, and the file goes in under its own
 /// name. A file path in a directory that does not exist is refused before anything is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

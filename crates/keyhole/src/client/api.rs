@@ -18,6 +18,11 @@ use super::{reason, Backoff, ClientError};
 /// parts while the request waits).
 const API_TIMEOUT: Duration = Duration::from_secs(60);
 const COMPLETE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a download through a signed link may receive nothing (waiting for the answer, or
+/// between two reads of its body) before the connection counts as stalled and the download is
+/// continued on a new one. Uploads are not bound by it: until the answer comes, a connection
+/// that sends a large body receives nothing for long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Characters escaped in a file id used as a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
@@ -211,6 +216,8 @@ pub struct ApiClient {
     server: String,
     token: Option<String>,
     backoff: Backoff,
+    /// How long a download may receive nothing before it counts as stalled.
+    idle_timeout: Duration,
     /// Whether the server has answered once: until it has, a refused connection is reported at
     /// once (it is down or the address is wrong); afterwards it is retried (it may be
     /// restarting).
@@ -223,6 +230,7 @@ impl std::fmt::Debug for ApiClient {
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("backoff", &self.backoff)
+            .field("idle_timeout", &self.idle_timeout)
             .field("reached", &self.reached.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -243,8 +251,22 @@ impl ApiClient {
             server: server.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
             backoff,
+            idle_timeout: IDLE_TIMEOUT,
             reached: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The same client with downloads counting as stalled after `idle` without data instead of
+    /// [`IDLE_TIMEOUT`].
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// How long a download through a signed link may receive nothing before it counts as
+    /// stalled.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// The HTTP client, for transfers through signed links.

@@ -4,6 +4,7 @@
 //! listing gives, and renames the partial file into place.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
@@ -106,6 +107,8 @@ struct Transfer<'a> {
     bar: ProgressBar,
     /// The file's size as the server lists it, if it does.
     size: Option<u64>,
+    /// How long a request may receive nothing before it counts as stalled.
+    idle: Duration,
     /// Whether the edge has answered once (until then an unreachable edge is not retried).
     reached: bool,
 }
@@ -185,6 +188,7 @@ pub async fn download(
         backoff: options.backoff,
         bar: ui.bar(&name, expected_size.unwrap_or(0)),
         size: expected_size,
+        idle: api.idle_timeout(),
         reached: false,
     };
     let result = transfer.run(expected_sha.as_deref()).await;
@@ -391,6 +395,17 @@ impl Transfer<'_> {
         Ok((hex::encode(hasher.finish()), start))
     }
 
+    /// The error of a connection that delivered nothing for the idle timeout.
+    fn stalled(&self, what: &str) -> ClientError {
+        ClientError::Network {
+            what: what.to_owned(),
+            reason: format!(
+                "nothing received for {}: the connection stalled",
+                humantime::format_duration(self.idle)
+            ),
+        }
+    }
+
     /// One GET from `start`; `probe`: only to learn where a body of unknown length ends.
     async fn one_request(
         &mut self,
@@ -408,10 +423,10 @@ impl Transfer<'_> {
                 req = req.header(IF_RANGE, etag);
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| edge_error(&self.url, what, &e))?;
+        let resp = match tokio::time::timeout(self.idle, req.send()).await {
+            Ok(resp) => resp.map_err(|e| edge_error(&self.url, what, &e))?,
+            Err(_) => return Err(self.stalled(what)),
+        };
         self.reached = true;
         let status = resp.status();
         let content_range = resp
@@ -483,12 +498,19 @@ impl Transfer<'_> {
             }
         }
         let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
+        loop {
+            // Each read may take up to the idle timeout: a connection that stays open but
+            // delivers nothing is given up (and the transfer continued on a new one).
+            let chunk = match tokio::time::timeout(self.idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
                     out.flush().await.map_err(ClientError::file(&self.part))?;
                     return Err(edge_error(&self.url, what, &e));
+                }
+                Err(_) => {
+                    out.flush().await.map_err(ClientError::file(&self.part))?;
+                    return Err(self.stalled(what));
                 }
             };
             out.write_all(&chunk)
