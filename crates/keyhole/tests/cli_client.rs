@@ -1047,6 +1047,37 @@ async fn a_download_that_keeps_ending_early_fails_and_keeps_its_bytes() {
     assert_eq!(ranges.lock().unwrap().len(), 2);
 }
 
+/// An answer whose length differs from the size the listing gives is not the file, even when
+/// the body is as long as the answer says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_the_listed_size_is_not_the_file() {
+    let bytes = std::sync::Arc::new(pseudo_random(1_000_000, 86));
+    let file = bytes.clone();
+    let (origin, _) = mock_files_server(
+        listed("k1_big.bin", "big.bin", Some(1_000_000), None),
+        move |_, _| EdgeAnswer {
+            status: 200,
+            headers: vec![("content-length", "400000".to_owned())],
+            body: file[..400_000].to_vec(),
+            stall: false,
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("big.bin");
+    let out = Cli::new(&origin)
+        .run(&["download", "k1_big.bin", "-o", s(&target)])
+        .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sends 400000 bytes for a file it lists with 1000000"),
+        "{err}"
+    );
+    assert!(!target.exists(), "a partial file was put in place");
+    assert!(dir.path().join("big.bin.part").exists());
+}
+
 /// With neither a length nor a listed size or SHA-256, the end of a body is checked by asking
 /// for the bytes after it: a `416` with the size confirms it, a `206` brings the rest, and a
 /// server that cannot say (it ignores `Range`) fails the download instead of a silent success.

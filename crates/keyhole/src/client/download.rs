@@ -337,6 +337,16 @@ impl Transfer<'_> {
                 .await;
             let error = match outcome {
                 Ok(Pass::Ended(Some(size))) => {
+                    if let Some(listed) = self.size.filter(|&listed| listed != size) {
+                        // Bytes the listing does not describe (altered on the way, say):
+                        // whatever their length, they are not the file.
+                        return Err(ClientError::Failed(format!(
+                            "{}: the server sends {size} bytes for a file it lists with {listed}; \
+                             the {start} bytes received are kept in {}",
+                            self.name,
+                            self.part.display()
+                        )));
+                    }
                     total = Some(size);
                     if size == start {
                         break;
