@@ -260,6 +260,20 @@ impl PrivateKey {
         }
     }
 
+    /// The key's size in bits: the modulus of an RSA key, 256 for P-256.
+    pub fn bits(&self) -> u32 {
+        match &self.inner {
+            PrivateInner::Rsa(rsa) => rsa.size() * 8,
+            PrivateInner::Ec(_) => 256,
+        }
+    }
+
+    /// Whether CloudFront accepts this key's public half: RSA-2048 or ECDSA P-256 (this crate
+    /// also signs with RSA keys of 1024 to 4096 bits, which only another verifier accepts).
+    pub fn cloudfront_compatible(&self) -> bool {
+        self.algorithm() == KeyAlgorithm::EcdsaP256 || self.bits() == 2048
+    }
+
     /// The private key as PEM: PKCS#1 (`RSA PRIVATE KEY`) for RSA, as CloudFront's documentation
     /// and Terraform's `tls_private_key` produce, and PKCS#8 for ECDSA. The buffer is wiped on drop.
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
@@ -487,6 +501,19 @@ fn base32(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rsa_2048_and_p256_keys_are_cloudfront_compatible() {
+        let rsa = PrivateKey::generate(KeyAlgorithm::Rsa).unwrap();
+        assert_eq!((rsa.bits(), rsa.cloudfront_compatible()), (2048, true));
+        let ec = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        assert_eq!((ec.bits(), ec.cloudfront_compatible()), (256, true));
+        for bits in [1024, 3072] {
+            let der = Rsa::generate(bits).unwrap().private_key_to_der().unwrap();
+            let key = PrivateKey::from_der(&der).unwrap();
+            assert_eq!((key.bits(), key.cloudfront_compatible()), (bits, false));
+        }
+    }
 
     #[test]
     fn pem_text_is_normalised() {

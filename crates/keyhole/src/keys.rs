@@ -156,6 +156,7 @@ impl SecretRefresh {
 
 /// A signer for `key` under `id`, or under the key's fingerprint id when there is none.
 fn signer_for(key: PrivateKey, id: Option<String>) -> Result<Signer, String> {
+    warn_if_not_for_cloudfront(&key);
     let id = match id {
         Some(id) => id,
         None => key
@@ -219,6 +220,19 @@ fn warn_if_readable_by_others(path: &Path) {
             mode = format!("{mode:04o}"),
             "the private key file is readable by other users; make it the service user's alone \
              (chmod 600)"
+        );
+    }
+}
+
+/// Warns when CloudFront would not accept `key`'s public half: Keyhole's own edge verifies its
+/// links, CloudFront (the AWS shape, or a migration to it) would refuse every one.
+fn warn_if_not_for_cloudfront(key: &PrivateKey) {
+    if !key.cloudfront_compatible() {
+        tracing::warn!(
+            bits = key.bits(),
+            "the signing key is a {}-bit RSA key: Keyhole's edge accepts its links, CloudFront \
+             takes only RSA-2048 and ECDSA P-256 public keys (keyhole keys generate makes one)",
+            key.bits()
         );
     }
 }
