@@ -213,6 +213,39 @@ async fn upload_list_download_and_remove_several_files() {
     assert!(stderr(&gone).contains("keyhole ls"), "{}", stderr(&gone));
 }
 
+/// Starts `keyhole upload --parallel 1 PATH` with each part held back `delay_ms` (the documented
+/// test hook) and returns it, still running, with its file id once its resume state names one and
+/// the server holds at least `parts` of its parts.
+async fn running_upload(
+    cli: &Cli,
+    server: &TestServer,
+    path: &std::path::Path,
+    delay_ms: u64,
+    parts: usize,
+) -> (tokio::process::Child, String) {
+    let mut child = cli
+        .command(&["upload", "--parallel", "1", s(path)])
+        .env("KEYHOLE_TEST_PART_DELAY_MS", delay_ms.to_string())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never recorded {parts} parts"
+        );
+        if let Some(state) = cli.upload_states().first() {
+            let v: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+            let id = v["fileId"].as_str().unwrap().to_owned();
+            if parts == 0 || parts_stored(server, &id).await >= parts {
+                return (child, id);
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "upload ended early");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_upload_resumes_with_only_the_missing_parts() {
     let server = serve(|_| {}).await;
@@ -223,24 +256,7 @@ async fn a_killed_upload_resumes_with_only_the_missing_parts() {
 
     // One part at a time, each delayed (the documented test hook), so the upload is still
     // running when at least one part is stored.
-    let mut child = cli
-        .command(&["upload", "--parallel", "1", s(&path)])
-        .env("KEYHOLE_TEST_PART_DELAY_MS", "400")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let file_id = loop {
-        assert!(Instant::now() < deadline, "the upload never stored a part");
-        if let Some(state) = cli.upload_states().first() {
-            let v: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-            let id = v["fileId"].as_str().unwrap().to_owned();
-            if parts_stored(&server, &id).await >= 1 {
-                break id;
-            }
-        }
-        assert!(child.try_wait().unwrap().is_none(), "upload ended early");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let (mut child, file_id) = running_upload(&cli, &server, &path, 400, 1).await;
     child.kill().await.unwrap(); // SIGKILL: no chance to clean up.
     let stored = parts_stored(&server, &file_id).await;
     assert!((1..6).contains(&stored), "{stored} parts stored");
@@ -681,21 +697,7 @@ async fn a_changed_content_type_starts_an_interrupted_upload_over() {
     let path = write(dir.path(), "report.bin", &bytes);
 
     // Interrupted as soon as the upload is recorded (each part waits long before its PUT).
-    let mut child = cli
-        .command(&["upload", "--parallel", "1", s(&path)])
-        .env("KEYHOLE_TEST_PART_DELAY_MS", "5000")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first_id = loop {
-        assert!(Instant::now() < deadline, "the upload was never recorded");
-        if let Some(state) = cli.upload_states().first() {
-            let v: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-            break v["fileId"].as_str().unwrap().to_owned();
-        }
-        assert!(child.try_wait().unwrap().is_none(), "upload ended early");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let (mut child, first_id) = running_upload(&cli, &server, &path, 5000, 0).await;
     child.kill().await.unwrap();
 
     let out = cli
