@@ -127,6 +127,9 @@ pub struct Config {
     pub retention: Duration,
     /// Largest accepted upload in bytes.
     pub max_upload_bytes: u64,
+    /// With S3 storage, bytes of memory all uploads in flight may hold on their way to the
+    /// bucket (a part passes through memory whole); past it, PUTs get 503 `SlowDown`.
+    pub upload_buffer_bytes: u64,
     /// Uploads declared at least this large are multipart (one signed URL per part).
     pub multipart_threshold: u64,
     /// Preferred part size of multipart uploads (at least 5 MiB; raised so no upload needs more
@@ -324,6 +327,8 @@ pub mod defaults {
     pub const MAX_UPLOAD_BYTES: u64 = MAX_OBJECT_BYTES;
     /// The most HTTP worker threads `--workers` accepts.
     pub const MAX_WORKERS: usize = 1024;
+    /// 512 MiB: what uploads to S3 storage may hold in memory at once.
+    pub const UPLOAD_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
     /// 64 MiB.
     pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
     /// 8 MiB.
@@ -373,6 +378,7 @@ impl Config {
             download_ttl: d(defaults::DOWNLOAD_TTL),
             retention: d(defaults::RETENTION),
             max_upload_bytes: defaults::MAX_UPLOAD_BYTES,
+            upload_buffer_bytes: defaults::UPLOAD_BUFFER_BYTES,
             multipart_threshold: defaults::MULTIPART_THRESHOLD,
             part_size: defaults::PART_SIZE,
             cors_origins: Vec::new(),
@@ -493,6 +499,18 @@ impl Config {
                     "must be at most 5 TiB ({}), S3's object size limit (got {})",
                     defaults::MAX_OBJECT_BYTES,
                     self.max_upload_bytes
+                ),
+            ));
+        }
+        let buffer_range = defaults::MAX_S3_PART_SIZE..=defaults::MAX_OBJECT_BYTES;
+        if !buffer_range.contains(&self.upload_buffer_bytes) {
+            return Err(invalid(
+                "--upload-buffer-bytes",
+                format!(
+                    "must be at least {} (64 MiB, the largest part with S3 storage, which passes \
+                     through memory whole) and at most 5 TiB (got {})",
+                    defaults::MAX_S3_PART_SIZE,
+                    self.upload_buffer_bytes
                 ),
             ));
         }
@@ -670,6 +688,7 @@ struct FileConfig {
     download_ttl: Option<String>,
     retention: Option<String>,
     max_upload_bytes: Option<u64>,
+    upload_buffer_bytes: Option<u64>,
     multipart_threshold: Option<u64>,
     part_size: Option<u64>,
     cors_origins: Option<Vec<String>>,
@@ -740,6 +759,11 @@ pub struct ServeArgs {
     /// 625 GiB (10,000 parts of 64 MiB) [default: 5497558138880, 5 TiB].
     #[arg(long, env = "KEYHOLE_MAX_UPLOAD_BYTES", value_name = "N")]
     pub max_upload_bytes: Option<u64>,
+    /// With s3:// storage: bytes of memory all uploads in flight may hold (each part passes
+    /// through memory whole on its way to the bucket); past it a PUT gets 503 SlowDown with
+    /// Retry-After, at least 67108864 [default: 536870912, 512 MiB].
+    #[arg(long, env = "KEYHOLE_UPLOAD_BUFFER_BYTES", value_name = "BYTES")]
+    pub upload_buffer_bytes: Option<u64>,
     /// Uploads declared at least this large use multipart, one signed URL per part
     /// [default: 67108864, 64 MiB].
     #[arg(long, env = "KEYHOLE_MULTIPART_THRESHOLD", value_name = "BYTES")]
@@ -977,6 +1001,9 @@ impl ServeArgs {
         )?;
         if let Some(n) = self.max_upload_bytes.or(file.max_upload_bytes) {
             config.max_upload_bytes = n;
+        }
+        if let Some(n) = self.upload_buffer_bytes.or(file.upload_buffer_bytes) {
+            config.upload_buffer_bytes = n;
         }
         if let Some(n) = self.workers.or(file.workers) {
             config.workers = n;

@@ -148,6 +148,21 @@ fn no_such_key() -> Response {
     )
 }
 
+/// 503 `SlowDown` with `Retry-After`, as S3 answers when it is busy: the memory uploads may hold
+/// on their way to S3 storage is in use (`upload_buffer_bytes`).
+fn slow_down(state: &SharedState) -> Response {
+    let mut r = refuse(
+        state,
+        "busy",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SlowDown",
+        "Please reduce your request rate.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn storage_failure(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "object storage failure");
     xml_error(
@@ -406,6 +421,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
     let mut writer = match state.objects.begin_write(&record.object_key).await {
         Ok(w) => w,
         Err(ObjectError::Exists) => return already_stored(state, record).await,
+        Err(ObjectError::Busy) => return slow_down(state),
         Err(e) => return storage_failure(e),
     };
     let received = match receive(
@@ -623,6 +639,7 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
                 "no such multipart upload",
             )
         }
+        Err(ObjectError::Busy) => return slow_down(state),
         Err(e) => return storage_failure(e),
     };
     let received = match receive(

@@ -336,12 +336,15 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
             bucket,
             prefix,
             endpoint,
-        } => Arc::new(S3Storage::connect(&S3Settings {
-            bucket: bucket.clone(),
-            prefix: prefix.clone(),
-            endpoint: endpoint.clone(),
-            region: None,
-        })?),
+        } => Arc::new(
+            S3Storage::connect(&S3Settings {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                endpoint: endpoint.clone(),
+                region: None,
+            })?
+            .with_upload_budget(config.upload_buffer_bytes),
+        ),
     };
     let loaded = crate::keys::open(&config).await?;
     let generated = loaded.generated;

@@ -399,6 +399,92 @@ async fn a_completion_whose_record_update_failed_is_recorded_by_the_retry() {
     assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha256_hex(&bytes));
 }
 
+/// With S3 storage a part passes through memory whole: the uploads in flight share
+/// `upload_buffer_bytes`, and one that would go past it gets 503 `SlowDown` at once (and goes
+/// through when called again), so concurrent PUTs cannot exhaust the server's memory.
+#[tokio::test]
+async fn s3_uploads_in_flight_share_a_bounded_memory_budget() {
+    let Some(s3s) = S3sEnv::from_env("the upload memory budget on s3s-fs") else {
+        return;
+    };
+    let s = TestServer::start_with(|c| {
+        s3s.use_in(c);
+        c.part_size = 40 * MIB as u64;
+        c.multipart_threshold = 6 * MIB as u64;
+        c.upload_buffer_bytes = 64 * MIB as u64;
+    })
+    .await;
+    let bytes = pseudo_random(80 * MIB, 12);
+    let link = s
+        .upload_link("budget.bin", Some(bytes.len() as u64), None)
+        .await;
+    assert_eq!(link["partCount"], 2, "{link}");
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let url = |n: u64| s.local(&part_url(&link, "parts", n));
+
+    // Part 1 arrives slowly: half of it, then the server holds its 40 MiB share.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let halves = futures_util::stream::unfold(rx, |mut rx| async move {
+        let half = rx.recv().await?;
+        Some((half, rx))
+    });
+    let first = {
+        let (url, len) = (url(1), 40 * MIB);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .put(url)
+                .header("content-length", len)
+                .body(reqwest::Body::wrap_stream(halves))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&bytes[..20 * MIB])))
+        .await
+        .unwrap();
+    let received = || s.running().state.metrics.bytes_received.get();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while received() == 0 {
+        assert!(std::time::Instant::now() < deadline, "part 1 never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Part 2 would take the budget past 64 MiB: refused before its body is read (which is held
+    // back here, so the answer can be read before the server closes the connection).
+    let (_hold, nothing) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let pending = futures_util::stream::unfold(nothing, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((chunk, rx))
+    });
+    let r = reqwest::Client::new()
+        .put(url(2))
+        .header("content-length", 40 * MIB)
+        .body(reqwest::Body::wrap_stream(pending))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.text().await.unwrap().contains("<Code>SlowDown</Code>"));
+    // Part 1 finishes and gives its share back; part 2 called again goes through.
+    tx.send(Ok(bytes::Bytes::copy_from_slice(
+        &bytes[20 * MIB..40 * MIB],
+    )))
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(
+        plain_put(&url(2), bytes[40 * MIB..].to_vec())
+            .await
+            .status(),
+        200
+    );
+    let (status, done) = complete(&s, &id).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(sha256_hex(&s.download(&id).await), sha256_hex(&bytes));
+}
+
 /// The first name `tenant-N` whose rollout bucket satisfies `pred`.
 fn tenant_where(pred: impl Fn(u32) -> bool) -> String {
     (0..)

@@ -33,6 +33,9 @@ pub enum ObjectError {
     /// A multipart upload or part is unknown to the backend.
     #[error("no such upload")]
     NoSuchUpload,
+    /// The memory uploads may hold on their way to the backend is all in use; try again.
+    #[error("the upload buffers are all in use")]
+    Busy,
     /// The backend failed.
     #[error("object storage: {0}")]
     Io(#[from] std::io::Error),

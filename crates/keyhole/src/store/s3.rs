@@ -85,6 +85,13 @@ pub struct S3Storage {
     settings: S3Settings,
     /// The `aws-sdk-s3` client for presigning and ListParts, made on first use.
     sdk: Arc<tokio::sync::OnceCell<S3Api>>,
+    /// KiB of memory the uploads in flight may buffer (see [`S3Storage::with_upload_budget`]).
+    buffers: Arc<tokio::sync::Semaphore>,
+}
+
+/// KiB of `bytes`, rounded up, as semaphore permits.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 impl S3Storage {
@@ -106,7 +113,31 @@ impl S3Storage {
             prefix: settings.prefix.clone(),
             settings: settings.clone(),
             sdk: Arc::default(),
+            buffers: Arc::new(tokio::sync::Semaphore::new(kib(
+                crate::config::defaults::UPLOAD_BUFFER_BYTES,
+            ) as usize)),
         })
+    }
+
+    /// The same storage with `bytes` of memory for the uploads in flight: a part passes through
+    /// memory whole (S3 needs its length before its first byte, and only checked bytes may
+    /// reach the bucket), a whole-file upload 8 MiB at a time. An upload that would go past it
+    /// is refused at once with [`ObjectError::Busy`] (the edge answers 503 `SlowDown`), so
+    /// many uploads at once cannot exhaust the process's memory.
+    pub fn with_upload_budget(mut self, bytes: u64) -> Self {
+        let permits = usize::try_from(bytes.div_ceil(1024)).unwrap_or(usize::MAX >> 4);
+        self.buffers = Arc::new(tokio::sync::Semaphore::new(
+            permits.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
+        self
+    }
+
+    /// Takes `bytes` of the upload budget, or [`ObjectError::Busy`].
+    fn reserve(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ObjectError> {
+        self.buffers
+            .clone()
+            .try_acquire_many_owned(kib(bytes))
+            .map_err(|_| ObjectError::Busy)
     }
 
     async fn sdk(&self) -> &S3Api {
@@ -137,6 +168,8 @@ impl S3Storage {
 
 /// Streams a whole object into an S3 multipart upload, `CHUNK` bytes per part.
 struct S3Writer {
+    /// Its share of the upload budget, while it lives.
+    _budget: tokio::sync::OwnedSemaphorePermit,
     store: Arc<AmazonS3>,
     /// For the conditional completion, which `object_store` does not offer.
     storage: S3Storage,
@@ -241,6 +274,8 @@ impl ObjectWriter for S3Writer {
 
 /// Buffers one part (bounded by its declared size) and sends it as an S3 UploadPart.
 struct S3PartWriter {
+    /// Its share of the upload budget, while it lives.
+    _budget: tokio::sync::OwnedSemaphorePermit,
     store: Arc<AmazonS3>,
     path: Path,
     upload: String,
@@ -282,7 +317,9 @@ impl ObjectStorage for S3Storage {
         if self.exists(&path).await? {
             return Err(ObjectError::Exists);
         }
+        let budget = self.reserve(CHUNK as u64)?;
         Ok(Box::new(S3Writer {
+            _budget: budget,
             store: self.store.clone(),
             storage: self.clone(),
             key: key.to_owned(),
@@ -340,7 +377,9 @@ impl ObjectStorage for S3Storage {
         number: u32,
         size: u64,
     ) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        let budget = self.reserve(size.min(64 * 1024 * 1024))?;
         Ok(Box::new(S3PartWriter {
+            _budget: budget,
             store: self.store.clone(),
             path: self.path(key)?,
             upload: upload_id.to_owned(),
