@@ -163,6 +163,23 @@ fn slow_down(state: &SharedState) -> Response {
     r
 }
 
+/// 503 with `Retry-After`: another PUT on the same link is being received
+/// ([`crate::state::Receiving`]). A client retrying after a connection it believes lost gets
+/// this until the server notices that connection is gone, then goes through (or gets 409 if
+/// the first one completed).
+fn receiving_already(state: &SharedState) -> Response {
+    let mut r = refuse(
+        state,
+        "concurrent",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "another upload through this link is in progress; try again when it has ended",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn storage_failure(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "object storage failure");
     xml_error(
@@ -418,6 +435,9 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
     ) {
         return r;
     }
+    let Some(receiving) = crate::state::Receiving::claim(state, record.object_key.clone()) else {
+        return receiving_already(state);
+    };
     let mut writer = match state.objects.begin_write(&record.object_key).await {
         Ok(w) => w,
         Err(ObjectError::Exists) => return already_stored(state, record).await,
@@ -451,6 +471,8 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
     // meanwhile drops this handler, and must not leave the object stored and its record pending.
     let (state, record) = (state.clone(), record.clone());
     let committed = tokio::spawn(async move {
+        // Claimed until the object is in place and recorded.
+        let _receiving = receiving;
         match writer.commit().await {
             Ok(_) => {}
             Err(ObjectError::Exists) => return already_stored(&state, &record).await,
@@ -626,6 +648,10 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
     if let Err(r) = check_headers(state, req.headers(), expected, Some(expected), None) {
         return r;
     }
+    let claim = format!("{}#{upload_id}#{n}", record.object_key);
+    let Some(_receiving) = crate::state::Receiving::claim(state, claim) else {
+        return receiving_already(state);
+    };
     let mut writer = match state
         .objects
         .begin_part(&record.object_key, upload_id, n, expected)

@@ -375,6 +375,7 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
         metrics: Metrics::new(),
         readiness: crate::state::Readiness::new(None),
         page_upload_origin: std::sync::OnceLock::new(),
+        receiving: Arc::default(),
         config,
         meta,
         objects,

@@ -29,6 +29,40 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The origin the page's `connect-src` allows for `s3-presigned` uploads, once known.
     pub page_upload_origin: std::sync::OnceLock<Option<String>>,
+    /// Objects (and parts) a PUT is receiving now: one at a time each (see [`Receiving`]).
+    pub receiving: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A PUT's claim on what it stages: while it lives no other PUT on the same link (the same
+/// object, or part of one) is taken. Each would stage its own copy, up to the declared size,
+/// on disk or (with S3 storage) in memory, for one to be kept; a link holder could repeat its
+/// PUT many times at once to fill either. Released when dropped.
+pub struct Receiving {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    key: String,
+}
+
+impl Receiving {
+    /// Claims `key`, or `None` while another PUT has it.
+    pub fn claim(state: &AppState, key: String) -> Option<Self> {
+        let mut set = state
+            .receiving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(key.clone()).then(|| Receiving {
+            set: state.receiving.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 /// The last readiness check: when it ran and whether the stores answered.

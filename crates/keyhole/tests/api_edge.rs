@@ -753,6 +753,66 @@ async fn data_survives_a_restart() {
     }
 }
 
+/// A body that sends the chunks given to the returned sender, and ends when it is dropped.
+fn fed_body() -> (
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((chunk, rx))
+    });
+    (tx, reqwest::Body::wrap_stream(chunks))
+}
+
+#[tokio::test]
+async fn one_put_at_a_time_per_upload_link() {
+    let s = TestServer::start().await;
+    let body = pseudo_random(300_000, 5);
+    let link = s
+        .upload_link("once.bin", Some(body.len() as u64), None)
+        .await;
+    let url = s.local(link["uploadUrl"].as_str().unwrap());
+    let put = |body: reqwest::Body| {
+        s.client
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", 300_000)
+            .body(body)
+            .send()
+    };
+    // The first PUT is half-way through its body.
+    let (first_tx, first_body) = fed_body();
+    let first = tokio::spawn(put(first_body));
+    first_tx
+        .send(Ok(bytes::Bytes::copy_from_slice(&body[..150_000])))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.staged() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // A second one on the same link is refused before its body is read (held back here so the
+    // answer can be read), and stages nothing.
+    let (_held, second_body) = fed_body();
+    let r = put(second_body).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(s.staged(), 1);
+    // The first completes; the second, called again, finds the file uploaded (write-once).
+    first_tx
+        .send(Ok(bytes::Bytes::copy_from_slice(&body[150_000..])))
+        .await
+        .unwrap();
+    drop(first_tx);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    let r = put(reqwest::Body::from(body.clone())).await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(s.download(link["fileId"].as_str().unwrap()).await, body);
+}
+
 #[tokio::test]
 async fn a_data_directory_in_use_is_refused_before_any_key_is_made() {
     let dir = tempfile::tempdir().unwrap();
