@@ -156,7 +156,6 @@ impl SecretRefresh {
 
 /// A signer for `key` under `id`, or under the key's fingerprint id when there is none.
 fn signer_for(key: PrivateKey, id: Option<String>) -> Result<Signer, String> {
-    warn_if_not_for_cloudfront(&key);
     let id = match id {
         Some(id) => id,
         None => key
@@ -296,6 +295,7 @@ pub fn load(
             )))
         }
     };
+    warn_if_not_for_cloudfront(&key);
     let signer = signer_for(key, key_pair_id.map(str::to_owned).or(recorded_id))
         .map_err(StartError::Other)?;
     Ok(Loaded {
@@ -326,6 +326,7 @@ pub async fn open(config: &Config) -> Result<Loaded, StartError> {
         key_pair_id: config.key_pair_id.clone(),
     };
     let signer = refresh.fetch().await.map_err(|e| key_error(&flag, e))?;
+    warn_if_not_for_cloudfront(signer.key());
     Ok(Loaded {
         signer,
         ring: trusted_ring(&config.data_dir.join("keys"), &config.trusted_keys)?,
@@ -414,6 +415,7 @@ impl Keys {
                  no key_pair_id"
             )));
         }
+        warn_if_not_for_cloudfront(next.key());
         self.rotate(next).map_err(content)?;
         Ok(Refreshed::Rotated {
             previous,
