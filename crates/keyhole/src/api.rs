@@ -444,11 +444,6 @@ pub async fn create_upload(
         upload_id,
         part_size,
     };
-    // A link per part: the rate limit counts them.
-    let links = record.part_count().filter(|_| record.upload_id.is_some());
-    state
-        .limiter
-        .charge_links(&record.owner, links.unwrap_or(1) as usize);
     let signing = async {
         match record.part_count() {
             Some(count) if record.upload_id.is_some() => {
@@ -468,6 +463,10 @@ pub async fn create_upload(
     let (created, signed) = futures_util::future::join(state.meta.create(&record), signing).await;
     created?;
     let (upload_url, parts) = signed?;
+    // A link per part: the rate limit counts the links signed.
+    if let Some(parts) = &parts {
+        state.limiter.charge_links(&record.owner, parts.len());
+    }
     Ok(Json(UploadLink {
         success: true,
         upload_url,
@@ -629,7 +628,6 @@ pub async fn list_parts(
     let missing: Vec<u32> = (1..=count)
         .filter(|n| !stored.iter().any(|p| p.part_number == *n))
         .collect();
-    state.limiter.charge_links(&principal.0, missing.len());
     Ok(Json(PartsStatus {
         success: true,
         upload_id: record.upload_id.clone().unwrap_or_default(),
@@ -643,7 +641,12 @@ pub async fn list_parts(
                 etag: p.etag.clone(),
             })
             .collect(),
-        missing: links::part_links(&state, &record, &missing, mode, expires).await?,
+        missing: {
+            let links = links::part_links(&state, &record, &missing, mode, expires).await?;
+            // The rate limit counts the links signed.
+            state.limiter.charge_links(&principal.0, links.len());
+            links
+        },
         file_id,
         expires_at: rfc3339_secs(expires),
         url_mode: mode,
@@ -676,27 +679,16 @@ pub async fn complete_upload(
         return Ok(Json(crate::direct::complete_single(&state, &record).await?));
     }
     let record = pending_multipart(&state, &principal, &file_id).await?;
-    // Its object stored already: an earlier completion assembled it and could not record it
-    // (it answered 503, call again). The parts cannot be listed any more (S3 has used up the
-    // multipart upload), so the object itself is checked and recorded.
-    match state.objects.head(&record.object_key).await {
-        Ok(_) => {
-            let done = crate::edge::recover_assembled(&state, &record)
-                .await
-                .map_err(assemble_failure)?;
-            return Ok(Json(Completed {
-                success: true,
-                file_id,
-                size: done.size,
-                sha256: done.sha256,
-                etag: done.etag,
-            }));
-        }
-        Err(crate::store::objects::ObjectError::NotFound) => {}
-        Err(e) => return Err(ApiError::internal(e)),
-    }
     let count = record.part_count().unwrap_or(0);
-    let mut stored = crate::direct::parts(&state, &record).await?;
+    let mut stored = match crate::direct::parts(&state, &record).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            return match assembled_before(&state, &record).await {
+                Some(done) => done,
+                None => Err(e.into()),
+            }
+        }
+    };
     if let Some(listed) = &request.parts {
         let numbers: Vec<u32> = listed.iter().map(|p| p.part_number).collect();
         if numbers != (1..=count).collect::<Vec<_>>() {
@@ -725,9 +717,12 @@ pub async fn complete_upload(
         let expected = record.expected_part_size(n).unwrap_or(0);
         match stored.iter().find(|p| p.part_number == n) {
             None => {
+                if let Some(done) = assembled_before(&state, &record).await {
+                    return done;
+                }
                 return Err(ApiError::bad_request(format!(
                     "part {n} is missing; GET /api/files/{file_id}/parts for its URL"
-                )))
+                )));
             }
             Some(p) if p.size != expected => {
                 return Err(ApiError::bad_request(format!(
@@ -748,6 +743,32 @@ pub async fn complete_upload(
         sha256: done.sha256,
         etag: done.etag,
     }))
+}
+
+/// For a completion whose parts are not all there: when the object is stored already, an
+/// earlier completion assembled it and could not record it (it answered 503, call again), and
+/// the parts cannot be listed any more (S3 uses up a multipart upload when it joins it). The
+/// object is then checked and recorded, and this is the answer. `None` when there is no object
+/// (or it cannot be looked at): the missing parts are the answer.
+async fn assembled_before(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Option<Result<Json<Completed>, ApiError>> {
+    state.objects.head(&record.object_key).await.ok()?;
+    Some(
+        crate::edge::recover_assembled(state, record)
+            .await
+            .map_err(assemble_failure)
+            .map(|done| {
+                Json(Completed {
+                    success: true,
+                    file_id: record.file_id.clone(),
+                    size: done.size,
+                    sha256: done.sha256,
+                    etag: done.etag,
+                })
+            }),
+    )
 }
 
 fn assemble_failure(e: crate::edge::AssembleError) -> ApiError {

@@ -197,10 +197,11 @@ impl RateLimiter {
 
     /// Charges `principal` for `links` links signed beyond the one its request paid for
     /// ([`RateLimiter::check`]): a multipart upload signs a link per part, up to 10,000, and
-    /// the limit is on links as much as on requests. The request already admitted goes ahead;
-    /// the bucket may go below zero, and the principal's next requests wait (429 with
-    /// `Retry-After`) until it has refilled, so one principal signs at most `burst` plus one
-    /// request's links at once and `per_second` on average.
+    /// the limit is on links as much as on requests. Called once the links are signed, so a
+    /// request that fails is not charged for them. The bucket may go below zero, and the
+    /// principal's next requests wait (429 with `Retry-After`) until it has refilled: over time
+    /// a principal signs `per_second` links on average (requests admitted together may each
+    /// sign their links before the first is charged).
     pub fn charge_links(&self, principal: &str, links: usize) {
         let extra = links.saturating_sub(1);
         if extra == 0 {

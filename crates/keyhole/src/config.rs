@@ -175,20 +175,42 @@ pub struct Config {
     pub url_modes: crate::links::UrlModes,
 }
 
-/// `url` with the password of its user information, if any, replaced by `***`: connection
-/// strings go into error messages and debug output, their passwords must not.
+/// `url` with its passwords replaced by `***`: the user information's (`user:PASSWORD@`) and a
+/// `password=` query parameter's (PostgreSQL takes both). Connection strings go into error
+/// messages and debug output; their passwords must not.
 pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
+    // The last '@' before the path ends the user information, even if the password holds '/'.
+    let (userinfo, host_and_rest) = match rest.rfind('@') {
+        Some(at) if !rest[..at].contains(['?', '#']) => (Some(&rest[..at]), &rest[at..]),
+        _ => (None, rest),
     };
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_owned(),
+    let mut out = format!("{scheme}://");
+    match userinfo.map(|u| u.split_once(':')) {
+        Some(Some((user, _))) => out.push_str(&format!("{user}:***")),
+        Some(None) => out.push_str(userinfo.unwrap_or_default()),
+        None => {}
     }
+    match host_and_rest.split_once('?') {
+        Some((before, query)) => {
+            out.push_str(before);
+            out.push('?');
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&masked.join("&"));
+        }
+        None => out.push_str(host_and_rest),
+    }
+    out
 }
 
 /// The metadata backend.
@@ -1649,6 +1671,14 @@ mod tests {
         assert_eq!(
             without_password("postgres://db/kh?x=a@b"),
             "postgres://db/kh?x=a@b"
+        );
+        assert_eq!(
+            without_password("postgres://kh:pa/ss@db/kh"),
+            "postgres://kh:***@db/kh"
+        );
+        assert_eq!(
+            without_password("postgres://db/kh?user=kh&password=s3cret&sslmode=require"),
+            "postgres://db/kh?user=kh&password=***&sslmode=require"
         );
         let err = ServeArgs {
             metadata: Some("postgress://kh:s3cret@db/kh".into()),

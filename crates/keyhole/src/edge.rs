@@ -164,9 +164,10 @@ fn slow_down(state: &SharedState) -> Response {
 }
 
 /// 503 with `Retry-After`: another PUT on the same link is being received
-/// ([`crate::state::Receiving`]). A client retrying after a connection it believes lost gets
-/// this until the server notices that connection is gone, then goes through (or gets 409 if
-/// the first one completed).
+/// ([`crate::state::Receiving`]). A client retrying after a connection it believes lost (its
+/// network changed, say) gets this until the server notices that connection is gone, at the
+/// latest after `client_timeout`; then it goes through (or gets 409 if the first one completed).
+/// `Retry-After` is a quarter of `client_timeout`, so a client's few retries span it.
 fn receiving_already(state: &SharedState) -> Response {
     let mut r = refuse(
         state,
@@ -175,8 +176,10 @@ fn receiving_already(state: &SharedState) -> Response {
         "ServiceUnavailable",
         "another upload through this link is in progress; try again when it has ended",
     );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let wait = (state.config.client_timeout.as_secs() / 4).max(1);
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     r
 }
 
@@ -800,11 +803,45 @@ pub async fn recover_assembled(
     {
         return Err(AssembleError::Exists);
     }
-    let assembled = recover_stored(state, record)
-        .await
-        .map_err(assemble_error)?;
+    let assembled = if state.objects.single_writer() {
+        // Local disk hashes what it assembles: read back, the object gets the same checks.
+        recover_stored(state, record).await
+    } else {
+        // S3 joins parts without a hash, and reading the object back could take longer than
+        // any request may: recorded as an assembly there would have been, size checked.
+        recover_joined(state, record).await
+    }
+    .map_err(assemble_error)?;
     let _ = state.meta.delete_parts(&record.file_id).await;
     Ok(assembled)
+}
+
+/// [`recover_stored`] for an object S3 joined from checked parts: its size is checked against
+/// the declaration, and it is recorded without a SHA-256, as [`assemble`] records it there.
+async fn recover_joined(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Result<Assembled, FinishError> {
+    let meta = state
+        .objects
+        .head(&record.object_key)
+        .await
+        .map_err(FinishError::Storage)?;
+    if record.declared_size.is_some_and(|d| d != meta.size) {
+        return Err(FinishError::Storage(ObjectError::Io(
+            std::io::Error::other(format!(
+                "the stored object of {} differs from its declaration",
+                record.file_id
+            )),
+        )));
+    }
+    tracing::warn!(file_id = %record.file_id, size = meta.size, "recording an assembled upload whose record was not updated");
+    let etag = finish(state, record, meta.size, None, meta.etag).await?;
+    Ok(Assembled {
+        size: meta.size,
+        sha256: None,
+        etag,
+    })
 }
 
 /// Joins the stored parts of `record` (all present and checked by the caller) into its object,
@@ -835,6 +872,10 @@ pub async fn assemble(
     {
         Ok(d) => d,
         Err(ObjectError::Exists) => return recover_assembled(state, record).await,
+        // Used up by an earlier completion that assembled the object and could not record it.
+        Err(ObjectError::NoSuchUpload) if state.objects.head(&record.object_key).await.is_ok() => {
+            return recover_assembled(state, record).await
+        }
         Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");
             return Err(AssembleError::Checksum);

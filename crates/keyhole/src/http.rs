@@ -617,6 +617,8 @@ mod tests {
         }
         let other = ApiError::from(LinkError::NotSupported).into_response();
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let panicked = ApiError::from(LinkError::Refused(Refused::Panicked)).into_response();
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

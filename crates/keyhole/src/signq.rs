@@ -46,6 +46,9 @@ pub enum Refused {
     /// The queue holds [`MAX_QUEUED`] signatures already.
     #[error("the signing queue is full")]
     Busy,
+    /// The job panicked (a defect: it is not worth calling again).
+    #[error("the signing job failed")]
+    Panicked,
 }
 
 struct Inner {
@@ -137,7 +140,13 @@ where
     }
     inner.ready.notify_one();
     // A job that panicked, or a queue closed before its turn, drops the sender.
-    rx.await.map_err(|_| Refused::Stopped)
+    rx.await.map_err(|_| {
+        if inner.closed.load(Ordering::Acquire) {
+            Refused::Stopped
+        } else {
+            Refused::Panicked
+        }
+    })
 }
 
 /// The signer task: runs queued jobs oldest first, [`RUN`] at a time, until the queue closes;
@@ -210,7 +219,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_panicking_job_fails_alone() {
         let _queue = install();
-        assert!(run(1, || -> u32 { panic!("boom") }).await.is_err());
+        assert!(matches!(
+            run(1, || -> u32 { panic!("boom") }).await,
+            Err(Refused::Panicked)
+        ));
         assert_eq!(run(1, || 7).await.unwrap(), 7);
     }
 

@@ -799,7 +799,12 @@ async fn one_put_at_a_time_per_upload_link() {
     let (_held, second_body) = fed_body();
     let r = put(second_body).await.unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        r.headers()["retry-after"],
+        "15",
+        "a quarter of client_timeout: a client's retries span the time the server may take to \
+         notice a connection is gone"
+    );
     assert_eq!(s.staged(), 1);
     // The first completes; the second, called again, finds the file uploaded (write-once).
     first_tx

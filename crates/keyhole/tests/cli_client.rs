@@ -1178,7 +1178,7 @@ async fn a_stalled_download_is_continued_on_a_new_connection() {
     };
     let api = ApiClient::new(&origin, None, backoff)
         .unwrap()
-        .with_idle_timeout(Duration::from_millis(500));
+        .with_idle_timeout(Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("big.bin");
     let options = DownloadOptions {
@@ -1199,9 +1199,15 @@ async fn a_stalled_download_is_continued_on_a_new_connection() {
         std::fs::read(&target).unwrap() == *bytes,
         "not byte-identical"
     );
-    assert_eq!(
-        *ranges.lock().unwrap(),
-        [None, Some("bytes=300000-".to_owned())]
+    // The stalled GET, then the rest from where it stopped (asked again if a loaded machine
+    // answered that too slowly: never from 0).
+    let ranges = ranges.lock().unwrap().clone();
+    assert!(ranges.len() >= 2 && ranges[0].is_none(), "{ranges:?}");
+    assert!(
+        ranges[1..]
+            .iter()
+            .all(|r| r.as_deref() == Some("bytes=300000-")),
+        "{ranges:?}"
     );
 }
 
