@@ -623,7 +623,23 @@ pub async fn list_parts(
     if !state.meta.extend_pending(&file_id, ttl, now).await? {
         return Err(ApiError::not_found("no such file"));
     }
-    let stored = crate::direct::parts(&state, &record).await?;
+    let stored = crate::direct::parts(&state, &record).await;
+    let complete = stored
+        .as_ref()
+        .is_ok_and(|stored| (1..=count).all(|n| stored.iter().any(|p| p.part_number == n)));
+    if !complete {
+        // Parts missing, or no upload any more: an earlier completion may have assembled the
+        // object (and could not record it). Then it is recorded, and the upload is done.
+        if let Some(done) = assembled_before(&state, &record).await {
+            let _recorded = done?;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_uploaded",
+                "the upload is already complete",
+            ));
+        }
+    }
+    let stored = stored?;
     let mode = links::mode_for(&state.config, &principal, Feature::Upload);
     let missing: Vec<u32> = (1..=count)
         .filter(|n| !stored.iter().any(|p| p.part_number == *n))

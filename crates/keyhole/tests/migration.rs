@@ -347,56 +347,69 @@ async fn presigned_multipart_parts_listed_from_s3_and_assembled() {
     assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha);
 }
 
+/// A completion assembled the object on S3, then could not record it (the metadata store
+/// failed: the client got 503 and calls again), and S3 has used up the multipart upload. The
+/// client's next call, `/complete` again or `GET /parts` to resume, finds the object and records
+/// it: 200 for the completion, 409 `already_uploaded` for the listing (which clients take as
+/// done).
 #[tokio::test]
 async fn a_completion_whose_record_update_failed_is_recorded_by_the_retry() {
     let Some(s3s) = S3sEnv::from_env("a retried completion of an assembled upload on s3s-fs")
     else {
         return;
     };
-    let s = presigned_server(&s3s).await;
-    let bytes = pseudo_random(11 * MIB + 5, 9);
-    let link = s
-        .upload_link("assembled.bin", Some(bytes.len() as u64), None)
-        .await;
-    let id = link["fileId"].as_str().unwrap().to_owned();
-    let ps = link["partSize"].as_u64().unwrap() as usize;
-    for n in 1..=3usize {
-        let u = part_url(&link, "parts", n as u64);
-        let r = plain_put(&u, bytes[(n - 1) * ps..(n * ps).min(bytes.len())].to_vec()).await;
-        assert_eq!(r.status(), 200, "part {n}");
+    for (retry, want) in [("complete", 200), ("parts", 409)] {
+        let s = presigned_server(&s3s).await;
+        let bytes = pseudo_random(11 * MIB + 5, 9);
+        let link = s
+            .upload_link("assembled.bin", Some(bytes.len() as u64), None)
+            .await;
+        let id = link["fileId"].as_str().unwrap().to_owned();
+        let ps = link["partSize"].as_u64().unwrap() as usize;
+        for n in 1..=3usize {
+            let u = part_url(&link, "parts", n as u64);
+            let r = plain_put(&u, bytes[(n - 1) * ps..(n * ps).min(bytes.len())].to_vec()).await;
+            assert_eq!(r.status(), 200, "part {n}");
+        }
+        let listed = s.get_json(&format!("/api/files/{id}/parts")).await;
+        let parts: Vec<StoredPart> = listed["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| StoredPart {
+                number: p["partNumber"].as_u64().unwrap() as u32,
+                size: p["size"].as_u64().unwrap(),
+                etag: p["etag"].as_str().unwrap().to_owned(),
+            })
+            .collect();
+        let state = &s.running().state;
+        state
+            .objects
+            .complete_multipart(
+                &format!("uploads/{id}"),
+                link["uploadId"].as_str().unwrap(),
+                &parts,
+                None,
+            )
+            .await
+            .unwrap();
+        let (status, answer) = match retry {
+            "complete" => complete(&s, &id).await,
+            _ => s.get_json_as(&format!("/api/files/{id}/parts"), None).await,
+        };
+        assert_eq!(status, want, "{retry}: {answer}");
+        if retry == "complete" {
+            assert_eq!(answer["size"], bytes.len());
+        } else {
+            assert_eq!(answer["error"]["code"], "already_uploaded", "{answer}");
+        }
+        let file = s.get_json(&format!("/api/files/{id}")).await;
+        assert_eq!(file["file"]["status"], "uploaded", "{retry}: {file}");
+        assert_eq!(file["file"]["size"], bytes.len());
+        let (_, dl) = s.download_link(&id).await;
+        let r = plain_get(dl["downloadUrl"].as_str().unwrap()).await;
+        assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha256_hex(&bytes));
     }
-    // A completion assembled the object, then could not record it (the metadata store failed:
-    // the client got 503 and calls again). S3 has used up the multipart upload.
-    let listed = s.get_json(&format!("/api/files/{id}/parts")).await;
-    let parts: Vec<StoredPart> = listed["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| StoredPart {
-            number: p["partNumber"].as_u64().unwrap() as u32,
-            size: p["size"].as_u64().unwrap(),
-            etag: p["etag"].as_str().unwrap().to_owned(),
-        })
-        .collect();
-    let state = &s.running().state;
-    state
-        .objects
-        .complete_multipart(
-            &format!("uploads/{id}"),
-            link["uploadId"].as_str().unwrap(),
-            &parts,
-            None,
-        )
-        .await
-        .unwrap();
-    let (status, done) = complete(&s, &id).await;
-    assert_eq!(status, 200, "{done}");
-    assert_eq!(done["size"], bytes.len());
-    let file = s.get_json(&format!("/api/files/{id}")).await;
-    assert_eq!(file["file"]["status"], "uploaded", "{file}");
-    let (_, dl) = s.download_link(&id).await;
-    let r = plain_get(dl["downloadUrl"].as_str().unwrap()).await;
-    assert_eq!(sha256_hex(&r.bytes().await.unwrap()), sha256_hex(&bytes));
 }
 
 /// With S3 storage a part passes through memory whole: the uploads in flight share
