@@ -203,6 +203,10 @@ best() { # max of the non-empty arguments, or empty
   done
   echo "$b"
 }
+median() { # median of the numeric arguments, or n/a
+  (($#)) || { echo n/a; return; }
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f\n", a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 mint_upload() { # $1 filename, $2 size -> prints "fileId uploadUrl"
   local reply
@@ -489,6 +493,8 @@ curl_put() { # $1 URL, $2 file -> "code bytes seconds"
 }
 if phase upload; then
 KHU=(); NGU=(); DDU=(); KHU_RSS=()
+# Each round's rates too, to pair keyhole with the references measured beside it.
+declare -A KH_ROUND=() NG_ROUND=() DD_ROUND=()
 for round in $(seq "$ROUNDS"); do
   log "upload round $round/$ROUNDS: keyhole PUT, nginx PUT, dd conv=fsync (${FILE_MIB} MiB each)"
   sync
@@ -497,13 +503,17 @@ for round in $(seq "$ROUNDS"); do
   rss_start
   read -r code bytes secs < <(curl_put "$UP_URL" "$SRC")
   KHU_RSS+=("$(rss_stop)")
-  if [[ $code == 200 && $bytes == "$FILE_BYTES" ]]; then KHU+=("$(fcalc %.1f "$bytes / $secs / 1e6")"); else log "keyhole upload: HTTP $code"; fi
+  if [[ $code == 200 && $bytes == "$FILE_BYTES" ]]; then
+    KHU+=("$(fcalc %.1f "$bytes / $secs / 1e6")"); KH_ROUND[$round]=${KHU[-1]}
+  else
+    log "keyhole upload: HTTP $code"
+  fi
   curl -fsS -o /dev/null --max-time 30 -X DELETE "$KH_URL/api/files/$UP_ID" || log "could not delete $UP_ID"
   sync
   if ((NGINX_OK)); then
     read -r code bytes secs < <(curl_put "$(nginx_link "/uploads/bench-upload-$round.bin")" "$SRC")
     if [[ $code == 201 || $code == 204 ]] && [[ $bytes == "$FILE_BYTES" ]]; then
-      NGU+=("$(fcalc %.1f "$bytes / $secs / 1e6")")
+      NGU+=("$(fcalc %.1f "$bytes / $secs / 1e6")"); NG_ROUND[$round]=${NGU[-1]}
     else
       log "nginx upload: HTTP $code ($(tail -n 2 "$WORK/nginx/logs/error.log" 2>/dev/null))"
     fi
@@ -513,13 +523,22 @@ for round in $(seq "$ROUNDS"); do
   t0=$(date +%s.%N)
   if dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$FILE_MIB" conv=fsync status=none; then
     t1=$(date +%s.%N)
-    DDU+=("$(fcalc %.1f "$FILE_BYTES / ($t1 - $t0) / 1e6")")
+    DDU+=("$(fcalc %.1f "$FILE_BYTES / ($t1 - $t0) / 1e6")"); DD_ROUND[$round]=${DDU[-1]}
   fi
   rm -f "$WORK/dd.bin"
 done
 R[kh_up]=$(best "${KHU[@]}"); R[ng_up]=$(best "${NGU[@]}"); R[dd]=$(best "${DDU[@]}"); R[kh_up_rss]=$(best "${KHU_RSS[@]}")
 rn=$(ratio "${R[kh_up]:-}" "${R[ng_up]:-}"); rd=$(ratio "${R[kh_up]:-}" "${R[dd]:-}")
 say "upload: keyhole ${R[kh_up]:-n/a} MB/s, nginx PUT ${R[ng_up]:-n/a} MB/s, ratio $rn (target 0.70: $(verdict "$rn" ge 0.70)); dd conv=fsync ${R[dd]:-n/a} MB/s, ratio $rd (target 0.70: $(verdict "$rd" ge 0.70)) [rounds: keyhole ${KHU[*]}; nginx ${NGU[*]:-n/a}; dd ${DDU[*]}]"
+# The references drift more between rounds than keyhole does; each round's keyhole against the
+# references measured right after it, and the median of those, is the steadier comparison.
+PAIRED_NG=(); PAIRED_DD=()
+for round in $(seq "$ROUNDS"); do
+  [[ -n ${KH_ROUND[$round]:-} ]] || continue
+  if [[ -n ${NG_ROUND[$round]:-} ]]; then PAIRED_NG+=("$(ratio "${KH_ROUND[$round]}" "${NG_ROUND[$round]}")"); fi
+  if [[ -n ${DD_ROUND[$round]:-} ]]; then PAIRED_DD+=("$(ratio "${KH_ROUND[$round]}" "${DD_ROUND[$round]}")"); fi
+done
+say "upload_paired: keyhole / nginx PUT by round ${PAIRED_NG[*]:-n/a}, median $(median "${PAIRED_NG[@]}"); keyhole / dd by round ${PAIRED_DD[*]:-n/a}, median $(median "${PAIRED_DD[@]}")"
 if have openssl; then
   # The SHA-256 every upload computes is most of its CPU; one core's rate puts the figures above
   # in proportion (the upload shares the machine's cores with curl and the kernel's copies).
