@@ -586,11 +586,7 @@ async fn pending_multipart(
 ) -> Result<FileRecord, ApiError> {
     let record = owned_record(state, principal, file_id).await?;
     if record.status == Status::Uploaded {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_uploaded",
-            "the upload is already complete",
-        ));
+        return Err(already_uploaded());
     }
     if record.upload_id.is_none() || record.part_count().is_none() {
         return Err(ApiError::new(
@@ -624,26 +620,22 @@ pub async fn list_parts(
         return Err(ApiError::not_found("no such file"));
     }
     let stored = crate::direct::parts(&state, &record).await;
-    let complete = stored
-        .as_ref()
-        .is_ok_and(|stored| (1..=count).all(|n| stored.iter().any(|p| p.part_number == n)));
-    if !complete {
+    let missing: Option<Vec<u32>> = stored.as_ref().ok().map(|stored| {
+        (1..=count)
+            .filter(|n| !stored.iter().any(|p| p.part_number == *n))
+            .collect()
+    });
+    if missing.as_ref().is_none_or(|missing| !missing.is_empty()) {
         // Parts missing, or no upload any more: an earlier completion may have assembled the
         // object (and could not record it). Then it is recorded, and the upload is done.
         if let Some(done) = assembled_before(&state, &record).await {
             let _recorded = done?;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_uploaded",
-                "the upload is already complete",
-            ));
+            return Err(already_uploaded());
         }
     }
     let stored = stored?;
+    let missing = missing.unwrap_or_default();
     let mode = links::mode_for(&state.config, &principal, Feature::Upload);
-    let missing: Vec<u32> = (1..=count)
-        .filter(|n| !stored.iter().any(|p| p.part_number == *n))
-        .collect();
     Ok(Json(PartsStatus {
         success: true,
         upload_id: record.upload_id.clone().unwrap_or_default(),
@@ -752,13 +744,29 @@ pub async fn complete_upload(
     let done = crate::edge::assemble(&state, &record, &stored)
         .await
         .map_err(assemble_failure)?;
-    Ok(Json(Completed {
-        success: true,
-        file_id,
-        size: done.size,
-        sha256: done.sha256,
-        etag: done.etag,
-    }))
+    Ok(Json(Completed::of(file_id, done)))
+}
+
+/// 409 `already_uploaded`.
+fn already_uploaded() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_uploaded",
+        "the upload is already complete",
+    )
+}
+
+impl Completed {
+    /// The answer for `file_id`, assembled as `done` says.
+    fn of(file_id: String, done: crate::edge::Assembled) -> Self {
+        Completed {
+            success: true,
+            file_id,
+            size: done.size,
+            sha256: done.sha256,
+            etag: done.etag,
+        }
+    }
 }
 
 /// For a completion whose parts are not all there: when the object is stored already, an
@@ -775,15 +783,7 @@ async fn assembled_before(
         crate::edge::recover_assembled(state, record)
             .await
             .map_err(assemble_failure)
-            .map(|done| {
-                Json(Completed {
-                    success: true,
-                    file_id: record.file_id.clone(),
-                    size: done.size,
-                    sha256: done.sha256,
-                    etag: done.etag,
-                })
-            }),
+            .map(|done| Json(Completed::of(record.file_id.clone(), done))),
     )
 }
 
@@ -793,11 +793,7 @@ fn assemble_failure(e: crate::edge::AssembleError) -> ApiError {
         AssembleError::Checksum => {
             ApiError::bad_request("the SHA-256 of the assembled file differs from the declared one")
         }
-        AssembleError::Exists => ApiError::new(
-            StatusCode::CONFLICT,
-            "already_uploaded",
-            "the upload is already complete",
-        ),
+        AssembleError::Exists => already_uploaded(),
         AssembleError::Gone => {
             ApiError::not_found("the upload expired or was deleted while it was being completed")
         }

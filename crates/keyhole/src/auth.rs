@@ -218,30 +218,33 @@ impl RateLimiter {
     }
 
     fn charge_at(&self, principal: &str, n: f64, now: Instant) {
-        let mut buckets = self.lock();
-        let burst = f64::from(self.limit.burst);
-        let rate = f64::from(self.limit.per_second);
-        match buckets.map.get_mut(principal) {
-            Some(bucket) => bucket.charge(now, burst, rate, n),
-            // Pruned since its request was admitted (it was full again): charge a full one.
-            None => {
-                let mut bucket = Bucket {
-                    tokens: burst,
-                    updated: now,
-                };
-                bucket.charge(now, burst, rate, n);
-                buckets.map.insert(principal.to_owned(), bucket);
-            }
-        }
+        // A principal pruned since its request was admitted (full again) is charged a full one.
+        self.with_bucket(principal, now, |bucket, burst, rate| {
+            bucket.charge(now, burst, rate, n)
+        });
     }
 
     fn check_at(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+        self.with_bucket(principal, now, |bucket, burst, rate| {
+            bucket.take(now, burst, rate)
+        })
+    }
+
+    /// Runs `use_bucket` on `principal`'s bucket (with the burst and the rate), a full one when
+    /// it has none; making one first drops the full ones once the map has grown (see
+    /// [`RateLimiter`]).
+    fn with_bucket<T>(
+        &self,
+        principal: &str,
+        now: Instant,
+        use_bucket: impl FnOnce(&mut Bucket, f64, f64) -> T,
+    ) -> T {
         let mut buckets = self.lock();
         let burst = f64::from(self.limit.burst);
         let rate = f64::from(self.limit.per_second);
         // Look up before inserting: the principal is copied once, not on every request.
         if let Some(bucket) = buckets.map.get_mut(principal) {
-            return bucket.take(now, burst, rate);
+            return use_bucket(bucket, burst, rate);
         }
         if buckets.map.len() >= buckets.prune_at {
             buckets
@@ -253,7 +256,7 @@ impl RateLimiter {
             tokens: burst,
             updated: now,
         };
-        let outcome = bucket.take(now, burst, rate);
+        let outcome = use_bucket(&mut bucket, burst, rate);
         buckets.map.insert(principal.to_owned(), bucket);
         outcome
     }

@@ -148,19 +148,25 @@ fn no_such_key() -> Response {
     )
 }
 
+/// `response` with `Retry-After: secs`.
+fn with_retry_after(mut response: Response, secs: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
 /// 503 `SlowDown` with `Retry-After`, as S3 answers when it is busy: the memory uploads may hold
 /// on their way to S3 storage is in use (`upload_buffer_bytes`).
 fn slow_down(state: &SharedState) -> Response {
-    let mut r = refuse(
+    let refused = refuse(
         state,
         "busy",
         StatusCode::SERVICE_UNAVAILABLE,
         "SlowDown",
         "Please reduce your request rate.",
     );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+    with_retry_after(refused, 1)
 }
 
 /// 503 with `Retry-After`: another PUT on the same link is being received
@@ -169,18 +175,14 @@ fn slow_down(state: &SharedState) -> Response {
 /// latest after `client_timeout`; then it goes through (or gets 409 if the first one completed).
 /// `Retry-After` is a quarter of `client_timeout`, so a client's few retries span it.
 fn receiving_already(state: &SharedState) -> Response {
-    let mut r = refuse(
+    let refused = refuse(
         state,
         "concurrent",
         StatusCode::SERVICE_UNAVAILABLE,
         "ServiceUnavailable",
         "another upload through this link is in progress; try again when it has ended",
     );
-    let wait = (state.config.client_timeout.as_secs() / 4).max(1);
-    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
+    with_retry_after(refused, (state.config.client_timeout.as_secs() / 4).max(1))
 }
 
 fn storage_failure(e: impl std::fmt::Display) -> Response {
@@ -493,7 +495,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
 /// (an earlier PUT stored the object but could not record it), records it first from the
 /// stored object, so the upload is complete and downloadable rather than stuck.
 async fn already_stored(state: &SharedState, record: &FileRecord) -> Response {
-    if let Err(e) = recover_stored(state, record).await {
+    if let Err(e) = recover_stored(state, record, true).await {
         return e.response(state);
     }
     already_uploaded(state)
@@ -513,11 +515,15 @@ fn already_uploaded(state: &SharedState) -> Response {
 /// Marks `record` uploaded from its stored object, for an object whose record update failed or
 /// was cut off after the object went into place. Only checked bytes ever reach storage (size,
 /// content type and declared SHA-256 are enforced before the commit), so the object is this
-/// upload's; it is read back for its size and SHA-256, which must match what was declared. A
-/// record another request completed meanwhile is left as it is. Returns what was recorded.
+/// upload's; with `read_back`, it is read back for its size and SHA-256, which must match what
+/// was declared. Without (an object S3 joined from checked parts, which reading back could take
+/// longer than any request may), only its size is checked and it is recorded without a SHA-256,
+/// as [`assemble`] records such an object. A record another request completed meanwhile is
+/// left as it is. Returns what was recorded.
 pub(crate) async fn recover_stored(
     state: &SharedState,
     record: &FileRecord,
+    read_back: bool,
 ) -> Result<Assembled, FinishError> {
     let key = &record.object_key;
     let meta = state
@@ -525,14 +531,19 @@ pub(crate) async fn recover_stored(
         .head(key)
         .await
         .map_err(FinishError::Storage)?;
-    let (sha256, size) = crate::store::objects::sha256_of(&*state.objects, key, meta.size)
-        .await
-        .map_err(FinishError::Storage)?;
+    let (sha256, size) = if read_back {
+        let (sha256, size) = crate::store::objects::sha256_of(&*state.objects, key, meta.size)
+            .await
+            .map_err(FinishError::Storage)?;
+        (Some(sha256), size)
+    } else {
+        (None, meta.size)
+    };
     let matches = record.declared_size.is_none_or(|d| d == size)
-        && record
-            .declared_sha256
-            .as_deref()
-            .is_none_or(|d| openssl::memcmp::eq(d.as_bytes(), sha256.as_bytes()));
+        && match (&record.declared_sha256, &sha256) {
+            (Some(declared), Some(got)) => openssl::memcmp::eq(declared.as_bytes(), got.as_bytes()),
+            _ => true,
+        };
     if !matches {
         return Err(FinishError::Storage(ObjectError::Io(
             std::io::Error::other(format!(
@@ -542,12 +553,8 @@ pub(crate) async fn recover_stored(
         )));
     }
     tracing::warn!(file_id = %record.file_id, size, "recording an upload whose object was stored but not recorded");
-    let etag = finish(state, record, size, Some(sha256.clone()), meta.etag).await?;
-    Ok(Assembled {
-        size,
-        sha256: Some(sha256),
-        etag,
-    })
+    let etag = finish(state, record, size, sha256.clone(), meta.etag).await?;
+    Ok(Assembled { size, sha256, etag })
 }
 
 /// Why a stored object could not be recorded.
@@ -803,45 +810,13 @@ pub async fn recover_assembled(
     {
         return Err(AssembleError::Exists);
     }
-    let assembled = if state.objects.single_writer() {
-        // Local disk hashes what it assembles: read back, the object gets the same checks.
-        recover_stored(state, record).await
-    } else {
-        // S3 joins parts without a hash, and reading the object back could take longer than
-        // any request may: recorded as an assembly there would have been, size checked.
-        recover_joined(state, record).await
-    }
-    .map_err(assemble_error)?;
+    // Local disk hashes what it assembles, so the object read back gets the same checks; S3
+    // joins parts without a hash.
+    let assembled = recover_stored(state, record, state.objects.single_writer())
+        .await
+        .map_err(assemble_error)?;
     let _ = state.meta.delete_parts(&record.file_id).await;
     Ok(assembled)
-}
-
-/// [`recover_stored`] for an object S3 joined from checked parts: its size is checked against
-/// the declaration, and it is recorded without a SHA-256, as [`assemble`] records it there.
-async fn recover_joined(
-    state: &SharedState,
-    record: &FileRecord,
-) -> Result<Assembled, FinishError> {
-    let meta = state
-        .objects
-        .head(&record.object_key)
-        .await
-        .map_err(FinishError::Storage)?;
-    if record.declared_size.is_some_and(|d| d != meta.size) {
-        return Err(FinishError::Storage(ObjectError::Io(
-            std::io::Error::other(format!(
-                "the stored object of {} differs from its declaration",
-                record.file_id
-            )),
-        )));
-    }
-    tracing::warn!(file_id = %record.file_id, size = meta.size, "recording an assembled upload whose record was not updated");
-    let etag = finish(state, record, meta.size, None, meta.etag).await?;
-    Ok(Assembled {
-        size: meta.size,
-        sha256: None,
-        etag,
-    })
 }
 
 /// Joins the stored parts of `record` (all present and checked by the caller) into its object,

@@ -582,6 +582,14 @@ pub fn empty() -> Body {
 mod tests {
     use super::*;
 
+    /// The JSON body of `response`.
+    async fn json_of(response: Response) -> serde_json::Value {
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
     #[tokio::test]
     async fn a_metadata_failure_in_a_completion_says_call_again() {
         let e = ApiError::from(crate::direct::DirectError::Meta(
@@ -590,10 +598,7 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let body = json_of(response).await;
         assert_eq!(body["error"]["code"], "unavailable");
         assert!(
             !body.to_string().contains("refused"),
@@ -609,11 +614,7 @@ mod tests {
             let response = ApiError::from(LinkError::Refused(refused)).into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-            let body = axum::body::to_bytes(response.into_body(), 1024)
-                .await
-                .unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(body["error"]["code"], code);
+            assert_eq!(json_of(response).await["error"]["code"], code);
         }
         let other = ApiError::from(LinkError::NotSupported).into_response();
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);

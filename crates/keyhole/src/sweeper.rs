@@ -173,7 +173,7 @@ pub async fn reconcile(state: &SharedState) {
                 Ok(Some(r)) if r.status == crate::store::Status::Uploaded => true,
                 Ok(Some(r)) => {
                     use crate::edge::FinishError;
-                    match crate::edge::recover_stored(state, &r).await {
+                    match crate::edge::recover_stored(state, &r, true).await {
                         Ok(_) => {
                             recorded += 1;
                             let _ = state.meta.delete_parts(file_id).await;

@@ -49,25 +49,27 @@ async fn cors_lets_pages_send_request_ids_and_read_retry_after() {
         };
     })
     .await;
+    // The headers a preflight for a GET of `path` sending `headers` allows, lower-cased.
+    let server = &s;
+    let allowed_for = move |path: &'static str, headers: &'static str| async move {
+        let r = server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("origin", APP)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+    };
     // The server keeps a client's own x-request-id; a page can send one only if the preflight
     // allows the header.
-    let r = s
-        .client
-        .request(reqwest::Method::OPTIONS, s.url("/api/files"))
-        .header("origin", APP)
-        .header("access-control-request-method", "GET")
-        .header(
-            "access-control-request-headers",
-            "authorization,x-request-id",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    let allowed = r.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
+    let allowed = allowed_for("/api/files", "authorization,x-request-id").await;
     assert!(allowed.contains("x-request-id"), "{allowed}");
     assert!(allowed.contains("authorization"), "{allowed}");
 
@@ -92,23 +94,11 @@ async fn cors_lets_pages_send_request_ids_and_read_retry_after() {
     assert!(exposed.contains("x-request-id"), "{exposed}");
     // Downloads: every conditional header the edge honours may be sent, and a resuming page
     // can see that ranges are accepted.
-    let r = s
-        .client
-        .request(reqwest::Method::OPTIONS, s.url("/files/x"))
-        .header("origin", APP)
-        .header("access-control-request-method", "GET")
-        .header(
-            "access-control-request-headers",
-            "range,if-range,if-match,if-none-match,if-modified-since,if-unmodified-since",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    let allowed = r.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
+    let allowed = allowed_for(
+        "/files/x",
+        "range,if-range,if-match,if-none-match,if-modified-since,if-unmodified-since",
+    )
+    .await;
     for h in [
         "if-match",
         "if-modified-since",

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{now, pseudo_random, sha256_hex, TestServer, PUBLIC};
+use common::{fed_body, now, pseudo_random, sha256_hex, TestServer, PUBLIC};
 use keyhole_sign::{KeyAlgorithm, Policy, PrivateKey, Signer};
 use serde_json::json;
 
@@ -753,19 +753,6 @@ async fn data_survives_a_restart() {
     }
 }
 
-/// A body that sends the chunks given to the returned sender, and ends when it is dropped.
-fn fed_body() -> (
-    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-    reqwest::Body,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((chunk, rx))
-    });
-    (tx, reqwest::Body::wrap_stream(chunks))
-}
-
 #[tokio::test]
 async fn one_put_at_a_time_per_upload_link() {
     let s = TestServer::start().await;
@@ -995,11 +982,7 @@ async fn a_commit_that_fails_answers_500_keeps_nothing_and_the_link_works_once_f
     // The body goes in two halves; between them, once the upload is staged, a file takes the
     // place of the directory committed objects go to. The body is received and checked, but
     // cannot be linked into place (a fault that holds for root too, unlike a permission).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let halves = futures_util::stream::unfold(rx, |mut rx| async move {
-        let half = rx.recv().await?;
-        Some((half, rx))
-    });
+    let (tx, halves) = fed_body();
     let put = {
         let server_url = server.local(&url);
         tokio::spawn(async move {
@@ -1007,7 +990,7 @@ async fn a_commit_that_fails_answers_500_keeps_nothing_and_the_link_works_once_f
                 .put(server_url)
                 .header("content-type", "application/octet-stream")
                 .header("content-length", 300_000)
-                .body(reqwest::Body::wrap_stream(halves))
+                .body(halves)
                 .send()
                 .await
                 .unwrap()

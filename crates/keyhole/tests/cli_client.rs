@@ -610,6 +610,26 @@ async fn a_download_never_writes_through_a_planted_part_link() {
     assert!(!out.exists());
 }
 
+/// Sends `request` (method, path and query, headers but `Host`, body) to `upstream`.
+async fn pass_on(
+    client: &reqwest::Client,
+    upstream: &str,
+    request: axum::extract::Request,
+) -> reqwest::Response {
+    let (parts, body) = request.into_parts();
+    let target = parts.uri.path_and_query().unwrap().as_str();
+    let mut headers = parts.headers.clone();
+    headers.remove(reqwest::header::HOST);
+    let body = axum::body::to_bytes(body, 64 * MIB).await.unwrap();
+    client
+        .request(parts.method, format!("{upstream}{target}"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Serves the server's edge at `listener`, passing each request on (method, headers, body) and
 /// answering with the same status and headers but no `Content-Length`: the body goes chunked,
 /// as through a proxy that streams. Counts the GETs it passed on.
@@ -629,18 +649,7 @@ fn unsized_proxy(
             if request.method() == reqwest::Method::GET {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
-            let (parts, body) = request.into_parts();
-            let path = parts.uri.path_and_query().unwrap().as_str();
-            let mut headers = parts.headers.clone();
-            headers.remove(reqwest::header::HOST);
-            let body = axum::body::to_bytes(body, 64 * MIB).await.unwrap();
-            let answer = client
-                .request(parts.method, format!("{upstream}{path}"))
-                .headers(headers)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let answer = pass_on(&client, &upstream, request).await;
             let mut response = Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
                 if name != reqwest::header::CONTENT_LENGTH {
@@ -753,18 +762,7 @@ fn refusing_proxy(
                         .unwrap();
                 }
             }
-            let (parts, body) = request.into_parts();
-            let target = parts.uri.path_and_query().unwrap().as_str();
-            let mut headers = parts.headers.clone();
-            headers.remove(reqwest::header::HOST);
-            let body = axum::body::to_bytes(body, 64 * MIB).await.unwrap();
-            let answer = client
-                .request(parts.method, format!("{upstream}{target}"))
-                .headers(headers)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let answer = pass_on(&client, &upstream, request).await;
             let mut response = Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
                 response = response.header(name, value);

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{part_url, pseudo_random, sha256_hex, S3sEnv, TestServer, PUBLIC};
+use common::{fed_body, part_url, pseudo_random, sha256_hex, S3sEnv, TestServer, PUBLIC};
 use keyhole::config::{Config, TokenEntry};
 use keyhole::links::{Rollout, UrlMode};
 use keyhole::store::objects::{PresignOp, StoredPart};
@@ -436,18 +436,14 @@ async fn s3_uploads_in_flight_share_a_bounded_memory_budget() {
     let url = |n: u64| s.local(&part_url(&link, "parts", n));
 
     // Part 1 arrives slowly: half of it, then the server holds its 40 MiB share.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let halves = futures_util::stream::unfold(rx, |mut rx| async move {
-        let half = rx.recv().await?;
-        Some((half, rx))
-    });
+    let (tx, halves) = fed_body();
     let first = {
         let (url, len) = (url(1), 40 * MIB);
         tokio::spawn(async move {
             reqwest::Client::new()
                 .put(url)
                 .header("content-length", len)
-                .body(reqwest::Body::wrap_stream(halves))
+                .body(halves)
                 .send()
                 .await
                 .unwrap()
@@ -464,15 +460,11 @@ async fn s3_uploads_in_flight_share_a_bounded_memory_budget() {
     }
     // Part 2 would take the budget past 64 MiB: refused before its body is read (which is held
     // back here, so the answer can be read before the server closes the connection).
-    let (_hold, nothing) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let pending = futures_util::stream::unfold(nothing, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((chunk, rx))
-    });
+    let (_hold, pending) = fed_body();
     let r = reqwest::Client::new()
         .put(url(2))
         .header("content-length", 40 * MIB)
-        .body(reqwest::Body::wrap_stream(pending))
+        .body(pending)
         .send()
         .await
         .unwrap();

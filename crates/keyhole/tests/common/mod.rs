@@ -368,3 +368,16 @@ impl TestServer {
             .unwrap()
     }
 }
+
+/// A body that sends the chunks given to the returned sender, and ends when it is dropped.
+pub fn fed_body() -> (
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((chunk, rx))
+    });
+    (tx, reqwest::Body::wrap_stream(chunks))
+}
