@@ -16,7 +16,7 @@ use crate::auth::{AuthError, Principal};
 use crate::http::{ApiError, JsonBody, OptionalJsonBody, MAX_COMPLETE_JSON_BYTES};
 use crate::ids;
 use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
-use crate::state::{now_millis, now_secs, secs_after, SharedState};
+use crate::state::{now_millis, now_secs, secs_after, AppState, SharedState};
 use crate::store::{FileRecord, Status};
 use crate::telemetry::Metrics;
 
@@ -44,17 +44,35 @@ impl FromRequestParts<SharedState> for Principal {
             }
         };
         if let Err(wait) = state.limiter.check(&principal.0) {
-            state.metrics.rate_limited.inc();
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests; retry after the number of seconds in Retry-After",
-            );
-            e.retry_after = Some(wait.as_secs().max(1));
-            return Err(e);
+            return Err(rate_limited(state, wait));
         }
         Ok(principal)
     }
+}
+
+/// 429 with the seconds to wait, counted in the metrics.
+fn rate_limited(state: &AppState, wait: std::time::Duration) -> ApiError {
+    state.metrics.rate_limited.inc();
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry after the number of seconds in Retry-After",
+    );
+    e.retry_after = Some(wait.as_secs().max(1));
+    e
+}
+
+/// Charges `principal` for `links` links about to be signed (see
+/// [`crate::auth::RateLimiter::charge_links`]), or 429 when it is already in debt.
+fn charge_links<'a>(
+    state: &'a AppState,
+    principal: &str,
+    links: usize,
+) -> Result<crate::auth::LinkCharge<'a>, ApiError> {
+    state
+        .limiter
+        .charge_links(principal, links)
+        .map_err(|wait| rate_limited(state, wait))
 }
 
 /// A file id taken from the path and checked for shape before it reaches any store.
@@ -444,6 +462,13 @@ pub async fn create_upload(
         upload_id,
         part_size,
     };
+    // A link per part: the rate limit counts the links signed. They are charged before they are
+    // signed, and given back if the request fails.
+    let links = match record.part_count() {
+        Some(count) if record.upload_id.is_some() => count as usize,
+        _ => 1,
+    };
+    let charge = charge_links(&state, &record.owner, links)?;
     let signing = async {
         match record.part_count() {
             Some(count) if record.upload_id.is_some() => {
@@ -463,10 +488,7 @@ pub async fn create_upload(
     let (created, signed) = futures_util::future::join(state.meta.create(&record), signing).await;
     created?;
     let (upload_url, parts) = signed?;
-    // A link per part: the rate limit counts the links signed.
-    if let Some(parts) = &parts {
-        state.limiter.charge_links(&record.owner, parts.len());
-    }
+    charge.signed();
     Ok(Json(UploadLink {
         success: true,
         upload_url,
@@ -650,9 +672,10 @@ pub async fn list_parts(
             })
             .collect(),
         missing: {
-            let links = links::part_links(&state, &record, &missing, mode, expires).await?;
             // The rate limit counts the links signed.
-            state.limiter.charge_links(&principal.0, links.len());
+            let charge = charge_links(&state, &principal.0, missing.len())?;
+            let links = links::part_links(&state, &record, &missing, mode, expires).await?;
+            charge.signed();
             links
         },
         file_id,

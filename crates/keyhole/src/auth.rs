@@ -128,6 +128,31 @@ pub fn generate_token() -> Result<(String, String), crate::ids::RandomError> {
     Ok((token, hash))
 }
 
+/// Links charged to a principal before they are signed ([`RateLimiter::charge_links`]).
+/// Dropped before [`LinkCharge::signed`], it gives the tokens back.
+#[must_use = "dropping the charge gives it back"]
+pub struct LinkCharge<'a> {
+    limiter: &'a RateLimiter,
+    principal: String,
+    tokens: f64,
+}
+
+impl LinkCharge<'_> {
+    /// The links were signed and handed out: the charge stands.
+    pub fn signed(mut self) {
+        self.tokens = 0.0;
+    }
+}
+
+impl Drop for LinkCharge<'_> {
+    fn drop(&mut self) {
+        if self.tokens > 0.0 {
+            self.limiter
+                .refund_at(&self.principal, self.tokens, Instant::now());
+        }
+    }
+}
+
 struct Bucket {
     tokens: f64,
     updated: Instant,
@@ -152,10 +177,22 @@ impl Bucket {
         }
     }
 
-    /// Refills, then takes `n` tokens whatever it holds: below zero, the next [`Bucket::take`]
-    /// waits until the debt is refilled.
-    fn charge(&mut self, now: Instant, burst: f64, rate: f64, n: f64) {
-        self.tokens = self.tokens_at(now, burst, rate) - n;
+    /// Refills, then takes `n` tokens however few it holds, unless it is already below zero:
+    /// then it says how long to wait for the debt and the request's own token. Below zero, the
+    /// next [`Bucket::take`] waits until the debt is refilled.
+    fn reserve(&mut self, now: Instant, burst: f64, rate: f64, n: f64) -> Result<(), Duration> {
+        self.tokens = self.tokens_at(now, burst, rate);
+        self.updated = now;
+        if self.tokens < 0.0 {
+            return Err(Duration::from_secs_f64((1.0 - self.tokens) / rate));
+        }
+        self.tokens -= n;
+        Ok(())
+    }
+
+    /// Refills, then gives back `n` tokens reserved and not used (never past `burst`).
+    fn refund(&mut self, now: Instant, burst: f64, rate: f64, n: f64) {
+        self.tokens = (self.tokens_at(now, burst, rate) + n).min(burst);
         self.updated = now;
     }
 }
@@ -195,19 +232,26 @@ impl RateLimiter {
         self.check_at(principal, Instant::now())
     }
 
-    /// Charges `principal` for `links` links signed beyond the one its request paid for
-    /// ([`RateLimiter::check`]): a multipart upload signs a link per part, up to 10,000, and
-    /// the limit is on links as much as on requests. Called once the links are signed, so a
-    /// request that fails is not charged for them. The bucket may go below zero, and the
-    /// principal's next requests wait (429 with `Retry-After`) until it has refilled: over time
-    /// a principal signs `per_second` links on average (requests admitted together may each
-    /// sign their links before the first is charged).
-    pub fn charge_links(&self, principal: &str, links: usize) {
-        let extra = links.saturating_sub(1);
-        if extra == 0 {
-            return;
+    /// Charges `principal`, before they are signed, for `links` links beyond the one its request
+    /// paid for ([`RateLimiter::check`]): a multipart upload signs a link per part, up to 10,000,
+    /// and the limit is on links as much as on requests. The bucket may go below zero, and the
+    /// principal's next requests wait (429 with `Retry-After`) until it has refilled, so over time
+    /// a principal signs `per_second` links on average. A principal already in debt is refused
+    /// here (with the wait): requests admitted together cannot each sign 10,000 links before the
+    /// first is charged. Dropping the charge before [`LinkCharge::signed`] gives it back, so a
+    /// request that fails is not charged for links it did not sign.
+    pub fn charge_links(&self, principal: &str, links: usize) -> Result<LinkCharge<'_>, Duration> {
+        let extra = links.saturating_sub(1) as f64;
+        if extra > 0.0 {
+            self.with_bucket(principal, Instant::now(), |bucket, burst, rate| {
+                bucket.reserve(Instant::now(), burst, rate, extra)
+            })?;
         }
-        self.charge_at(principal, extra as f64, Instant::now());
+        Ok(LinkCharge {
+            limiter: self,
+            principal: principal.to_owned(),
+            tokens: extra,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
@@ -217,10 +261,17 @@ impl RateLimiter {
         }
     }
 
-    fn charge_at(&self, principal: &str, n: f64, now: Instant) {
+    #[cfg(test)]
+    fn charge_at(&self, principal: &str, n: f64, now: Instant) -> Result<(), Duration> {
         // A principal pruned since its request was admitted (full again) is charged a full one.
         self.with_bucket(principal, now, |bucket, burst, rate| {
-            bucket.charge(now, burst, rate, n)
+            bucket.reserve(now, burst, rate, n)
+        })
+    }
+
+    fn refund_at(&self, principal: &str, n: f64, now: Instant) {
+        self.with_bucket(principal, now, |bucket, burst, rate| {
+            bucket.refund(now, burst, rate, n)
         });
     }
 
@@ -377,7 +428,7 @@ mod tests {
         let t0 = Instant::now();
         // One request admitted, then 1,000 links signed for it: 5 - 1 - 999 = -995 tokens.
         assert!(rl.check_at("a", t0).is_ok());
-        rl.charge_at("a", 999.0, t0);
+        rl.charge_at("a", 999.0, t0).unwrap();
         let wait = rl.check_at("a", t0).unwrap_err();
         assert!(
             (wait.as_secs_f64() - 9.96).abs() < 0.01,
@@ -387,15 +438,51 @@ mod tests {
         assert!(rl.check_at("a", t0 + Duration::from_millis(9_970)).is_ok());
         // Others are not affected, and a single link costs nothing more.
         assert!(rl.check_at("b", t0).is_ok());
-        rl.charge_links("b", 1);
-        rl.charge_links("b", 0);
+        rl.charge_links("b", 1).unwrap().signed();
+        rl.charge_links("b", 0).unwrap().signed();
         for _ in 0..4 {
             assert!(rl.check_at("b", t0).is_ok());
         }
         // A principal charged without a bucket (pruned meanwhile) starts from a full one.
-        rl.charge_at("c", 10_000.0, t0);
+        rl.charge_at("c", 10_000.0, t0).unwrap();
         assert!(rl.check_at("c", t0 + Duration::from_secs(99)).is_err());
         assert!(rl.check_at("c", t0 + Duration::from_secs(100)).is_ok());
+    }
+
+    #[test]
+    fn a_principal_in_debt_cannot_reserve_more_links_and_unsigned_links_are_given_back() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 100,
+            per_second: 10,
+        });
+        // Two requests admitted together, each about to sign 1,000 links: the first puts the
+        // bucket in debt (100 - 2 - 999), the second is refused rather than signing too.
+        assert!(rl.check("a").is_ok());
+        assert!(rl.check("a").is_ok());
+        let first = rl
+            .charge_links("a", 1_000)
+            .expect("the first request signs");
+        let wait = rl.charge_links("a", 1_000).err().expect("the second waits");
+        assert!(
+            (wait.as_secs_f64() - 90.2).abs() < 0.1,
+            "902 tokens to refill at 10/s: {wait:?}"
+        );
+        // The first request fails before its links are out: its 999 tokens come back.
+        drop(first);
+        assert!(rl.charge_links("a", 1_000).is_ok_and(|c| {
+            c.signed();
+            true
+        }));
+        assert!(rl.check("a").is_err(), "signed links are charged");
+        // A charge for one link (or none) never refuses, even in debt.
+        rl.charge_links("a", 1).unwrap().signed();
+        // Given back, a charge never fills the bucket past its burst.
+        assert!(rl.check("b").is_ok());
+        drop(rl.charge_links("b", 50).unwrap());
+        for _ in 0..99 {
+            assert!(rl.check("b").is_ok());
+        }
+        assert!(rl.check("b").is_err(), "burst 100, one taken before");
     }
 
     #[test]
@@ -406,7 +493,7 @@ mod tests {
         });
         let t0 = Instant::now();
         assert!(rl.check_at("debtor", t0).is_ok());
-        rl.charge_links("debtor", 1_000);
+        rl.charge_links("debtor", 1_000).unwrap().signed();
         for i in 0..PRUNE_FROM - 2 {
             assert!(rl.check_at(&format!("user-{i}"), t0).is_ok());
         }
