@@ -77,6 +77,8 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     workers: Workers,
     sweeper: tokio::task::JoinHandle<()>,
+    reconcile: tokio::task::JoinHandle<()>,
+    reconciled: watch::Receiver<bool>,
     key_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -86,6 +88,7 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.sweeper.abort();
+        self.reconcile.abort();
         if let Some(refresh) = &self.key_refresh {
             refresh.abort();
         }
@@ -99,6 +102,14 @@ impl RunningServer {
             workers.force_stop();
             workers.wait().await;
         }
+    }
+
+    /// Waits until the start-up reconciliation of stored objects with their records (see
+    /// [`sweeper::reconcile`]), which runs beside the server, has finished.
+    pub async fn reconciled(&self) {
+        let mut done = self.reconciled.clone();
+        // An error means the task ended without saying so (aborted): nothing more to wait for.
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -400,7 +411,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: listen,
         source,
     })?;
-    sweeper::reconcile(&state).await;
     let (tx, rx) = watch::channel(false);
     let count = match state.config.workers {
         0 => crate::workers::default_count(),
@@ -416,6 +426,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .await
     .map_err(|e| StartError::Other(format!("cannot start the HTTP workers: {e}")))?;
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval));
+    // Serving starts at once; the objects a crash left are put right meanwhile.
+    let (reconciled_tx, reconciled) = watch::channel(false);
+    let reconcile = tokio::spawn({
+        let state = state.clone();
+        async move {
+            sweeper::reconcile(&state).await;
+            let _ = reconciled_tx.send(true);
+        }
+    });
     let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);
     Ok(RunningServer {
         addr,
@@ -426,6 +445,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown: tx,
         workers,
         sweeper,
+        reconcile,
+        reconciled,
         key_refresh,
     })
 }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use crate::state::{now_secs, SharedState};
 use crate::store::FileRecord;
 use crate::telemetry::Metrics;
@@ -138,6 +140,18 @@ pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>)
     }
 }
 
+/// Object names looked up at once by [`reconcile`]: with a metadata store across the network,
+/// one at a time would take a round trip per stored file.
+const RECONCILE_LOOKUPS: usize = 16;
+
+/// What [`reconcile`] did with one object.
+enum Reconciled {
+    Kept,
+    Recorded,
+    Removed,
+    Unrecorded,
+}
+
 /// Start-up reconciliation after a crash. An object whose record is still pending was committed
 /// (only complete, checked bytes ever are) but the crash came before its record was updated: it
 /// is recorded now, after the checks [`crate::edge::recover_stored`] makes, and the client's
@@ -146,13 +160,16 @@ pub async fn sweep_until(state: &SharedState, until: Option<std::time::Instant>)
 /// freed when it is assembled. A record that expired meanwhile goes with its object, as the
 /// sweeper would. Parts of uploads that are complete are removed. Objects with no record at all
 /// are kept and reported (a lost metadata store must not delete files).
+///
+/// It runs beside the server, which serves at once however many files are stored: every step is
+/// one the requests make too (a conditional record update, the removal of an expired upload's
+/// object), so a request for the same file meets the same outcome either way.
 pub async fn reconcile(state: &SharedState) {
     if !state.objects.single_writer() {
         return;
     }
-    let mut removed = 0usize;
-    let mut recorded = 0usize;
-    let mut unrecorded = 0usize;
+    let started = std::time::Instant::now();
+    let (mut removed, mut recorded, mut unrecorded, mut checked) = (0usize, 0usize, 0usize, 0usize);
     for (prefix, is_parts) in [("uploads", false), ("parts", true)] {
         let keys = match state.objects.list(prefix).await {
             Ok(k) => k,
@@ -161,58 +178,16 @@ pub async fn reconcile(state: &SharedState) {
                 continue;
             }
         };
-        for key in keys {
-            let Some(file_id) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
-                continue;
-            };
-            // Only objects whose record says they were never acknowledged go. An object with no
-            // record at all is kept and reported: that is what a lost or misconfigured metadata
-            // store looks like, and deleting would turn a configuration mistake into data loss.
-            let keep = match state.meta.get(file_id).await {
-                Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
-                Ok(Some(r)) if r.status == crate::store::Status::Uploaded => true,
-                Ok(Some(r)) => {
-                    use crate::edge::FinishError;
-                    match crate::edge::recover_stored(state, &r, true).await {
-                        Ok(_) => {
-                            recorded += 1;
-                            let _ = state.meta.delete_parts(file_id).await;
-                        }
-                        // Expired or deleted: the object went with it.
-                        Err(FinishError::Gone) => removed += 1,
-                        // Kept: the sweeper removes object and record together if the record
-                        // expires without a retry recording it.
-                        Err(e) => {
-                            tracing::error!(error = ?e, file_id, "reconcile: cannot record a committed upload; kept");
-                        }
-                    }
-                    true
-                }
-                Ok(None) => {
-                    unrecorded += 1;
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reconcile: metadata read failed");
-                    true
-                }
-            };
-            if keep {
-                continue;
-            }
-            let object_key = format!("uploads/{file_id}");
-            let result = if is_parts {
-                state
-                    .objects
-                    .abort_multipart(&object_key, "")
-                    .await
-                    .map(|_| true)
-            } else {
-                state.objects.delete(&key).await
-            };
-            match result {
-                Ok(_) => removed += 1,
-                Err(e) => tracing::error!(error = %e, key, "reconcile: cannot remove"),
+        checked += keys.len();
+        let mut outcomes = futures_util::stream::iter(keys)
+            .map(|key| reconcile_one(state, prefix, is_parts, key))
+            .buffer_unordered(RECONCILE_LOOKUPS);
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Reconciled::Kept => {}
+                Reconciled::Recorded => recorded += 1,
+                Reconciled::Removed => removed += 1,
+                Reconciled::Unrecorded => unrecorded += 1,
             }
         }
     }
@@ -235,6 +210,78 @@ pub async fn reconcile(state: &SharedState) {
             "reconcile: objects without a metadata record were kept; if the metadata store was \
              replaced or lost, restore it (docs/runbooks/backup-restore.md)"
         );
+    }
+    tracing::info!(
+        checked,
+        seconds = started.elapsed().as_secs_f64(),
+        "reconcile: stored objects checked against their records"
+    );
+}
+
+/// Reconciles the object `key` (under `prefix`) with its record; see [`reconcile`].
+async fn reconcile_one(
+    state: &SharedState,
+    prefix: &str,
+    is_parts: bool,
+    key: String,
+) -> Reconciled {
+    let Some(file_id) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
+        return Reconciled::Kept;
+    };
+    // Only objects whose record says they were never acknowledged go. An object with no record
+    // at all is kept and reported: that is what a lost or misconfigured metadata store looks
+    // like, and deleting would turn a configuration mistake into data loss.
+    let keep = match state.meta.get(file_id).await {
+        Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
+        Ok(Some(r)) if r.status == crate::store::Status::Uploaded => true,
+        Ok(Some(r)) => {
+            use crate::edge::FinishError;
+            return match crate::edge::recover_stored(state, &r, true).await {
+                Ok(_) => {
+                    let _ = state.meta.delete_parts(file_id).await;
+                    Reconciled::Recorded
+                }
+                // Expired or deleted: the object went with it.
+                Err(FinishError::Gone) => Reconciled::Removed,
+                // Kept: the sweeper removes object and record together if the record expires
+                // without a retry recording it.
+                Err(e) => {
+                    tracing::error!(error = ?e, file_id, "reconcile: cannot record a committed upload; kept");
+                    Reconciled::Kept
+                }
+            };
+        }
+        // A file deleted through the API since the listing has neither record nor object.
+        Ok(None) if is_parts => true,
+        Ok(None) => {
+            return match state.objects.head(&key).await {
+                Err(crate::store::objects::ObjectError::NotFound) => Reconciled::Kept,
+                _ => Reconciled::Unrecorded,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile: metadata read failed");
+            true
+        }
+    };
+    if keep {
+        return Reconciled::Kept;
+    }
+    let result = if is_parts {
+        state
+            .objects
+            .abort_multipart(&format!("uploads/{file_id}"), "")
+            .await
+            .map(|_| true)
+    } else {
+        state.objects.delete(&key).await
+    };
+    match result {
+        Ok(_) => Reconciled::Removed,
+        Err(e) => {
+            tracing::error!(error = %e, key, "reconcile: cannot remove");
+            Reconciled::Kept
+        }
     }
 }
 
