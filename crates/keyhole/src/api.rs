@@ -58,7 +58,8 @@ fn rate_limited(state: &AppState, wait: std::time::Duration) -> ApiError {
         "rate_limited",
         "too many requests; retry after the number of seconds in Retry-After",
     );
-    e.retry_after = Some(wait.as_secs().max(1));
+    // Rounded up: a client that waits as long as it is told is not refused again.
+    e.retry_after = Some((wait.as_secs_f64().ceil() as u64).max(1));
     e
 }
 

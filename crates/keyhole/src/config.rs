@@ -97,6 +97,47 @@ fn valid_authority(authority: &str) -> bool {
     !host.is_empty() && port_ok
 }
 
+/// The origin a browser sends for the configured `cors_origins` entry `entry`
+/// (`scheme://host[:port]`, lower case, without a default port or a trailing `/`), `*` for
+/// `*`, or why it can never match one.
+pub fn cors_origin(entry: &str) -> Result<String, String> {
+    let entry = entry.trim();
+    if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return Err("not an origin with its scheme".to_owned());
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("the scheme must be http or https".to_owned());
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#']) {
+        return Err("an origin has no path, query or fragment".to_owned());
+    }
+    if authority.contains('@') {
+        return Err("an origin has no user name or password".to_owned());
+    }
+    if !authority
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\"\\%".contains(&b))
+        || !valid_authority(authority)
+    {
+        return Err("the host or port is not valid".to_owned());
+    }
+    let authority = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = match authority.strip_suffix(default_port) {
+        // Not the end of an IPv6 literal without a port, like [::443].
+        Some(host) if !host.ends_with(':') && (host.ends_with(']') || !host.contains(']')) => {
+            host.to_owned()
+        }
+        _ => authority,
+    };
+    Ok(format!("{scheme}://{authority}"))
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -595,11 +636,22 @@ impl Config {
             }
         }
         for o in &self.cors_origins {
-            if o != "*" && !o.contains("://") {
-                return Err(invalid(
-                    "--cors-origin",
-                    format!("{o:?} is not an origin like https://app.example.com"),
-                ));
+            match cors_origin(o) {
+                Ok(any) if any == "*" && self.tokens.is_empty() => {
+                    return Err(invalid(
+                        "--cors-origin",
+                        "\"*\" would let every web site use this API, which has no tokens: \
+                         name the origins that may, or add tokens (keyhole tokens generate)"
+                            .to_owned(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    return Err(invalid(
+                        "--cors-origin",
+                        format!("{o:?} is not an origin like https://app.example.com: {why}"),
+                    ));
+                }
             }
         }
         self.validate_url_modes()?;
@@ -1152,6 +1204,59 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_the_origins_browsers_send_and_others_are_refused() {
+        for (entry, origin) in [
+            ("https://app.example.com", "https://app.example.com"),
+            (" https://App.Example.COM/ ", "https://app.example.com"),
+            ("HTTPS://app.example.com:443", "https://app.example.com"),
+            ("http://localhost:80", "http://localhost"),
+            ("http://localhost:8080", "http://localhost:8080"),
+            (
+                "https://app.example.com:8443",
+                "https://app.example.com:8443",
+            ),
+            ("http://[::1]:80", "http://[::1]"),
+            ("http://[::1]:3000/", "http://[::1]:3000"),
+            ("*", "*"),
+        ] {
+            assert_eq!(cors_origin(entry).as_deref(), Ok(origin), "{entry:?}");
+        }
+        for entry in [
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://app.example.com/app",
+            "https://app.example.com/?x",
+            "https://app.example.com#x",
+            "https://user@app.example.com",
+            "https://",
+            "https://app.example.com:0",
+            "https://app.example.com:99999",
+            "https://app example.com",
+            "https://%61pp.example.com",
+        ] {
+            assert!(cors_origin(entry).is_err(), "{entry:?}");
+        }
+        let with = |origins: &[&str], tokens: bool| {
+            let mut c = Config::with_data_dir("data");
+            c.cors_origins = origins.iter().map(|o| o.to_string()).collect();
+            if tokens {
+                c.tokens = vec![TokenEntry {
+                    principal: "app".into(),
+                    sha256: "ab".repeat(32),
+                }];
+            }
+            c.validate()
+        };
+        assert!(with(&["https://a.example", " https://B.example/"], false).is_ok());
+        let e = with(&["https://a.example", "https://b.example/app"], false).unwrap_err();
+        assert!(e.to_string().contains("no path"), "{e}");
+        // Any web site could drive a token-less API from its visitors' browsers.
+        let e = with(&["*"], false).unwrap_err();
+        assert!(e.to_string().contains("every web site"), "{e}");
+        assert!(with(&["*"], true).is_ok());
+    }
 
     #[test]
     fn defaults_are_valid_and_documented_values() {

@@ -136,14 +136,15 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
+    // Validated at start-up: each entry is the origin a browser sends, or `*`.
+    let origins: Vec<String> = origins
+        .iter()
+        .filter_map(|o| crate::config::cors_origin(o).ok())
+        .collect();
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
-        )
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     Some(
         CorsLayer::new()

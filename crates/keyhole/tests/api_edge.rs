@@ -645,9 +645,44 @@ async fn the_rate_limit_counts_every_part_link_signed() {
 }
 
 #[tokio::test]
+async fn waiting_retry_after_is_enough() {
+    // 2 tokens, 2 per second: a 4-part upload leaves -2, so the next request needs 1.5 s.
+    let s = TestServer::start_with(|c| {
+        c.rate_limit = keyhole::config::RateLimit {
+            burst: 2,
+            per_second: 2,
+        };
+    })
+    .await;
+    let (status, _) = s
+        .create_upload(json!({"filename": "big.bin",
+            "contentType": "application/octet-stream", "size": 4 * 8 * 1024 * 1024,
+            "multipart": true}))
+        .await;
+    assert_eq!(status, 200);
+    let r = s.client.get(s.url("/api/files")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(wait, 2, "1.5 s, rounded up");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let r = s.client.get(s.url("/api/files")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
 async fn cors_preflight_for_configured_origins_only() {
-    let s =
-        TestServer::start_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    // Configured as written by hand; browsers send the origin in lower case, no default port.
+    let s = TestServer::start_with(|c| {
+        c.cors_origins = vec![
+            " HTTPS://App.Example.com:443/".into(),
+            "https://b.example".into(),
+        ]
+    })
+    .await;
     let link = s.upload_link("c.txt", None, None).await;
     let path = s.local(link["uploadUrl"].as_str().unwrap());
     let preflight = |origin: &'static str| {
