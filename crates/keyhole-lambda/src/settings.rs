@@ -114,6 +114,22 @@ mod tests {
     }
 
     #[test]
+    fn any_origin_is_allowed_without_tokens_behind_api_gateway() {
+        // Every request is authenticated there (tokens or a JWT authorizer), unlike the
+        // token-less API of `keyhole serve` on loopback.
+        let (_dir, path) = file(&format!(
+            "{STORES}public_url = \"https://files.example.com\"\ncors_origins = [\"*\"]\n"
+        ));
+        let config = from_args(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.cors_origins, ["*"]);
+        assert!(config.tokens.is_empty());
+    }
+
+    #[test]
     fn without_a_public_url_anywhere_start_fails() {
         let (_dir, path) = file(STORES);
         let err = from_args(ServeArgs {

@@ -637,14 +637,6 @@ impl Config {
         }
         for o in &self.cors_origins {
             match cors_origin(o) {
-                Ok(any) if any == "*" && self.tokens.is_empty() => {
-                    return Err(invalid(
-                        "--cors-origin",
-                        "\"*\" would let every web site use this API, which has no tokens: \
-                         name the origins that may, or add tokens (keyhole tokens generate)"
-                            .to_owned(),
-                    ));
-                }
                 Ok(_) => {}
                 Err(why) => {
                     return Err(invalid(
@@ -655,6 +647,22 @@ impl Config {
             }
         }
         self.validate_url_modes()?;
+        Ok(())
+    }
+
+    /// What only `keyhole serve` needs of a configuration, beyond [`Config::validate`]: its API
+    /// has no authentication without tokens (it listens on loopback then), so `*` in
+    /// `cors_origins` would let every web site use it from its visitors' browsers. (Behind API
+    /// Gateway every request is authenticated, by tokens or a JWT authorizer.)
+    pub fn validate_serve(&self) -> Result<(), ConfigError> {
+        if self.tokens.is_empty() && self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return Err(invalid(
+                "--cors-origin",
+                "\"*\" would let every web site use this API, which has no tokens: name the \
+                 origins that may, or add tokens (keyhole tokens generate)"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -1247,7 +1255,7 @@ mod tests {
                     sha256: "ab".repeat(32),
                 }];
             }
-            c.validate()
+            c.validate().and_then(|()| c.validate_serve())
         };
         assert!(with(&["https://a.example", " https://B.example/"], false).is_ok());
         let e = with(&["https://a.example", "https://b.example/app"], false).unwrap_err();

@@ -401,6 +401,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let listen = config.listen;
     let sweep_interval = config.sweep_interval;
     let key_refresh = config.key_refresh;
+    config.validate_serve()?;
     let (state, generated_key) = build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
