@@ -247,6 +247,25 @@ pub struct DownloadLink {
     pub url_mode: UrlMode,
 }
 
+/// Whether a file's bytes are in.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    /// Its upload link is out; the bytes are not (all) in yet.
+    Pending,
+    /// Complete and checked: it can be downloaded.
+    Uploaded,
+}
+
+impl From<Status> for FileStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Pending => FileStatus::Pending,
+            Status::Uploaded => FileStatus::Uploaded,
+        }
+    }
+}
+
 /// One file as listed.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -257,8 +276,8 @@ pub struct FileInfo {
     pub filename: String,
     /// MIME type.
     pub content_type: String,
-    /// `pending` or `uploaded`.
-    pub status: String,
+    /// `pending` until the bytes are in, then `uploaded`.
+    pub status: FileStatus,
     /// Size in bytes, once uploaded (else the declared size, if any).
     pub size: Option<u64>,
     /// SHA-256 hex, once uploaded.
@@ -288,6 +307,7 @@ pub struct FileList {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Cursor from the previous page.
     pub cursor: Option<String>,
@@ -363,7 +383,7 @@ fn info(r: &FileRecord) -> FileInfo {
         file_id: r.file_id.clone(),
         filename: r.original_filename.clone(),
         content_type: r.content_type.clone(),
-        status: r.status.as_str().to_owned(),
+        status: r.status.into(),
         size: r.size.or(r.declared_size),
         sha256: r.sha256.clone(),
         created_at: rfc3339_millis(r.upload_url_generated_at),
@@ -693,7 +713,7 @@ pub async fn list_parts(
 /// there is no object yet.
 #[utoipa::path(post, path = "/api/files/{fileId}/complete",
     params(("fileId" = String, Path, description = "File id")),
-    request_body = CompleteUpload,
+    request_body(content = Option<CompleteUpload>, description = "Optional: the parts' ETags to check, as S3's CompleteMultipartUpload takes them"),
     responses((status = 200, body = Completed), (status = 400, body = ErrorReply),
               (status = 404, body = ErrorReply), (status = 409, body = ErrorReply),
               (status = 413, body = ErrorReply), (status = 503, body = ErrorReply)),
@@ -970,8 +990,8 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
 #[openapi(
     info(title = "Keyhole API", description = "Mint CloudFront-format signed upload and download links on one domain."),
     paths(create_upload, list_parts, complete_upload, download_link, list_files, get_file, delete_file, public_config),
-    components(schemas(FileReply, CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody, UrlMode, PublicUrlModes, PublicRollout)),
-    modifiers(&BearerAuth)
+    components(schemas(FileReply, FileStatus, CreateUpload, UploadLink, PartLink, PartsStatus, PartInfo, CompleteUpload, CompletePart, Completed, DownloadLink, FileInfo, FileList, PublicConfig, Success, ErrorReply, ErrorBody, UrlMode, PublicUrlModes, PublicRollout)),
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -985,6 +1005,72 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The answers every file route may give besides its own: each takes a bearer token (when
+/// tokens are configured), a checked Host (when they are not), a rate-limited principal, a
+/// checked file id and the stores; those with a JSON body also check its size and type.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{path::HttpMethod, Content, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorReply"))),
+                )
+                .build()
+        };
+        let common = [
+            (
+                "400",
+                "`invalid_request`: a malformed file id, query or body",
+            ),
+            (
+                "401",
+                "`unauthorized`: no bearer token, or one that is not valid",
+            ),
+            (
+                "403",
+                "`host_not_allowed`: without tokens, only loopback hosts and the public URL's",
+            ),
+            ("429", "`rate_limited`: wait the seconds in `Retry-After`"),
+            ("503", "a store or the signer is unavailable for now: retry"),
+        ];
+        let with_body = [
+            ("413", "`payload_too_large`: the JSON body is too large"),
+            (
+                "415",
+                "`unsupported_media_type`: the body is not `application/json`",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/files") {
+                continue;
+            }
+            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+                let operation = match method {
+                    HttpMethod::Get => item.get.as_mut(),
+                    HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Delete => item.delete.as_mut(),
+                    _ => None,
+                };
+                let Some(operation) = operation else { continue };
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                for (status, description) in
+                    common.iter().chain(with_body.iter().filter(|_| has_body))
+                {
+                    responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

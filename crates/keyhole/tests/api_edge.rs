@@ -724,6 +724,33 @@ async fn openapi_health_readiness_and_request_ids() {
             "/complete {status}: {complete}"
         );
     }
+    // The answers every file route may give: a malformed id, the token, the Host check, the
+    // rate limit, a store down; and for JSON bodies their size and type.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/files") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            for status in ["400", "401", "403", "429", "503"] {
+                assert!(
+                    responses[status]["content"]["application/json"].is_object(),
+                    "{method} {path} {status}: {responses}"
+                );
+            }
+            let body = op.get("requestBody").is_some();
+            assert_eq!(responses.get("415").is_some(), body, "{method} {path}");
+        }
+    }
+    // /complete takes no body, or the parts' ETags.
+    let body = &doc["paths"]["/api/files/{fileId}/complete"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    let limit = &doc["paths"]["/api/files"]["get"]["parameters"][0];
+    assert_eq!(limit["name"], "limit");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+    let status = &doc["components"]["schemas"]["FileStatus"]["enum"];
+    assert_eq!(*status, json!(["pending", "uploaded"]), "{status}");
     // Every route that signs links may answer 503 (`busy`, `shutting_down`).
     for (path, method) in [
         ("/api/files/upload", "post"),
