@@ -1252,3 +1252,92 @@ async fn download_targets_are_checked_before_the_transfer() {
         "bytes were sent for a download that could not be put in place"
     );
 }
+
+/// Passes TCP connections on to `upstream`, except the first: of that one it reads a little,
+/// then neither reads more nor answers, keeping it open (a connection stalled mid-upload).
+/// Counts the connections.
+fn stalling_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::AsyncReadExt;
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let mut start = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut start).await;
+                held.push(socket);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut socket, &mut server).await;
+            });
+        }
+    });
+    connections
+}
+
+/// A PUT whose connection stops taking its body is given up after the idle timeout (short here)
+/// and retried on a new connection, instead of waiting as long as the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_retried_on_a_new_connection() {
+    use keyhole::client::api::ApiClient;
+    use keyhole::client::progress::Ui;
+    use keyhole::client::upload::{UploadOptions, Uploader};
+    use keyhole::client::Backoff;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge = listener.local_addr().unwrap();
+    // Links lead to the proxy; the client asks the API directly. One PUT for the whole file,
+    // larger than the socket buffers of the stalled connection can take.
+    let server = serve(|c| {
+        c.public_url = format!("http://{edge}");
+        c.multipart_threshold = 64 * MIB as u64;
+    })
+    .await;
+    let connections = stalling_proxy(listener, server.running().addr);
+    let backoff = Backoff {
+        retries: 2,
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
+    let api = ApiClient::new(&server.base, None, backoff)
+        .unwrap()
+        .with_idle_timeout(Duration::from_secs(2));
+    let config = api.config().await.unwrap();
+    let options = UploadOptions {
+        parallel: 1,
+        content_type: None,
+        backoff,
+        part_delay: None,
+    };
+    let uploader = Uploader::new(api, config, options, None, Ui::new(true));
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(24 * MIB, 91);
+    let path = write(dir.path(), "stalled.bin", &bytes);
+    // Without the idle timeout the stalled PUT lasts until the operating system gives the
+    // connection up (about 30 s here; without limit through a middlebox that keeps it open).
+    let started = Instant::now();
+    let id = tokio::time::timeout(Duration::from_secs(120), uploader.upload(&path))
+        .await
+        .expect("the upload hung on the stalled connection")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "given up after the 2 s idle timeout, not {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the stalled PUT, then the one that went through"
+    );
+    let file = server.get_json(&format!("/api/files/{id}")).await;
+    assert_eq!(file["file"]["status"], "uploaded", "{file}");
+    assert_eq!(file["file"]["sha256"], sha256_hex(&bytes));
+}

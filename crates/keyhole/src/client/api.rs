@@ -18,10 +18,12 @@ use super::{reason, Backoff, ClientError};
 /// parts while the request waits).
 const API_TIMEOUT: Duration = Duration::from_secs(60);
 const COMPLETE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How long a download through a signed link may receive nothing (waiting for the answer, or
-/// between two reads of its body) before the connection counts as stalled and the download is
-/// continued on a new one. Uploads are not bound by it: until the answer comes, a connection
-/// that sends a large body receives nothing for long.
+/// How long a transfer through a signed link may make no progress before the connection counts
+/// as stalled and the transfer is continued (a download, with `Range`) or retried (an upload's
+/// PUT) on a new one: a download that receives nothing (waiting for the answer, or between two
+/// reads of its body), an upload whose connection takes no more of its body, or has all of it
+/// and gives no answer. An upload's answer comes once its last bytes are stored, so a server
+/// or bucket that takes longer than this to store them is retried needlessly.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Characters escaped in a file id used as a path segment.
@@ -256,15 +258,15 @@ impl ApiClient {
         })
     }
 
-    /// The same client with downloads counting as stalled after `idle` without data instead of
-    /// [`IDLE_TIMEOUT`].
+    /// The same client with transfers counting as stalled after `idle` without progress instead
+    /// of [`IDLE_TIMEOUT`].
     pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
         self
     }
 
-    /// How long a download through a signed link may receive nothing before it counts as
-    /// stalled.
+    /// How long a transfer through a signed link may make no progress (a download receive
+    /// nothing, an upload send nothing or wait for its answer) before it counts as stalled.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }

@@ -656,9 +656,14 @@ impl Uploader {
         }
         let progress = bar.clone();
         let counter = Arc::clone(sent);
+        // When the connection last took a chunk (milliseconds since `started`).
+        let started = std::time::Instant::now();
+        let moved = Arc::new(AtomicU64::new(0));
+        let moved_at = Arc::clone(&moved);
         let stream = ReaderStream::with_capacity(f.take(len), CHUNK).inspect_ok(move |chunk| {
             progress.inc(chunk.len() as u64);
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            moved_at.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         });
         let mut req = self
             .api
@@ -669,7 +674,28 @@ impl Uploader {
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
-        let resp = req.send().await.map_err(|e| edge_error(url, what, &e))?;
+        // A connection that takes no more of the body (or, once it has all of it, gives no
+        // answer) for the idle timeout is given up, and the PUT retried on a new one: it would
+        // otherwise wait as long as the operating system keeps the connection open.
+        let idle = self.api.idle_timeout();
+        let send = req.send();
+        tokio::pin!(send);
+        let resp = loop {
+            let last = Duration::from_millis(moved.load(Ordering::Relaxed));
+            let left = idle.saturating_sub(started.elapsed().saturating_sub(last));
+            if left.is_zero() {
+                return Err(ClientError::Network {
+                    what: what.to_owned(),
+                    reason: format!(
+                        "nothing sent or received for {}: the connection stalled",
+                        humantime::format_duration(idle)
+                    ),
+                });
+            }
+            if let Ok(resp) = tokio::time::timeout(left, &mut send).await {
+                break resp.map_err(|e| edge_error(url, what, &e))?;
+            }
+        };
         self.edge_reached.store(true, Ordering::Relaxed);
         let status = resp.status();
         if status.is_success() {
