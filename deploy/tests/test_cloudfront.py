@@ -90,6 +90,20 @@ def test_uploads_are_never_cached_and_forward_only_multipart_parameters():
     assert one(request, "cookies_config")["cookie_behavior"] == "none"
 
 
+def test_uploads_forward_if_none_match_for_s3s_conditional_write():
+    # docs/deployment.md (Known gaps): an uploader's `If-None-Match: *` reaches S3.
+    upload = block(DIST, "ordered_cache_behavior")[0]
+    request = CDN.resource(
+        "aws_cloudfront_origin_request_policy", expr(upload["origin_request_policy_id"]).split(".")[1]
+    )
+    headers = one(request, "headers_config")
+    assert headers["header_behavior"] == "whitelist"
+    assert "If-None-Match" in one(headers, "headers")["items"]
+    # A browser may send it cross-origin.
+    cors = block(CDN.resource("aws_cloudfront_response_headers_policy", "this"), "dynamic")[0]["cors_config"]["content"][0]
+    assert "If-None-Match" in one(cors, "access_control_allow_headers")["items"]
+
+
 def test_signed_url_parameters_never_reach_s3():
     # S3 would read Expires/Signature as its own (legacy) query authentication.
     for behaviour in BEHAVIOURS:

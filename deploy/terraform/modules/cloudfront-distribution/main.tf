@@ -148,10 +148,12 @@ resource "aws_cloudfront_origin_request_policy" "downloads" {
 }
 
 # Uploads: S3's multipart parameters and the headers a PUT needs, nothing else (the signed-URL
-# parameters stay at the edge).
+# parameters stay at the edge). If-None-Match lets an uploader that sends `If-None-Match: *` get
+# S3's conditional write (412 when the object exists) instead of overwriting a finished upload;
+# nothing requires the header.
 resource "aws_cloudfront_origin_request_policy" "uploads" {
   name    = "${var.name}-uploads"
-  comment = "partNumber/uploadId and upload headers"
+  comment = "partNumber/uploadId and upload headers (If-None-Match included)"
 
   cookies_config {
     cookie_behavior = "none"
@@ -166,6 +168,7 @@ resource "aws_cloudfront_origin_request_policy" "uploads" {
         "Access-Control-Request-Headers",
         "Content-Type",
         "Content-MD5",
+        "If-None-Match",
         "x-amz-checksum-sha256",
         "x-amz-sdk-checksum-algorithm",
       ]
