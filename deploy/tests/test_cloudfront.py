@@ -2,13 +2,14 @@
 
 import re
 
-from hcl import block, expr, module, one, stack
+from hcl import ROOT, block, expr, module, one, stack
 
 CDN = module("cloudfront-distribution")
 DIST = CDN.resource("aws_cloudfront_distribution", "this")
 BEHAVIOURS = block(DIST, "default_cache_behavior") + block(DIST, "ordered_cache_behavior")
 STACK = stack("signed-urls")
 CDN_CALL = STACK.modules["cdn"]
+REPO = ROOT.parents[1]
 
 
 def test_there_is_a_download_and_an_upload_behaviour():
@@ -116,7 +117,35 @@ def test_signed_url_parameters_never_reach_s3():
         assert not {"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"} & set(forwarded)
         cache = CDN.resource("aws_cloudfront_cache_policy", expr(behaviour["cache_policy_id"]).split(".")[1])
         params = one(cache, "parameters_in_cache_key_and_forwarded_to_origin")
-        assert one(params, "query_strings_config")["query_string_behavior"] == "none"
+        keyed = one(params, "query_strings_config")
+        assert keyed["query_string_behavior"] in ("none", "whitelist")
+        in_key = one(keyed, "query_strings")["items"] if keyed["query_string_behavior"] == "whitelist" else []
+        assert not {"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"} & set(in_key)
+
+
+RESPONSE_OVERRIDES = ["response-content-disposition", "response-content-type"]
+
+
+def test_downloads_forward_exactly_the_response_header_overrides():
+    # A download link on S3 storage carries the record's Content-Type and Content-Disposition as
+    # S3's response-* overrides (crates/keyhole/src/links.rs); S3 applies them only if they arrive.
+    default = one(DIST, "default_cache_behavior")
+    request = CDN.resource(
+        "aws_cloudfront_origin_request_policy", expr(default["origin_request_policy_id"]).split(".")[1]
+    )
+    query = one(request, "query_strings_config")
+    assert query["query_string_behavior"] == "whitelist"
+    assert sorted(one(query, "query_strings")["items"]) == RESPONSE_OVERRIDES
+    # Keyed on them too, so an answer cached without the overrides never serves a link with them;
+    # every link to one file carries the same values, so this costs no hits.
+    cache = CDN.resource("aws_cloudfront_cache_policy", expr(default["cache_policy_id"]).split(".")[1])
+    keyed = one(one(cache, "parameters_in_cache_key_and_forwarded_to_origin"), "query_strings_config")
+    assert keyed["query_string_behavior"] == "whitelist"
+    assert sorted(one(keyed, "query_strings")["items"]) == RESPONSE_OVERRIDES
+    # The names the Lambda puts in its links.
+    links = (REPO / "crates" / "keyhole" / "src" / "links.rs").read_text()
+    for name in RESPONSE_OVERRIDES:
+        assert f'"{name}=' in links or f'&{name}=' in links or f'?{name}=' in links, name
 
 
 def test_security_headers_and_logging():

@@ -44,8 +44,13 @@ async fn a_pending_record_becomes_uploaded_once() {
     let (status, reply) = invoke_http(&lambda, api_event("download", &id)).await;
     assert_eq!(status, 200, "{reply}");
     let url = reply["downloadUrl"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{PUBLIC}/files/{id}")), "{url}");
+    assert!(url.starts_with(&format!("{PUBLIC}/files/{id}?")), "{url}");
     assert!(cloudfront_accepts(&aws.key, url));
+    // CloudFront serves it from S3, which answers with the record's headers only if asked.
+    assert!(
+        carries_record_headers(url, "application/octet-stream", "Q3 report.pdf"),
+        "{url}"
+    );
 
     // The same event again (SQS delivers at least once): nothing changes, nothing is deleted.
     assert!(

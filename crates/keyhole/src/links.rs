@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::api::PartLink;
 use crate::auth::Principal;
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::state::SharedState;
 use crate::store::objects::{ObjectError, PresignOp};
 use crate::store::FileRecord;
@@ -313,8 +313,45 @@ pub async fn part_links(
     Ok(links)
 }
 
-/// The URL to GET an uploaded file from, valid until `expires`. Presigned links carry the
-/// record's content type and a `Content-Disposition` with its name, as the edge serves them.
+/// The unsigned URL of a `cloudfront` download link for `record` on `public_origin`.
+///
+/// With S3 storage the link may be served by CloudFront straight from the bucket, which knows
+/// nothing of the record. The link then carries `response-content-type` and
+/// `response-content-disposition`: S3 answers a signed GET (CloudFront's origin access control
+/// signs every request) with those headers, and the distribution forwards exactly these two
+/// parameters. The values are the ones Keyhole's own edge sends from the record
+/// ([`crate::edge::content_disposition`]); they are part of the signed URL, so a link holder
+/// cannot change them, and the edge, which may serve the same link, verifies them with the
+/// signature and answers with the same headers from the record. With local storage only the
+/// edge can serve the file, and the link stays `{public_origin}/files/{fileId}`.
+pub fn cloudfront_download_url(public_origin: &str, record: &FileRecord, s3: bool) -> String {
+    let mut url = format!("{public_origin}/files/{}", record.file_id);
+    if s3 {
+        let disposition = crate::edge::content_disposition(&record.original_filename);
+        url.push_str("?response-content-type=");
+        url.push_str(&query_value(&record.content_type));
+        url.push_str("&response-content-disposition=");
+        url.push_str(&query_value(&disposition));
+    }
+    url
+}
+
+/// `value` percent-encoded for a query string: everything but RFC 3986's unreserved characters,
+/// with upper-case hex (the form clients and proxies leave as it is, so the URL CloudFront checks
+/// is byte for byte the one that was signed).
+fn query_value(value: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
+/// The URL to GET an uploaded file from, valid until `expires`. Both kinds carry the record's
+/// content type and a `Content-Disposition` with its name, as the edge serves them: presigned
+/// links always, `cloudfront` links with S3 storage ([`cloudfront_download_url`]).
 pub async fn download_url(
     state: &SharedState,
     record: &FileRecord,
@@ -323,7 +360,8 @@ pub async fn download_url(
 ) -> Result<String, LinkError> {
     let url = match mode {
         UrlMode::CloudFront => {
-            let url = format!("{}/files/{}", state.config.public_origin(), record.file_id);
+            let s3 = matches!(state.config.storage, Storage::S3 { .. });
+            let url = cloudfront_download_url(state.config.public_origin(), record, s3);
             sign_canned(state, url, expires).await?
         }
         UrlMode::S3Presigned => {
@@ -422,6 +460,126 @@ mod tests {
         assert_eq!(r.mode_for("late"), UrlMode::S3Presigned);
         assert_eq!(r.mode_for("other"), UrlMode::CloudFront);
         assert!(r.may_presign());
+    }
+
+    fn record(filename: &str, content_type: &str) -> FileRecord {
+        FileRecord {
+            file_id: "01J9ZQ4K7X_rapport-ete.pdf".into(),
+            original_filename: filename.into(),
+            content_type: content_type.into(),
+            object_key: "uploads/01J9ZQ4K7X_rapport-ete.pdf".into(),
+            upload_url_generated_at: 0,
+            uploaded_at: Some(0),
+            size: Some(3),
+            declared_size: None,
+            declared_sha256: None,
+            sha256: None,
+            etag: None,
+            status: crate::store::Status::Uploaded,
+            owner: "acme".into(),
+            ttl: None,
+            upload_id: None,
+            part_size: None,
+        }
+    }
+
+    /// The query parameter `name` of `url`, percent-decoded.
+    fn param(url: &str, name: &str) -> Option<String> {
+        let query = url.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned()
+            })
+        })
+    }
+
+    #[test]
+    fn cloudfront_download_links_on_s3_carry_the_records_headers() {
+        let r = record(
+            "rapport \"été\" 100%; v2.pdf",
+            "application/pdf; charset=binary",
+        );
+        let url = cloudfront_download_url("https://files.example.com", &r, true);
+        assert!(
+            url.starts_with(
+                "https://files.example.com/files/01J9ZQ4K7X_rapport-ete.pdf?response-content-type="
+            ),
+            "{url}"
+        );
+        // Exactly what the edge sends from the record, for S3 to answer with.
+        assert_eq!(
+            param(&url, "response-content-type").as_deref(),
+            Some("application/pdf; charset=binary")
+        );
+        assert_eq!(
+            param(&url, "response-content-disposition"),
+            Some(crate::edge::content_disposition(&r.original_filename))
+        );
+        // Nothing but unreserved characters and upper-case escapes: no client or proxy rewrites
+        // them, so CloudFront checks the bytes that were signed.
+        let query = url.split_once('?').unwrap().1;
+        for pair in query.split('&') {
+            let value = pair.split_once('=').unwrap().1;
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+                "{value}"
+            );
+            for escape in value.split('%').skip(1) {
+                let hex = &escape[..2];
+                assert!(
+                    hex.bytes()
+                        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+                    "{value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cloudfront_download_links_on_local_storage_are_bare() {
+        let r = record("a.pdf", "application/pdf");
+        assert_eq!(
+            cloudfront_download_url("https://files.example.com", &r, false),
+            "https://files.example.com/files/01J9ZQ4K7X_rapport-ete.pdf"
+        );
+    }
+
+    /// Keyhole's own edge may be handed the same link: the two parameters are part of the signed
+    /// resource, so it verifies as it is and refuses any change to them.
+    #[test]
+    fn the_parameters_are_signed_and_verify_at_the_edge() {
+        use keyhole_sign::{KeyAlgorithm, KeyRing, PrivateKey, Request, Signer, Verifier};
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut ring = KeyRing::new();
+        ring.insert("KTESTKEY", key.public_key().unwrap());
+        let verifier = Verifier::new("https://files.example.com", ring).unwrap();
+        let signer = Signer::new("KTESTKEY", key).unwrap();
+        let r = record("résumé final.pdf", "application/pdf");
+        let url = cloudfront_download_url("https://files.example.com", &r, true);
+        let signed = signer
+            .sign_url(&url, &Policy::canned(2_000_000_000).unwrap())
+            .unwrap();
+        let verify = |link: &str| {
+            verifier.verify(&Request {
+                target: link.strip_prefix("https://files.example.com").unwrap(),
+                client_ip: None,
+                now: 1_700_000_000,
+                cookies: None,
+            })
+        };
+        assert!(verify(&signed).is_ok());
+        let changed = signed.replace("application%2Fpdf", "text%2Fhtml");
+        assert_ne!(changed, signed);
+        assert!(
+            verify(&changed).is_err(),
+            "a changed content type must not verify"
+        );
     }
 
     #[test]

@@ -398,6 +398,27 @@ pub fn upload_count(lambda: &Lambda, kind: &str) -> u64 {
 
 /// Whether CloudFront, trusting the secret's key under [`KEY_PAIR_ID`] for [`PUBLIC`], would
 /// accept `url` now.
+/// The query parameter `name` of `url`, percent-decoded.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (n, v) = pair.split_once('=')?;
+        (n == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Whether a download link carries, for S3 behind CloudFront to answer with, the record's content
+/// type and the `Content-Disposition` Keyhole's edge sends for `filename`.
+pub fn carries_record_headers(url: &str, content_type: &str, filename: &str) -> bool {
+    query_param(url, "response-content-type").as_deref() == Some(content_type)
+        && query_param(url, "response-content-disposition")
+            == Some(keyhole::edge::content_disposition(filename))
+}
+
 pub fn cloudfront_accepts(key: &PrivateKey, url: &str) -> bool {
     let mut ring = keyhole_sign::KeyRing::new();
     ring.insert(KEY_PAIR_ID, key.public_key().unwrap());

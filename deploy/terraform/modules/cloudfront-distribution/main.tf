@@ -75,10 +75,14 @@ resource "aws_cloudfront_function" "method_binding" {
 
 # Downloads: files are write-once, so one cache entry per object. The signed-URL parameters
 # stay out of the cache key and are never forwarded: S3 would read Expires/Signature as its own
-# legacy query authentication.
+# legacy query authentication. Only the link's response-content-type and
+# response-content-disposition go to S3, which answers a signed (OAC) GET with those headers:
+# the record's content type and file name, which S3 does not know. Every link to a file carries
+# the same two values, so keying on them costs no cache hits; it keeps an answer cached from a
+# link without them (minted before links carried them) from being served to links that have them.
 resource "aws_cloudfront_cache_policy" "downloads" {
   name        = "${var.name}-downloads"
-  comment     = "Write-once objects; query strings, headers and cookies excluded"
+  comment     = "Write-once objects; keyed on the two response-* parameters only"
   min_ttl     = 0
   default_ttl = var.download_cache_ttl_seconds
   max_ttl     = var.download_cache_ttl_seconds
@@ -96,7 +100,10 @@ resource "aws_cloudfront_cache_policy" "downloads" {
     }
 
     query_strings_config {
-      query_string_behavior = "none"
+      query_string_behavior = "whitelist"
+      query_strings {
+        items = ["response-content-disposition", "response-content-type"]
+      }
     }
   }
 }
@@ -129,7 +136,7 @@ resource "aws_cloudfront_cache_policy" "uploads" {
 
 resource "aws_cloudfront_origin_request_policy" "downloads" {
   name    = "${var.name}-downloads"
-  comment = "CORS request headers only"
+  comment = "CORS request headers and the response-* parameters of the link"
 
   cookies_config {
     cookie_behavior = "none"
@@ -142,8 +149,13 @@ resource "aws_cloudfront_origin_request_policy" "downloads" {
     }
   }
 
+  # In the cache key already (and so forwarded); listed here too so that this policy alone says
+  # everything S3 receives from a download link.
   query_strings_config {
-    query_string_behavior = "none"
+    query_string_behavior = "whitelist"
+    query_strings {
+      items = ["response-content-disposition", "response-content-type"]
+    }
   }
 }
 
