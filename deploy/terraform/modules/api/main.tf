@@ -202,9 +202,17 @@ resource "aws_lambda_permission" "api" {
 }
 
 # --- optional custom domain (regional certificate, TLS 1.2) ---
+# The certificate is created and DNS-validated in route53_zone_id unless certificate_arn brings
+# one; the alias records are created only in a Route 53 zone (elsewhere, point domain_name at
+# the domain_target output).
+
+locals {
+  create_certificate = var.domain_name != null && var.certificate_arn == null
+  certificate_arn    = var.certificate_arn != null ? var.certificate_arn : one(aws_acm_certificate_validation.api[*].certificate_arn)
+}
 
 resource "aws_acm_certificate" "api" {
-  count = var.domain_name != null ? 1 : 0
+  count = local.create_certificate ? 1 : 0
 
   domain_name       = var.domain_name
   validation_method = "DNS"
@@ -215,7 +223,7 @@ resource "aws_acm_certificate" "api" {
 }
 
 resource "aws_route53_record" "api_validation" {
-  for_each = var.domain_name != null ? {
+  for_each = local.create_certificate ? {
     for option in aws_acm_certificate.api[0].domain_validation_options : option.domain_name => option
   } : {}
 
@@ -228,7 +236,7 @@ resource "aws_route53_record" "api_validation" {
 }
 
 resource "aws_acm_certificate_validation" "api" {
-  count = var.domain_name != null ? 1 : 0
+  count = local.create_certificate ? 1 : 0
 
   certificate_arn         = aws_acm_certificate.api[0].arn
   validation_record_fqdns = [for record in aws_route53_record.api_validation : record.fqdn]
@@ -240,7 +248,7 @@ resource "aws_apigatewayv2_domain_name" "this" {
   domain_name = var.domain_name
 
   domain_name_configuration {
-    certificate_arn = aws_acm_certificate_validation.api[0].certificate_arn
+    certificate_arn = local.certificate_arn
     endpoint_type   = "REGIONAL"
     security_policy = "TLS_1_2"
   }
@@ -255,7 +263,7 @@ resource "aws_apigatewayv2_api_mapping" "this" {
 }
 
 resource "aws_route53_record" "api_alias" {
-  for_each = var.domain_name != null ? toset(["A", "AAAA"]) : toset([])
+  for_each = var.domain_name != null && var.route53_zone_id != null ? toset(["A", "AAAA"]) : toset([])
 
   zone_id = var.route53_zone_id
   name    = var.domain_name

@@ -37,3 +37,8 @@ output "log_group_names" {
   description = "Log groups of the function and the API access logs."
   value       = [aws_cloudwatch_log_group.function.name, aws_cloudwatch_log_group.access.name]
 }
+
+output "domain_target" {
+  description = "The API Gateway domain name's target (d-xxxx.execute-api.REGION.amazonaws.com) that domain_name must point at: the alias records do in Route 53; with DNS hosted elsewhere, create a CNAME to it. null without domain_name."
+  value       = one(aws_apigatewayv2_domain_name.this[*].domain_name_configuration[0].target_domain_name)
+}

@@ -138,7 +138,28 @@ variable "domain_name" {
 }
 
 variable "route53_zone_id" {
-  description = "Hosted zone for domain_name (certificate validation and alias records)."
+  description = "Hosted zone for domain_name (certificate validation and alias records). null when the domain's DNS is hosted elsewhere: then certificate_arn is required and the record pointing domain_name at domain_target is yours to create."
   type        = string
   default     = null
+}
+
+variable "certificate_arn" {
+  description = "An existing ACM certificate for domain_name in the API's region; null creates and DNS-validates one in route53_zone_id."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+
+  validation {
+    condition     = var.certificate_arn == null || var.domain_name != null
+    error_message = "certificate_arn is for domain_name; it means nothing without one."
+  }
+
+  validation {
+    condition     = var.domain_name == null || var.certificate_arn != null || var.route53_zone_id != null
+    error_message = "With domain_name and no route53_zone_id (DNS hosted elsewhere) pass certificate_arn: a certificate can be DNS-validated here only in a Route 53 zone."
+  }
 }

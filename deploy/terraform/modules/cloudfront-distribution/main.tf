@@ -12,7 +12,7 @@ locals {
   certificate_arn = var.acm_certificate_arn != null ? var.acm_certificate_arn : aws_acm_certificate_validation.this[0].certificate_arn
 }
 
-# --- certificate (us-east-1, DNS validation) ---
+# --- certificate (us-east-1, DNS validation in route53_zone_id), unless acm_certificate_arn ---
 
 resource "aws_acm_certificate" "this" {
   count    = var.acm_certificate_arn == null ? 1 : 0
@@ -463,10 +463,10 @@ resource "aws_cloudfront_monitoring_subscription" "this" {
   }
 }
 
-# --- DNS ---
+# --- DNS (only in a Route 53 zone; elsewhere, point domain_name at distribution_domain_name) ---
 
 resource "aws_route53_record" "alias" {
-  for_each = toset(["A", "AAAA"])
+  for_each = var.route53_zone_id != null ? toset(["A", "AAAA"]) : toset([])
 
   zone_id = var.route53_zone_id
   name    = var.domain_name

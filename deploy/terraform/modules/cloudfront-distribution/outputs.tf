@@ -9,7 +9,7 @@ output "distribution_arn" {
 }
 
 output "distribution_domain_name" {
-  description = "The distribution's cloudfront.net name (the alias records point at it)."
+  description = "The distribution's cloudfront.net name: the alias records point at it, or, with DNS hosted elsewhere, the CNAME (or ALIAS/ANAME) record you create for domain_name."
   value       = aws_cloudfront_distribution.this.domain_name
 }
 

@@ -9,14 +9,25 @@ variable "domain_name" {
 }
 
 variable "route53_zone_id" {
-  description = "Route 53 hosted zone holding domain_name: certificate validation records and the A/AAAA aliases go here."
+  description = "Route 53 hosted zone holding domain_name: certificate validation records and the A/AAAA aliases go here. null when the domain's DNS is hosted elsewhere: then acm_certificate_arn is required and the record pointing domain_name at the distribution is yours to create."
   type        = string
+  default     = null
 }
 
 variable "acm_certificate_arn" {
-  description = "An existing ACM certificate in us-east-1 for domain_name; null creates and DNS-validates one."
+  description = "An existing ACM certificate in us-east-1 for domain_name; null creates and DNS-validates one in route53_zone_id."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.acm_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/.+$", var.acm_certificate_arn))
+    error_message = "acm_certificate_arn must be an ACM certificate in us-east-1 (arn:aws:acm:us-east-1:ACCOUNT:certificate/ID): CloudFront uses no other region."
+  }
+
+  validation {
+    condition     = var.acm_certificate_arn != null || var.route53_zone_id != null
+    error_message = "Without route53_zone_id (DNS hosted elsewhere) pass acm_certificate_arn: a certificate can be DNS-validated here only in a Route 53 zone."
+  }
 }
 
 variable "origin_bucket_regional_domain_name" {

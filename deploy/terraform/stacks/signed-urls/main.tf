@@ -5,7 +5,11 @@
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
+# The zone of both domains, when Route 53 holds it (dns_zone_name = null: DNS hosted elsewhere,
+# certificates passed in, records created by hand from the *_dns_target outputs).
 data "aws_route53_zone" "this" {
+  count = var.dns_zone_name != null ? 1 : 0
+
   name         = var.dns_zone_name
   private_zone = false
 }
@@ -17,6 +21,7 @@ locals {
   bucket_name   = "${local.name}-files-${local.account_id}"
   public_url    = "https://${var.files_domain}"
   lambda_name   = "${local.name}-api"
+  zone_id       = one(data.aws_route53_zone.this[*].zone_id)
 }
 
 # --- keys ---
@@ -93,7 +98,8 @@ module "cdn" {
 
   name                               = local.name
   domain_name                        = var.files_domain
-  route53_zone_id                    = data.aws_route53_zone.this.zone_id
+  route53_zone_id                    = local.zone_id
+  acm_certificate_arn                = var.acm_certificate_arn
   origin_bucket_regional_domain_name = module.files_bucket.bucket_regional_domain_name
   trusted_key_group_ids              = [module.signing_keys.key_group_id]
   price_class                        = var.price_class
@@ -157,7 +163,8 @@ module "api" {
   jwt_issuer            = var.jwt_issuer
   jwt_audience          = var.jwt_audience
   domain_name           = var.api_domain
-  route53_zone_id       = data.aws_route53_zone.this.zone_id
+  route53_zone_id       = local.zone_id
+  certificate_arn       = var.api_certificate_arn
 
   public_url = local.public_url
   table_name = module.metadata_table.table_name

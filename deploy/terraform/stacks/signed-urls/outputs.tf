@@ -3,6 +3,16 @@ output "public_url" {
   value       = module.cdn.public_url
 }
 
+output "files_dns_target" {
+  description = "The distribution's cloudfront.net name. With DNS hosted elsewhere (dns_zone_name = null), create a CNAME (or ALIAS/ANAME at an apex) from files_domain to it; in Route 53 the stack's A/AAAA aliases point there."
+  value       = module.cdn.distribution_domain_name
+}
+
+output "api_dns_target" {
+  description = "The API custom domain's target (d-xxxx.execute-api.REGION.amazonaws.com): with DNS hosted elsewhere, create a CNAME from api_domain to it. null without api_domain."
+  value       = module.api.domain_target
+}
+
 output "api_url" {
   description = "Base URL of the API that mints links."
   value       = module.api.api_url

@@ -28,7 +28,7 @@ variable "cost_center" {
 # --- domains (required) ---
 
 variable "dns_zone_name" {
-  description = "Route 53 public hosted zone that holds the domains below, e.g. dev.example.com."
+  description = "Route 53 public hosted zone that holds the domains below, e.g. dev.example.com: certificate validation records and A/AAAA aliases go there. null when DNS is hosted elsewhere: then pass acm_certificate_arn (and api_certificate_arn with an api_domain) and create the records from the files_dns_target and api_dns_target outputs."
   type        = string
 }
 
@@ -40,6 +40,43 @@ variable "files_domain" {
 variable "api_domain" {
   description = "Custom domain of the API that mints links, e.g. files-api.dev.example.com; null keeps only the execute-api endpoint."
   type        = string
+}
+
+variable "acm_certificate_arn" {
+  description = "An existing ACM certificate for files_domain in us-east-1 (CloudFront's region); null creates one and validates it in dns_zone_name. Required when dns_zone_name is null."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.acm_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/.+$", var.acm_certificate_arn))
+    error_message = "acm_certificate_arn must be an ACM certificate in us-east-1 (arn:aws:acm:us-east-1:ACCOUNT:certificate/ID): CloudFront uses no other region."
+  }
+
+  validation {
+    condition     = var.acm_certificate_arn != null || var.dns_zone_name != null
+    error_message = "With dns_zone_name = null (DNS hosted elsewhere) pass acm_certificate_arn for files_domain: Terraform can validate a certificate only in a Route 53 zone."
+  }
+}
+
+variable "api_certificate_arn" {
+  description = "An existing ACM certificate for api_domain in the stack's region; null creates one and validates it in dns_zone_name. Required when dns_zone_name is null and api_domain is set."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.api_certificate_arn))
+    error_message = "api_certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID) in the stack's region."
+  }
+
+  validation {
+    condition     = var.api_certificate_arn == null || var.api_domain != null
+    error_message = "api_certificate_arn is the certificate of api_domain; set api_domain too, or drop it."
+  }
+
+  validation {
+    condition     = var.api_certificate_arn != null || var.dns_zone_name != null || var.api_domain == null
+    error_message = "With dns_zone_name = null (DNS hosted elsewhere) and an api_domain, pass api_certificate_arn, or set api_domain = null to keep only the execute-api endpoint."
+  }
 }
 
 # --- sizing and durability (required: they differ per environment) ---

@@ -9,6 +9,10 @@ cost_center         = "CC-4711"
 dns_zone_name = "dev.example.com"
 files_domain  = "files.dev.example.com"
 api_domain    = "files-api.dev.example.com"
+# DNS hosted outside Route 53: dns_zone_name = null, certificates you validated at your DNS
+# provider, and the records created there from the files_dns_target and api_dns_target outputs.
+# acm_certificate_arn = "arn:aws:acm:us-east-1:222222222222:certificate/00000000-0000-0000-0000-000000000000" # files_domain, us-east-1
+# api_certificate_arn = "arn:aws:acm:eu-west-1:222222222222:certificate/00000000-0000-0000-0000-000000000000" # api_domain, the stack's region
 
 lambda_memory_mb       = 512
 point_in_time_recovery = false
