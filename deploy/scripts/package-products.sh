@@ -2,7 +2,7 @@
 # Packages Keyhole's Terraform as Service Catalog products (type EXTERNAL): one NAME-VERSION.tar.gz
 # per product, each a self-contained root configuration.
 #
-#   deploy/scripts/package-products.sh VERSION OUT_DIR
+#   deploy/scripts/package-products.sh VERSION OUT_DIR [s3://BUCKET/KEY]
 #
 #   keyhole-signed-urls         the signed-urls stack, its modules under ./modules
 #   keyhole-<module>            a module that stands alone as a root (default provider only),
@@ -10,10 +10,31 @@
 #
 # Module sources are rewritten to the bundled ./modules, and the stack's partial S3 backend is
 # dropped (Service Catalog's Terraform engine keeps the state of what it provisions).
+#
+# The archives hold configuration only. The stack's Lambda package comes from S3
+# (lambda_s3_bucket, lambda_s3_key): its default lambda_zip, a path into the build tree, does not
+# exist where the product is launched, so the packaged stack has none. With s3://BUCKET/KEY (the
+# release's bootstrap.zip, published beside the archives) the packaged stack defaults to it, so
+# each product version deploys its own Lambda build without a launch parameter; without it,
+# launchers pass lambda_s3_bucket and lambda_s3_key.
 set -euo pipefail
 
-version=${1:?usage: package-products.sh VERSION OUT_DIR}
-out=${2:?usage: package-products.sh VERSION OUT_DIR}
+usage='usage: package-products.sh VERSION OUT_DIR [s3://BUCKET/KEY]'
+version=${1:?$usage}
+out=${2:?$usage}
+lambda_package=${3:-}
+lambda_bucket=
+lambda_key=
+# Bucket names as S3 allows them; keys limited to characters that need no quoting anywhere.
+s3_url='^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([A-Za-z0-9._/+=-]+)$'
+if [[ -n $lambda_package ]]; then
+  if [[ ! $lambda_package =~ $s3_url ]]; then
+    echo "package-products.sh: $lambda_package is not s3://BUCKET/KEY" >&2
+    exit 2
+  fi
+  lambda_bucket=${BASH_REMATCH[1]}
+  lambda_key=${BASH_REMATCH[2]}
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 terraform_dir=$(cd "$here/../terraform" && pwd)
 mkdir -p "$out"
@@ -45,6 +66,17 @@ for dir in "$terraform_dir"/modules/*/; do
 done
 sed -i 's#"\.\./\.\./modules/#"./modules/#' "$root"/*.tf
 sed -i '/^  # Partial configuration/d; /^  backend "s3" {}$/d' "$root/versions.tf"
+# set_default VARIABLE VALUE: the default of one variable of the packaged stack.
+set_default() {
+  sed -i "/^variable \"$1\" {\$/,/^}\$/ s#^  default     = .*#  default     = $2#" "$root/variables.tf"
+  grep -A8 "^variable \"$1\" {" "$root/variables.tf" | grep -qxF "  default     = $2" ||
+    { echo "package-products.sh: could not set the default of $1" >&2; exit 1; }
+}
+set_default lambda_zip null
+if [[ -n $lambda_bucket ]]; then
+  set_default lambda_s3_bucket "\"$lambda_bucket\""
+  set_default lambda_s3_key "\"$lambda_key\""
+fi
 pack keyhole-signed-urls "$root"
 
 # Modules that are roots of their own.

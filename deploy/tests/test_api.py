@@ -1,8 +1,10 @@
 """The API: the Lambda from the build script's zip, the contract's routes, throttling, logs."""
 
+import subprocess
+import tarfile
 from pathlib import Path
 
-from hcl import ROOT, block, conditions, module, one, stack, statements
+from hcl import ROOT, block, conditions, load_dir, module, one, stack, statements
 
 API = module("api")
 FUNCTION = API.resource("aws_lambda_function", "this")
@@ -25,8 +27,8 @@ CONTRACT_ROUTES = {
 def test_lambda_runs_the_cargo_lambda_zip_on_al2023():
     assert FUNCTION["runtime"] == "provided.al2023"
     assert FUNCTION["handler"] == "bootstrap"
-    assert FUNCTION["filename"] == "${var.lambda_zip}"
-    assert FUNCTION["source_code_hash"] == "${filebase64sha256(var.lambda_zip)}"
+    assert FUNCTION["filename"] == "${local.package_from_s3 ? null : var.lambda_zip}"
+    assert FUNCTION["source_code_hash"] == "${local.package_from_s3 ? null : filebase64sha256(var.lambda_zip)}"
     assert FUNCTION["memory_size"] == "${var.memory_mb}"
     assert CALL["memory_mb"] == "${var.lambda_memory_mb}"
     default = "../../../../target/lambda/keyhole-lambda/bootstrap.zip"
@@ -35,6 +37,55 @@ def test_lambda_runs_the_cargo_lambda_zip_on_al2023():
     # Terraform runs in the stack directory: the path lands in the workspace's target/.
     resolved = (ROOT / "stacks" / "signed-urls" / default).resolve()
     assert resolved == REPO / "target" / "lambda" / "keyhole-lambda" / "bootstrap.zip"
+
+
+def test_the_lambda_package_may_come_from_s3_instead():
+    # Service Catalog products and pipelines deploy a published artifact; the local zip is then
+    # never read (filebase64sha256 sits in the branch not taken).
+    assert API.locals["package_from_s3"] == "${var.lambda_s3_bucket != null}"
+    assert FUNCTION["s3_bucket"] == "${var.lambda_s3_bucket}"
+    assert FUNCTION["s3_key"] == "${var.lambda_s3_key}"
+    assert FUNCTION["s3_object_version"] == "${var.lambda_s3_object_version}"
+    for name in ("lambda_s3_bucket", "lambda_s3_key", "lambda_s3_object_version"):
+        assert API.variables[name]["default"] is None
+        assert STACK.variables[name]["default"] is None
+        assert CALL[name] == f"${{var.{name}}}"
+    conditions = [v["condition"] for name in ("lambda_s3_bucket", "lambda_s3_key", "lambda_s3_object_version")
+                  for v in API.variables[name]["validation"]]
+    assert "${var.lambda_s3_bucket != null || var.lambda_zip != null}" in conditions
+    assert "${(var.lambda_s3_bucket == null) == (var.lambda_s3_key == null)}" in conditions
+
+
+def package(tmp_path, *extra):
+    out = tmp_path / "archives"
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "scripts" / "package-products.sh"), "v1.2.3", str(out), *extra],
+        check=True, capture_output=True,
+    )
+    root = tmp_path / "unpacked"
+    root.mkdir()
+    with tarfile.open(out / "keyhole-signed-urls-v1.2.3.tar.gz") as archive:
+        archive.extractall(root, filter="data")
+    return load_dir(root)
+
+
+def test_the_product_takes_its_lambda_from_s3(tmp_path):
+    # The archive has no build tree: the stack's default zip path would not exist at launch.
+    product = package(tmp_path / "plain")
+    assert product.variables["lambda_zip"]["default"] is None
+    assert product.variables["lambda_s3_bucket"]["default"] is None
+    # A release's artifact becomes the product version's default: launching deploys that build.
+    pinned = package(tmp_path / "pinned", "s3://keyhole-artifacts-555555555555/keyhole-lambda/v1.2.3/bootstrap.zip")
+    assert pinned.variables["lambda_zip"]["default"] is None
+    assert pinned.variables["lambda_s3_bucket"]["default"] == "keyhole-artifacts-555555555555"
+    assert pinned.variables["lambda_s3_key"]["default"] == "keyhole-lambda/v1.2.3/bootstrap.zip"
+    assert pinned.variables["lambda_s3_object_version"]["default"] is None
+    assert pinned.modules["api"]["lambda_s3_bucket"] == "${var.lambda_s3_bucket}"
+    refused = subprocess.run(
+        ["bash", str(REPO / "deploy" / "scripts" / "package-products.sh"), "v1", str(tmp_path / "x"), "s3://Not_A_Bucket/k"],
+        capture_output=True,
+    )
+    assert refused.returncode != 0
 
 
 def test_lambda_environment_names_its_backends():

@@ -7,6 +7,8 @@ data "aws_region" "current" {}
 locals {
   function_name = "${var.name}-api"
   jwt           = var.jwt_issuer != null
+  # The package from S3 when a bucket is given (the local zip is then never read), else the zip.
+  package_from_s3 = var.lambda_s3_bucket != null
 
   # The contract's routes (design §5). Public ones need no token by contract.
   routes = {
@@ -61,8 +63,11 @@ resource "aws_lambda_function" "this" {
   runtime                        = "provided.al2023"
   handler                        = "bootstrap"
   architectures                  = [var.architecture]
-  filename                       = var.lambda_zip
-  source_code_hash               = filebase64sha256(var.lambda_zip)
+  filename                       = local.package_from_s3 ? null : var.lambda_zip
+  source_code_hash               = local.package_from_s3 ? null : filebase64sha256(var.lambda_zip)
+  s3_bucket                      = var.lambda_s3_bucket
+  s3_key                         = var.lambda_s3_key
+  s3_object_version              = var.lambda_s3_object_version
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency

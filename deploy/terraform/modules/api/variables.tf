@@ -4,9 +4,42 @@ variable "name" {
 }
 
 variable "lambda_zip" {
-  description = "The Lambda package built by scripts/build-lambda.sh (`cargo lambda build --release --output-format zip`). A relative path is resolved from the directory Terraform runs in."
+  description = "The Lambda package built by scripts/build-lambda.sh (`cargo lambda build --release --output-format zip`). A relative path is resolved from the directory Terraform runs in. Ignored (and may be null) when lambda_s3_bucket is set."
   type        = string
   default     = "../../../../target/lambda/keyhole-lambda/bootstrap.zip"
+}
+
+variable "lambda_s3_bucket" {
+  description = "Bucket holding the Lambda package (the same zip), in the function's region, instead of a local lambda_zip: for pipelines and Service Catalog products that publish one artifact per release. The deploying principal needs s3:GetObject on it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_s3_bucket != null || var.lambda_zip != null
+    error_message = "Give the Lambda package: lambda_zip (a local file) or lambda_s3_bucket and lambda_s3_key."
+  }
+}
+
+variable "lambda_s3_key" {
+  description = "Key of the Lambda package in lambda_s3_bucket. Use one key per release (e.g. keyhole-lambda/v1.4.0/bootstrap.zip) or pass lambda_s3_object_version: Terraform redeploys the code only when one of the three changes."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = (var.lambda_s3_bucket == null) == (var.lambda_s3_key == null)
+    error_message = "lambda_s3_bucket and lambda_s3_key go together."
+  }
+}
+
+variable "lambda_s3_object_version" {
+  description = "Version of the package object in a versioned lambda_s3_bucket; null takes the current one."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_s3_object_version == null || var.lambda_s3_bucket != null
+    error_message = "lambda_s3_object_version needs lambda_s3_bucket and lambda_s3_key."
+  }
 }
 
 variable "architecture" {

@@ -148,23 +148,26 @@ module "iam" {
 module "api" {
   source = "../../modules/api"
 
-  name                  = local.name
-  lambda_zip            = var.lambda_zip
-  architecture          = var.lambda_architecture
-  memory_mb             = var.lambda_memory_mb
-  timeout_seconds       = 30
-  reserved_concurrency  = var.lambda_reserved_concurrency
-  alias_version         = var.lambda_alias_version
-  role_arn              = module.iam.lambda_role_arn
-  kms_key_arn           = module.kms.key_arn_after_policy
-  dead_letter_queue_arn = module.events.dead_letter_queue_arn
-  log_retention_days    = var.log_retention_days
-  cors_allowed_origins  = var.cors_allowed_origins
-  jwt_issuer            = var.jwt_issuer
-  jwt_audience          = var.jwt_audience
-  domain_name           = var.api_domain
-  route53_zone_id       = local.zone_id
-  certificate_arn       = var.api_certificate_arn
+  name                     = local.name
+  lambda_zip               = var.lambda_zip
+  lambda_s3_bucket         = var.lambda_s3_bucket
+  lambda_s3_key            = var.lambda_s3_key
+  lambda_s3_object_version = var.lambda_s3_object_version
+  architecture             = var.lambda_architecture
+  memory_mb                = var.lambda_memory_mb
+  timeout_seconds          = 30
+  reserved_concurrency     = var.lambda_reserved_concurrency
+  alias_version            = var.lambda_alias_version
+  role_arn                 = module.iam.lambda_role_arn
+  kms_key_arn              = module.kms.key_arn_after_policy
+  dead_letter_queue_arn    = module.events.dead_letter_queue_arn
+  log_retention_days       = var.log_retention_days
+  cors_allowed_origins     = var.cors_allowed_origins
+  jwt_issuer               = var.jwt_issuer
+  jwt_audience             = var.jwt_audience
+  domain_name              = var.api_domain
+  route53_zone_id          = local.zone_id
+  certificate_arn          = var.api_certificate_arn
 
   public_url = local.public_url
   table_name = module.metadata_table.table_name

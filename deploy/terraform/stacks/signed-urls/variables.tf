@@ -127,9 +127,27 @@ variable "extra_tags" {
 }
 
 variable "lambda_zip" {
-  description = "Lambda package from scripts/build-lambda.sh, relative to this directory."
+  description = "Lambda package from scripts/build-lambda.sh, relative to this directory. Ignored (and may be null) when lambda_s3_bucket is set."
   type        = string
   default     = "../../../../target/lambda/keyhole-lambda/bootstrap.zip"
+}
+
+variable "lambda_s3_bucket" {
+  description = "Bucket (in var.region) holding the Lambda package, instead of lambda_zip: a release artifact published once, as the Service Catalog product uses it."
+  type        = string
+  default     = null
+}
+
+variable "lambda_s3_key" {
+  description = "Key of the Lambda package in lambda_s3_bucket, one per release (e.g. keyhole-lambda/v1.4.0/bootstrap.zip)."
+  type        = string
+  default     = null
+}
+
+variable "lambda_s3_object_version" {
+  description = "Version of the package object in a versioned lambda_s3_bucket; null takes the current one."
+  type        = string
+  default     = null
 }
 
 variable "lambda_architecture" {
