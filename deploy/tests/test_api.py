@@ -183,6 +183,28 @@ def test_lambda_role_is_least_privilege():
     assert by_sid["FileRecords"]["resources"] == ["${var.table_arn}", "${var.table_arn}/index/*"]
     assert by_sid["ObjectsUnderPrefix"]["resources"] == ["${var.bucket_arn}/${var.object_prefix}*"]
     assert ("StringLike", "s3:prefix", ["${var.object_prefix}", "${var.object_prefix}*"]) in conditions(by_sid["ListPrefix"])
+    # Exactly the calls the code makes (crates/keyhole/src/store/{s3,s3_api,dynamodb}.rs,
+    # keys/secrets.rs), nothing "for later".
+    assert set(by_sid["ReadSigningKey"]["actions"]) == {"secretsmanager:GetSecretValue"}
+    assert set(by_sid["FileRecords"]["actions"]) == {
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan",
+    }
+    assert set(by_sid["ObjectsUnderPrefix"]["actions"]) == {
+        "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
+    every = {a for st in statements(doc) for a in st["actions"]}
+    for unused in ("s3:ListBucketMultipartUploads", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable",
+                   "dynamodb:DescribeTimeToLive", "secretsmanager:DescribeSecret"):
+        assert unused not in every, unused
+
+
+def test_the_lambda_never_creates_the_table_it_may_not_describe():
+    # DescribeTable/DescribeTimeToLive are not granted: only KEYHOLE_DYNAMODB_CREATE_TABLE makes the
+    # store call them, and the stack never sets it.
+    for text in (API.text, STACK.text):
+        assert "KEYHOLE_DYNAMODB_CREATE_TABLE" not in text
 
 
 def test_signer_policy_reads_only_the_signing_key():

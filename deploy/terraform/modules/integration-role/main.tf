@@ -52,9 +52,10 @@ data "aws_iam_policy_document" "lambda" {
     resources = ["${local.log_group_arn}:*"]
   }
 
+  # The key is read with GetSecretValue only (crates/keyhole/src/keys/secrets.rs).
   statement {
     sid       = "ReadSigningKey"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.secret_arn]
 
     condition {
@@ -64,6 +65,11 @@ data "aws_iam_policy_document" "lambda" {
     }
   }
 
+  # What the DynamoDB store calls (crates/keyhole/src/store/dynamodb.rs): items, their batches,
+  # the owner-index query, the sweep's scan, and TransactWriteItems of an Update and a Put (a
+  # part and its record), which needs UpdateItem and PutItem. No DescribeTable or
+  # DescribeTimeToLive: the store reads the table's description only when it is asked to create
+  # the table (KEYHOLE_DYNAMODB_CREATE_TABLE), which Terraform, the table's owner, never sets.
   statement {
     sid = "FileRecords"
     actions = [
@@ -73,13 +79,8 @@ data "aws_iam_policy_document" "lambda" {
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
       "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
       "dynamodb:Query",
       "dynamodb:Scan",
-      "dynamodb:DescribeTable",
-      # The store checks at start-up that the table is active with TTL on (it never creates or
-      # changes it here: Terraform owns the table).
-      "dynamodb:DescribeTimeToLive",
     ]
     resources = [var.table_arn, "${var.table_arn}/index/*"]
 
@@ -118,20 +119,6 @@ data "aws_iam_policy_document" "lambda" {
       variable = "s3:prefix"
       values   = [var.object_prefix, "${var.object_prefix}*"]
     }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["true"]
-    }
-  }
-
-  # Start-up reconciliation and sweeps find stale multipart uploads (s3:prefix does not apply
-  # to this action).
-  statement {
-    sid       = "ListMultipartUploads"
-    actions   = ["s3:ListBucketMultipartUploads"]
-    resources = [var.bucket_arn]
 
     condition {
       test     = "Bool"
@@ -184,6 +171,8 @@ resource "aws_iam_role_policy_attachment" "lambda_xray" {
 # --- applications that sign links themselves ---
 
 data "aws_iam_policy_document" "signer" {
+  # DescribeSecret (metadata, never the key) because the Secrets Manager caching clients such
+  # applications often use call it to learn that a new version is current.
   statement {
     sid       = "ReadSigningKey"
     actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]

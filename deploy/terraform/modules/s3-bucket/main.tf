@@ -165,8 +165,10 @@ data "aws_iam_policy_document" "bucket" {
   statement {
     sid    = "CloudFrontUploads"
     effect = "Allow"
-    # PutObject also covers UploadPart; the part listing and abort serve multipart uploads.
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    # PutObject covers a whole-file PUT and UploadPart, the only requests the distribution sends
+    # to /uploads/*: its function refuses every method there but PUT and OPTIONS, so it never
+    # lists parts (GET) or aborts (DELETE); the Lambda does those with its own role.
+    actions   = ["s3:PutObject"]
     resources = ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
 
     principals {
