@@ -109,6 +109,11 @@ data "aws_iam_policy_document" "lambda" {
     }
   }
 
+  # Listing the prefix (the readiness probe lists it). S3 also answers a HEAD or GET of a missing
+  # key 404 rather than 403 only to a caller with s3:ListBucket; Keyhole needs that 404 (removing
+  # an upload never sent checks whether its object exists). AWS does not document whether this
+  # prefix-conditioned grant counts for that check: the smoke test in docs/deployment.md
+  # verifies it (DELETE of a file never uploaded must succeed).
   statement {
     sid       = "ListPrefix"
     actions   = ["s3:ListBucket"]
