@@ -1,5 +1,6 @@
 """The API: the Lambda from the build script's zip, the contract's routes, throttling, logs."""
 
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -127,6 +128,34 @@ def test_throttling_cors_and_json_access_logs():
     assert logs["format"].startswith("${jsonencode(")
     api = API.resource("aws_apigatewayv2_api", "this")
     assert block(api, "dynamic")[0]["cors_configuration"]["content"][0]["allow_origins"] == "${var.cors_allowed_origins}"
+
+
+def server_cors_lists():
+    """`keyhole serve`'s CORS allow and expose lists, as header names, from server.rs."""
+    source = (REPO / "crates" / "keyhole" / "src" / "server.rs").read_text()
+    names = {}
+    for kind in ("allow_headers", "expose_headers"):
+        body = re.search(rf"\.{kind}\(\[(.*?)\]\)", source, flags=re.DOTALL).group(1)
+        items = [item.strip() for item in body.split(",") if item.strip()]
+        names[kind] = {
+            "x-request-id" if "REQUEST_ID" in item else item.split("::")[-1].lower().replace("_", "-")
+            for item in items
+        }
+    return names["allow_headers"], names["expose_headers"]
+
+
+def test_api_cors_mirrors_keyhole_serve_for_a_json_api():
+    api = API.resource("aws_apigatewayv2_api", "this")
+    cors = block(api, "dynamic")[0]["cors_configuration"]["content"][0]
+    allow, expose = set(cors["allow_headers"]), set(cors["expose_headers"])
+    serve_allow, serve_expose = server_cors_lists()
+    assert {"authorization", "content-type", "range", "if-none-match", "x-request-id"} <= serve_allow
+    assert {"retry-after", "x-request-id", "etag"} <= serve_expose
+    # Nothing keyhole serve would refuse, and everything a JSON client of the API uses.
+    assert allow <= serve_allow and expose <= serve_expose, (allow - serve_allow, expose - serve_expose)
+    assert allow == {"authorization", "content-type", "x-request-id"}
+    assert {"retry-after", "x-request-id"} <= expose
+    assert set(cors["allow_methods"]) == {"GET", "POST", "DELETE", "OPTIONS"}
 
 
 def test_log_groups_are_encrypted_and_retained():

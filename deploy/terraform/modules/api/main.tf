@@ -118,13 +118,18 @@ resource "aws_apigatewayv2_api" "this" {
   protocol_type                = "HTTP"
   disable_execute_api_endpoint = var.domain_name != null
 
+  # API Gateway answers preflights itself and replaces the function's CORS headers, so these
+  # are what browsers get: the part of `keyhole serve`'s lists (crates/keyhole/src/server.rs)
+  # that concerns a JSON API. A page may send and read the request id the server logs, and read
+  # Retry-After on a 429 or 503; the range and conditional headers belong to file transfers,
+  # which go to the files domain, not here.
   dynamic "cors_configuration" {
     for_each = length(var.cors_allowed_origins) > 0 ? [1] : []
     content {
       allow_origins  = var.cors_allowed_origins
       allow_methods  = ["GET", "POST", "DELETE", "OPTIONS"]
-      allow_headers  = ["authorization", "content-type"]
-      expose_headers = ["retry-after"]
+      allow_headers  = ["authorization", "content-type", "x-request-id"]
+      expose_headers = ["content-length", "retry-after", "x-request-id"]
       max_age        = 600
     }
   }
