@@ -396,8 +396,6 @@ pub fn upload_count(lambda: &Lambda, kind: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether CloudFront, trusting the secret's key under [`KEY_PAIR_ID`] for [`PUBLIC`], would
-/// accept `url` now.
 /// The query parameter `name` of `url`, percent-decoded.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
@@ -419,6 +417,8 @@ pub fn carries_record_headers(url: &str, content_type: &str, filename: &str) -> 
             == Some(keyhole::edge::content_disposition(filename))
 }
 
+/// Whether CloudFront, trusting the secret's key under [`KEY_PAIR_ID`] for [`PUBLIC`], would
+/// accept `url` now.
 pub fn cloudfront_accepts(key: &PrivateKey, url: &str) -> bool {
     let mut ring = keyhole_sign::KeyRing::new();
     ring.insert(KEY_PAIR_ID, key.public_key().unwrap());
