@@ -731,6 +731,18 @@ pub async fn complete_upload(
         return Ok(Json(crate::direct::complete_single(&state, &record).await?));
     }
     let record = pending_multipart(&state, &principal, &file_id).await?;
+    // The parts listed are the parts joined: no part PUT may store one meanwhile (nor run while
+    // they are being joined), nor another completion run.
+    let Some(_completing) = crate::state::Receiving::claim_completion(&state, &record.object_key)
+    else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "in_progress",
+            "a part of this upload is being received, or the upload is being completed; call again",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let count = record.part_count().unwrap_or(0);
     let mut stored = match crate::direct::parts(&state, &record).await {
         Ok(parts) => parts,

@@ -658,8 +658,9 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
     if let Err(r) = check_headers(state, req.headers(), expected, Some(expected), None) {
         return r;
     }
-    let claim = format!("{}#{upload_id}#{n}", record.object_key);
-    let Some(_receiving) = crate::state::Receiving::claim(state, claim) else {
+    let Some(receiving) =
+        crate::state::Receiving::claim_part(state, &record.object_key, upload_id, n)
+    else {
         return receiving_already(state);
     };
     let mut writer = match state
@@ -690,10 +691,30 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
         Ok(r) => r,
         Err(r) => return r,
     };
-    let backend_etag = match writer.commit().await {
-        Ok(e) => e,
-        Err(e) => return storage_failure(e),
-    };
+    // As for a whole file: the commit and the part's record run as a task of their own, so a
+    // client that goes away meanwhile cannot leave the part replaced and its record not.
+    let (state, record, upload_id) = (state.clone(), record.clone(), upload_id.to_owned());
+    let committed = tokio::spawn(async move {
+        // Claimed until the part is in place and recorded.
+        let _receiving = receiving;
+        let backend_etag = match writer.commit().await {
+            Ok(e) => e,
+            Err(e) => return storage_failure(e),
+        };
+        record_part(&state, &record, &upload_id, n, received, backend_etag).await
+    });
+    committed.await.unwrap_or_else(storage_failure)
+}
+
+/// Records part `n` of `record`'s multipart upload `upload_id`, just stored, and answers the PUT.
+async fn record_part(
+    state: &SharedState,
+    record: &FileRecord,
+    upload_id: &str,
+    n: u32,
+    received: Received,
+    backend_etag: Option<String>,
+) -> Response {
     let part = PartRecord {
         part_number: n,
         size: received.size,
@@ -850,6 +871,20 @@ pub async fn assemble(
         // Used up by an earlier completion that assembled the object and could not record it.
         Err(ObjectError::NoSuchUpload) if state.objects.head(&record.object_key).await.is_ok() => {
             return recover_assembled(state, record).await
+        }
+        // Its parts were freed meanwhile: the file was deleted, or expired and swept.
+        Err(ObjectError::NoSuchUpload) => {
+            return match state.meta.get(&record.file_id).await {
+                Ok(Some(r)) if r.status == Status::Uploaded && !r.is_expired(now_secs()) => {
+                    Err(AssembleError::Exists)
+                }
+                Ok(Some(r)) if !r.is_expired(now_secs()) => Err(AssembleError::Storage(format!(
+                    "the parts of {} are gone while its record is pending",
+                    record.file_id
+                ))),
+                Ok(_) => Err(AssembleError::Gone),
+                Err(_) => Err(AssembleError::Unavailable),
+            }
         }
         Err(ObjectError::Checksum) => {
             Metrics::count(&state.metrics.uploads, "checksum_mismatch");

@@ -45,11 +45,48 @@ pub struct Receiving {
 impl Receiving {
     /// Claims `key`, or `None` while another PUT has it.
     pub fn claim(state: &AppState, key: String) -> Option<Self> {
+        Self::claim_if(state, key, |_| true)
+    }
+
+    /// Claims part `number` of the multipart upload `upload_id` of the object `object_key`, or
+    /// `None` while another PUT has that part or the upload is being completed
+    /// ([`Receiving::claim_completion`]): a part stored while the parts are being joined could
+    /// end up in the object without its record, or recorded and not in the object.
+    pub fn claim_part(
+        state: &AppState,
+        object_key: &str,
+        upload_id: &str,
+        number: u32,
+    ) -> Option<Self> {
+        let completing = Self::completion_key(object_key);
+        Self::claim_if(state, format!("{object_key}#{upload_id}#{number}"), |set| {
+            !set.contains(&completing)
+        })
+    }
+
+    /// Claims the multipart upload of the object `object_key` for its completion, or `None`
+    /// while one of its parts is being received or another completion runs.
+    pub fn claim_completion(state: &AppState, object_key: &str) -> Option<Self> {
+        let prefix = format!("{object_key}#");
+        Self::claim_if(state, Self::completion_key(object_key), |set| {
+            !set.iter().any(|k| k.starts_with(&prefix))
+        })
+    }
+
+    fn completion_key(object_key: &str) -> String {
+        format!("{object_key}#complete")
+    }
+
+    fn claim_if(
+        state: &AppState,
+        key: String,
+        free: impl FnOnce(&std::collections::HashSet<String>) -> bool,
+    ) -> Option<Self> {
         let mut set = state
             .receiving
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        set.insert(key.clone()).then(|| Receiving {
+        (!set.contains(&key) && free(&set) && set.insert(key.clone())).then(|| Receiving {
             set: state.receiving.clone(),
             key,
         })

@@ -438,3 +438,76 @@ async fn a_completion_may_list_all_ten_thousand_parts() {
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
 }
+
+/// A completion joins exactly the parts it lists: while a part is being received (here a part
+/// sent again with other bytes) the completion is refused with 503, and once that part is in,
+/// the completion joins its new bytes. Completions called together (a client retrying a lost
+/// answer) are 200 and 409 or 503, never a failure.
+#[tokio::test]
+async fn a_completion_never_overlaps_a_part_being_received() {
+    let s = start().await;
+    let bytes = pseudo_random(12 * MIB + 5, 31);
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let parts = link["parts"].as_array().unwrap().clone();
+    for (i, p) in parts.iter().enumerate() {
+        let r = put_part(
+            &s,
+            p["url"].as_str().unwrap(),
+            chunk(&bytes, 5 * MIB, i + 1),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    // Part 3 sent again with other bytes, half-way through.
+    let mut changed = bytes.clone();
+    changed[10 * MIB..].iter_mut().for_each(|b| *b = !*b);
+    let new_part = chunk(&changed, 5 * MIB, 3);
+    let (tx, body) = common::fed_body();
+    let url = s.local(parts[2]["url"].as_str().unwrap());
+    let resend = tokio::spawn(
+        s.client
+            .put(url)
+            .header("content-length", new_part.len())
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&new_part[..1000])))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.staged() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = s
+        .client
+        .post(s.url(&format!("/api/files/{id}/complete")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["error"]["code"], "in_progress", "{reply}");
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&new_part[1000..])))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(resend.await.unwrap().unwrap().status(), 200);
+
+    let (first, second) = tokio::join!(complete(&s, &id, None), complete(&s, &id, None));
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert!(
+        statuses == [200, 409] || statuses == [200, 503],
+        "{first:?} {second:?}"
+    );
+    let (status, again) = complete(&s, &id, None).await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "already_uploaded");
+    assert!(
+        s.download(&id).await == changed,
+        "the part's new bytes were joined"
+    );
+}

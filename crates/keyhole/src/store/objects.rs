@@ -798,9 +798,14 @@ impl ObjectStorage for LocalDisk {
         let mut hasher = openssl::sha::Sha256::new();
         let mut size = 0u64;
         for part in parts {
-            let mut stream = self
+            // Parts freed meanwhile (the file deleted or swept) leave no upload to complete.
+            let mut stream = match self
                 .read(&format!("{dir}/{:05}", part.number), 0, part.size)
-                .await?;
+                .await
+            {
+                Err(ObjectError::NotFound) => return Err(ObjectError::NoSuchUpload),
+                other => other?,
+            };
             let mut got = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
@@ -1054,6 +1059,28 @@ mod tests {
         disk.abort_multipart("uploads/n", &id2).await.unwrap();
         assert!(disk.begin_part("uploads/n", "../..", 1, 1).await.is_err());
         disk.ping().await.unwrap();
+
+        // Parts freed before they are joined (the file deleted meanwhile): no such upload,
+        // nothing stored.
+        let id = disk.create_multipart("uploads/gone").await.unwrap();
+        let mut w = disk.begin_part("uploads/gone", &id, 1, 3).await.unwrap();
+        w.write(Bytes::from_static(b"abc")).await.unwrap();
+        w.commit().await.unwrap();
+        disk.abort_multipart("uploads/gone", &id).await.unwrap();
+        let one = [StoredPart {
+            number: 1,
+            size: 3,
+            etag: String::new(),
+        }];
+        assert!(matches!(
+            disk.complete_multipart("uploads/gone", &id, &one, None)
+                .await,
+            Err(ObjectError::NoSuchUpload)
+        ));
+        assert!(matches!(
+            disk.head("uploads/gone").await,
+            Err(ObjectError::NotFound)
+        ));
     }
 
     async fn collect(stream: ByteStream) -> (Vec<u8>, Vec<usize>, Option<std::io::Error>) {
