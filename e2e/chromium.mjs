@@ -372,3 +372,25 @@ export async function tokenFlow(browser, server, token) {
     await context.close();
   }
 }
+
+const xmlError = (code, message) =>
+  `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+
+/** A storage error whose message ends with a full stop gets no second one. */
+export async function storageErrorInWords(browser, server) {
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+    const name = 'refused-by-storage.txt';
+    await page.route((url) => url.pathname.startsWith('/uploads/') && url.pathname.endsWith(`_${name}`), (route) =>
+      route.fulfill({ status: 400, contentType: 'application/xml', body: xmlError('InvalidRequest', 'The request is not valid.') }));
+    await page.setInputFiles(sel.input, [{ name, mimeType: 'text/plain', buffer: Buffer.from('hello') }]);
+    const item = page.locator(sel.uploadIn(name, 'error'));
+    await item.waitFor();
+    const said = await item.getByTestId('upload-status').textContent();
+    assert(said.includes('The request is not valid. (InvalidRequest)'), `status says: ${said}`);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}

@@ -2,7 +2,9 @@
 // each starts from an empty file list). Prints "N passed, M failed" last; exits 1 on any failure.
 import fs from 'node:fs';
 
-import { desktop, launchChromium, partRetries, phone, serverErrorsInWords, tokenFlow } from './chromium.mjs';
+import {
+  desktop, launchChromium, partRetries, phone, serverErrorsInWords, storageErrorInWords, tokenFlow,
+} from './chromium.mjs';
 import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
 import { otherOrigin, otherOriginAllowed, transientFailures } from './resilience.mjs';
@@ -38,6 +40,8 @@ try {
     (b) => withServer('desktop', [], (s) => desktop(b, s)));
   await chromiumTest('server errors are shown in words',
     (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
+  await chromiumTest('a storage error whose message ends with a full stop gets no second one',
+    (b) => withServer('errors-xml', [], (s) => storageErrorInWords(b, s)));
   await chromiumTest('failed parts are retried with fresh links; a part failing 10 times fails the upload',
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
   await chromiumTest('dropped connections, 503, 429 and going offline are waited out; the uploads end done',
