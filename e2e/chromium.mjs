@@ -24,12 +24,14 @@ export async function launchChromium() {
 
 /**
  * A new browser context and page on `server` (at `at` when given, e.g. another origin). With
- * `clock`, the page's timers are Playwright's, which a test can fast-forward.
+ * `clock`, the page's timers are Playwright's, which a test can fast-forward; `before(context)`
+ * runs before the page is opened (to route or seed what the page loads).
  */
-export async function newPage(browser, server, options = {}, { clock = false, at = null } = {}) {
+export async function newPage(browser, server, options = {}, { clock = false, at = null, before = null } = {}) {
   const context = await browser.newContext({ acceptDownloads: true, ...options });
   await context.addInitScript(RECORDER);
   if (clock) await context.clock.install();
+  if (before) await before(context);
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
   const problems = [];
@@ -389,6 +391,26 @@ export async function storageErrorInWords(browser, server) {
     await item.waitFor();
     const said = await item.getByTestId('upload-status').textContent();
     assert(said.includes('The request is not valid. (InvalidRequest)'), `status says: ${said}`);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}
+
+/** A 200 from /api/config that is not its JSON (a proxy's sign-in page) is not "cannot reach". */
+export async function settingsNotUnderstood(browser, server) {
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } }, {
+    before: (c) => c.route((url) => url.pathname === '/api/config', (route) => route.fulfill({
+      status: 200, contentType: 'text/html', body: '<!doctype html><title>Sign in</title><form>Sign in to continue</form>',
+    })),
+  });
+  try {
+    const banner = page.locator(sel.error);
+    await banner.waitFor({ state: 'visible' });
+    const text = await banner.textContent();
+    assert(text.includes('Cannot load the server settings. The server sent an answer this page does not understand.'),
+      `error banner says: ${text}`);
+    assert(!/reach/.test(text), `error banner blames the connection: ${text}`);
     await checkClean(page, problems);
   } finally {
     await context.close();

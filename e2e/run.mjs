@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 
 import {
-  desktop, launchChromium, partRetries, phone, serverErrorsInWords, storageErrorInWords, tokenFlow,
+  desktop, launchChromium, partRetries, phone, serverErrorsInWords, settingsNotUnderstood, storageErrorInWords,
+  tokenFlow,
 } from './chromium.mjs';
 import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
@@ -42,6 +43,8 @@ try {
     (b) => withServer('errors', [], (s) => serverErrorsInWords(b, s)));
   await chromiumTest('a storage error whose message ends with a full stop gets no second one',
     (b) => withServer('errors-xml', [], (s) => storageErrorInWords(b, s)));
+  await chromiumTest('a page that is not the settings (a proxy\'s sign-in page) is not called unreachable',
+    (b) => withServer('config-html', [], (s) => settingsNotUnderstood(b, s)));
   await chromiumTest('failed parts are retried with fresh links; a part failing 10 times fails the upload',
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
   await chromiumTest('dropped connections, 503, 429 and going offline are waited out; the uploads end done',
