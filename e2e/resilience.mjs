@@ -220,3 +220,41 @@ export async function otherOriginAllowed(browser, server) {
     await context.close();
   }
 }
+
+/**
+ * Storage's own "try again" codes are tried again whatever their status: S3 answers a body that
+ * stalled with 400 RequestTimeout (its SDKs retry it), which must not fail a whole upload.
+ */
+export async function storageTimeoutsRetried(browser, server) {
+  const dir = tmpdir('storage-timeouts');
+  const single = makeFile(dir, 'stalled-once.txt', 4000);
+  const multi = makeFile(dir, 'stalled-part.bin', 7 * 1024 * 1024 + 5);
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+    const timeout = {
+      status: 400, contentType: 'application/xml',
+      body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeout</Code><Message>Your socket ' +
+        'connection to the server was not read from or written to within the timeout period. Idle connections ' +
+        'will be closed.</Message></Error>',
+    };
+    const puts = new Map();
+    await page.route((url) => url.pathname.startsWith('/uploads/') &&
+      (putOf(single.name)(url) || url.searchParams.get('partNumber') === '2'), async (route) => {
+      const url = new URL(route.request().url());
+      const key = url.pathname + url.search.replace(/.*(partNumber=\d+).*/, '$1');
+      const n = (puts.get(key) || 0) + 1;
+      puts.set(key, n);
+      if (n === 1) await route.fulfill(timeout);
+      else await route.continue();
+    });
+    await page.setInputFiles(sel.input, [single.path, multi.path]);
+    await waitUploaded(page, [single, multi]);
+    assertEqual([...puts.values()].join(), '2,2', 'PUTs of the file and the part that stalled once');
+    for (const f of [single, multi]) await storedIntact(server, f);
+    assert(await page.locator(sel.error).isHidden(), `an error is shown: ${await page.locator(sel.error).textContent()}`);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}

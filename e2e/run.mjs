@@ -8,7 +8,9 @@ import {
 } from './chromium.mjs';
 import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
-import { otherOrigin, otherOriginAllowed, transientFailures } from './resilience.mjs';
+import {
+  otherOrigin, otherOriginAllowed, storageTimeoutsRetried, transientFailures,
+} from './resilience.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
@@ -49,6 +51,8 @@ try {
     (b) => withServer('retries', [], (s) => partRetries(b, s)));
   await chromiumTest('dropped connections, 503, 429 and going offline are waited out; the uploads end done',
     (b) => withServer('transient', [], (s) => transientFailures(b, s)));
+  await chromiumTest('storage\'s 400 RequestTimeout is tried again, for a file and for a part',
+    (b) => withServer('storage-timeouts', [], (s) => storageTimeoutsRetried(b, s)));
   await chromiumTest('opened at localhost while the public URL is 127.0.0.1: a notice, and failed PUTs say why',
     (b) => withServer('origin', [], (s) => otherOrigin(b, s)));
   await chromiumTest('opened at localhost with --cors-origin for it: uploads and downloads work',
