@@ -416,3 +416,45 @@ export async function settingsNotUnderstood(browser, server) {
     await context.close();
   }
 }
+
+/**
+ * Two requests refused with 401 at once: the page asks for the token once, saying it was not
+ * accepted (the second refusal does not wipe that out), and both uploads go on with the new one.
+ */
+export async function tokenRefusedTwice(browser, server, token) {
+  const dir = tmpdir('token-twice');
+  const files = [makeFile(dir, 'first.txt', 1000), makeFile(dir, 'second.txt', 1200)];
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    const input = page.locator(sel.tokenInput);
+    await input.fill(token);
+    await input.press('Enter');
+    await page.waitForSelector(sel.ready);
+    // As if the token were revoked: both requests for upload links are held until both are
+    // there, then refused together.
+    const held = [];
+    let refuse;
+    const both = new Promise((r) => { refuse = r; });
+    await page.route((url) => url.pathname === '/api/files/upload', async (route) => {
+      held.push(route);
+      if (held.length === 2) refuse();
+      await both;
+      await route.fulfill({ status: 401, contentType: 'application/json',
+        body: JSON.stringify({ success: false, error: { code: 'unauthorized', message: 'invalid token' } }) });
+    });
+    await page.setInputFiles(sel.input, files.map((f) => f.path));
+    await waitFor('both requests for upload links', () => held.length === 2, 10000);
+    await input.waitFor({ state: 'visible' });
+    await sleep(500);
+    const said = await page.locator(sel.tokenError).textContent();
+    assert(said.includes('That token was not accepted'), `beside the token field: ${JSON.stringify(said)}`);
+    assertEqual(await input.getAttribute('aria-invalid'), 'true', 'aria-invalid of the token field');
+    await page.unrouteAll({ behavior: 'wait' });
+    await input.fill(token);
+    await input.press('Enter');
+    await waitUploaded(page, files);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}
