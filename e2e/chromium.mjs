@@ -458,3 +458,72 @@ export async function tokenRefusedTwice(browser, server, token) {
     await context.close();
   }
 }
+
+const UNSENDABLE = [
+  ['in curly quotes', (t) => `\u201C${t}\u201D`],
+  ['with a zero-width space', (t) => `${t.slice(0, 8)}\u200B${t.slice(8)}`],
+];
+
+/**
+ * A token with characters no HTTP header can carry (as pasted from a document or a chat): refused
+ * beside the field and not kept; one kept from before is dropped at the first request, which asks
+ * for the token again rather than trying for a minute and a half to reach the server.
+ */
+export async function unsendableToken(browser, server, token) {
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    const input = page.locator(sel.tokenInput);
+    for (const [how, mangle] of UNSENDABLE) {
+      await input.fill(mangle(token));
+      await page.locator(sel.tokenSubmit).click();
+      await waitFor(`the refusal of a token ${how}`, async () =>
+        /the token contains characters that cannot be sent/i.test(await page.locator(sel.tokenError).textContent()), 5000);
+      assert(await input.isVisible(), `the token field went away after a token ${how}`);
+      assertEqual(await input.getAttribute('aria-invalid'), 'true', `aria-invalid after a token ${how}`);
+      assertEqual(await page.evaluate(() => sessionStorage.getItem('keyhole.token')), null, `token kept after a token ${how}`);
+    }
+    assert(await page.locator(sel.error).isHidden(), `an error is shown: ${await page.locator(sel.error).textContent()}`);
+
+    // A connection that drops on the way is still tried again: the list loads after one.
+    let lists = 0;
+    await page.route((url) => url.pathname === '/api/files', async (route) => {
+      lists++;
+      if (lists === 1) await route.abort('connectionreset');
+      else await route.continue();
+    });
+    await input.fill(token);
+    await input.press('Enter');
+    await page.waitForSelector(sel.ready);
+    await page.getByTestId('empty').waitFor({ state: 'visible' });
+    assertEqual(lists, 2, 'requests for the list (one cut off, then again)');
+    await page.unrouteAll({ behavior: 'wait' });
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+
+  // Kept in the tab from before: dropped, and asked for again at once.
+  const seeded = await newPage(browser, server, { viewport: { width: 1200, height: 860 } }, {
+    before: (c) => c.addInitScript((bad) => {
+      if (sessionStorage.getItem('e2e.seeded')) return;
+      sessionStorage.setItem('e2e.seeded', '1');
+      sessionStorage.setItem('keyhole.token', bad);
+    }, UNSENDABLE[0][1](token)),
+  });
+  try {
+    const { page } = seeded;
+    const started = Date.now();
+    await waitFor('the page to ask for the token again', async () =>
+      /the token contains characters that cannot be sent/i.test(await page.locator(sel.tokenError).textContent()) &&
+      await page.locator(sel.tokenInput).isVisible(), 10000);
+    assert(Date.now() - started < 1500, `the page asked after ${Date.now() - started} ms (did it try again first?)`);
+    assertEqual(await page.evaluate(() => sessionStorage.getItem('keyhole.token')), null, 'the unusable token is still kept');
+    assert(await page.locator(sel.error).isHidden(), `an error is shown: ${await page.locator(sel.error).textContent()}`);
+    await page.locator(sel.tokenInput).fill(token);
+    await page.locator(sel.tokenInput).press('Enter');
+    await page.waitForSelector(sel.ready);
+    await checkClean(page, seeded.problems);
+  } finally {
+    await seeded.context.close();
+  }
+}

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 
 import {
   desktop, launchChromium, partRetries, phone, serverErrorsInWords, settingsNotUnderstood, storageErrorInWords,
-  tokenFlow, tokenRefusedTwice,
+  tokenFlow, tokenRefusedTwice, unsendableToken,
 } from './chromium.mjs';
 import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
@@ -67,6 +67,11 @@ try {
     async (b) => {
       const { token, flag } = generateToken('e2e');
       await withServer('token', ['--token', flag], (s) => tokenFlow(b, s, token));
+    });
+  await chromiumTest('a token with characters no header can carry is refused beside the field, not kept',
+    async (b) => {
+      const { token, flag } = generateToken('e2e');
+      await withServer('token-unsendable', ['--token', flag], (s) => unsendableToken(b, s, token));
     });
   await chromiumTest('two requests refused with 401 at once: asked once, saying the token was not accepted',
     async (b) => {
