@@ -103,18 +103,19 @@ export function generateToken(principal) {
 
 /**
  * Starts `keyhole serve` on a free loopback port with the test's multipart settings; `extraArgs`
- * is a list of flags, or a function of the port that returns them.
+ * is a list of flags, or a function of the port that returns them. `host` is the loopback
+ * address it listens on and its public URL names (`[::1]` for IPv6).
  */
-export async function startServer(name, extraArgs = []) {
+export async function startServer(name, extraArgs = [], { host = '127.0.0.1' } = {}) {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const extra = typeof extraArgs === 'function' ? extraArgs(port) : extraArgs;
     const dataDir = tmpdir(`${name}-data`);
     const logPath = path.join(dataDir, 'server.log');
     const log = fs.openSync(logPath, 'w');
-    const base = `http://127.0.0.1:${port}`;
+    const base = `http://${host}:${port}`;
     const child = spawn(KEYHOLE, [
-      'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--public-url', base,
+      'serve', '--data-dir', dataDir, '--listen', `${host}:${port}`, '--public-url', base,
       '--multipart-threshold', String(MULTIPART_THRESHOLD), '--part-size', String(PART_SIZE),
       '--log-format', 'json', ...extra,
     ], { stdio: ['ignore', log, log] });

@@ -258,3 +258,75 @@ export async function storageTimeoutsRetried(browser, server) {
     await context.close();
   }
 }
+
+/**
+ * A server whose public URL is an IPv6 literal (http://[::1]:PORT), the page opened at
+ * http://localhost:PORT, which it allows with --cors-origin: the page's Content-Security-Policy
+ * lets it send uploads there, and downloads work.
+ */
+export async function ipv6PublicUrl(browser, server) {
+  const dir = tmpdir('ipv6');
+  const at = `http://localhost:${server.port}/`;
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } }, { at });
+  try {
+    await page.waitForSelector(sel.ready);
+    const file = makeFile(dir, 'to-ipv6.txt', 2200);
+    await page.setInputFiles(sel.input, [file.path]);
+    const status = page.locator(sel.upload(file.name)).getByTestId('upload-status');
+    await Promise.race([
+      waitUploaded(page, [file]),
+      waitFor('a failed PUT', async () => /Cannot reach|Trying again/.test(await status.textContent()), 90000)
+        .then(async () => { throw new Error(`the PUT to [::1] failed: ${await status.textContent()}`); }),
+    ]);
+    await page.locator(sel.uploadedRow(file.name)).waitFor();
+    assertEqual(await downloadThroughPage(page, file.name), file.sha256, 'SHA-256 of the download from [::1]');
+    await storedIntact(server, file);
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * The same page with a policy that leaves out where uploads go (as a proxy might rewrite it): the
+ * failed PUT is put down to the Content-Security-Policy, not to CORS, and is not tried again.
+ */
+export async function cspBlockSaysSo(browser, server) {
+  const dir = tmpdir('csp-block');
+  const at = `http://localhost:${server.port}/`;
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } }, {
+    at,
+    // Fetched from Node at [::1] (Node's localhost is 127.0.0.1, where nothing listens).
+    before: (c) => c.route(at, async (route) => {
+      try {
+        const response = await route.fetch({ url: `${server.base}/` });
+        const headers = response.headers();
+        headers['content-security-policy'] = headers['content-security-policy'].replace(/connect-src [^;]*/, "connect-src 'self'");
+        await route.fulfill({ response, headers });
+      } catch (e) {
+        console.log(`  could not rewrite the page's policy: ${e.message}`);
+        await route.abort();
+      }
+    }),
+  });
+  try {
+    await page.waitForSelector(sel.ready);
+    const file = makeFile(dir, 'blocked-by-policy.txt', 1800);
+    let puts = 0;
+    page.on('request', (r) => { if (r.method() === 'PUT') puts++; });
+    await page.setInputFiles(sel.input, [file.path]);
+    const item = page.locator(sel.uploadIn(file.name, 'error'));
+    await item.waitFor({ timeout: 15000 });
+    const said = await item.getByTestId('upload-status').textContent();
+    assert(/Content-Security-Policy/.test(said) && !/CORS/.test(said), `status says: ${said}`);
+    assert(said.includes(`[::1]:${server.port}`), `status does not name where it could not go: ${said}`);
+    assertEqual(puts, 1, 'PUTs the page tried (the policy holds until a reload: not tried again)');
+    await waitFor('the failed upload to be removed', async () => {
+      const l = await api(server, 'GET', '/api/files');
+      return !l.body.files.some((f) => f.filename === file.name);
+    }, 10000);
+    assertEqual(problems.length, 0, problems.join('; '));
+  } finally {
+    await context.close();
+  }
+}

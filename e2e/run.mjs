@@ -9,7 +9,7 @@ import {
 import { listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
 import {
-  otherOrigin, otherOriginAllowed, storageTimeoutsRetried, transientFailures,
+  cspBlockSaysSo, ipv6PublicUrl, otherOrigin, otherOriginAllowed, storageTimeoutsRetried, transientFailures,
 } from './resilience.mjs';
 import { KEYHOLE, SCREENSHOTS, Suite, cleanup, generateToken, startServer } from './lib.mjs';
 
@@ -17,8 +17,8 @@ fs.mkdirSync(SCREENSHOTS, { recursive: true });
 const suite = new Suite();
 const servers = [];
 
-async function withServer(name, extraArgs, fn) {
-  const server = await startServer(name, extraArgs);
+async function withServer(name, extraArgs, fn, options) {
+  const server = await startServer(name, extraArgs, options);
   servers.push(server);
   try {
     await fn(server);
@@ -57,6 +57,10 @@ try {
     (b) => withServer('origin', [], (s) => otherOrigin(b, s)));
   await chromiumTest('opened at localhost with --cors-origin for it: uploads and downloads work',
     (b) => withServer('origin-cors', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => otherOriginAllowed(b, s)));
+  await chromiumTest('public URL http://[::1]:PORT, opened at localhost: the policy lets uploads go there',
+    (b) => withServer('ipv6', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => ipv6PublicUrl(b, s), { host: '[::1]' }));
+  await chromiumTest('a PUT the page\'s Content-Security-Policy blocks is said to be blocked by it, not by CORS',
+    (b) => withServer('csp-block', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => cspBlockSaysSo(b, s), { host: '[::1]' }));
   await chromiumTest('the file list keeps focus, an armed delete and opened pages when it refreshes',
     (b) => withServer('list', [], (s) => listInPlace(b, s)));
   await chromiumTest('an empty file, a name over 255 bytes, a slow upload\'s speed, a dropped folder',

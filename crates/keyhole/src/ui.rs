@@ -51,19 +51,44 @@ fn origin_of(url: &str) -> Option<String> {
     (!scheme.is_empty() && !host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
+/// The CSP source that lets the page connect to the origin of `url`: `scheme://host[:port]`, or
+/// only `scheme:` when the host is an IPv6 literal (`http://[::1]:8080`).
+///
+/// CSP's host-source grammar has no IPv6 literals (host characters are letters, digits and `-`),
+/// and browsers drop a source that names one: the page could not send its uploads there at all.
+/// The scheme-source lets `connect-src` reach any host over that scheme instead. That is
+/// acceptable: `script-src` admits only the page's own code (by hash), so `connect-src` only
+/// limits where script that got in regardless could send data, and the looser source is used
+/// only by servers whose public URL or storage is named by an IPv6 address (a private network
+/// or a test, as a rule), where the alternative is a page that cannot upload.
+fn csp_source(url: &str) -> Option<String> {
+    let origin = origin_of(url)?;
+    let (scheme, authority) = origin.split_once("://")?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    Some(if host.starts_with('[') {
+        format!("{scheme}:")
+    } else {
+        origin
+    })
+}
+
 /// The page's Content-Security-Policy: its own inline code only, network requests only to this
 /// server, to the public URL (where uploads go) and to `storage` (where `s3-presigned` upload
 /// links go), no framing, no plugins, no base or form tricks.
 fn content_security_policy(public_url: &str, storage: Option<&str>) -> String {
     let (scripts, styles) = &*INLINE_SOURCES;
-    let mut connect = String::from("'self'");
-    for origin in [origin_of(public_url), storage.and_then(origin_of)]
+    let mut sources = vec![String::from("'self'")];
+    for source in [csp_source(public_url), storage.and_then(csp_source)]
         .into_iter()
         .flatten()
     {
-        connect.push(' ');
-        connect.push_str(&origin);
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
     }
+    let connect = sources.join(" ");
     format!(
         "default-src 'none'; script-src {scripts}; style-src {styles}; img-src data:; \
          connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -209,6 +234,26 @@ mod tests {
             "https://s3.us-east-1.amazonaws.com"
         );
         assert_eq!(origin_of("not a url"), None);
+    }
+
+    #[test]
+    fn policy_names_ipv6_literal_origins_by_scheme() {
+        // `http://[::1]:8080` is no valid host-source: browsers would ignore it and block uploads.
+        let csp =
+            content_security_policy("http://[::1]:8080/", Some("http://[fd00::1]:9000/b/k?x=1"));
+        assert!(csp.contains("connect-src 'self' http:;"), "{csp}");
+        let csp = content_security_policy(
+            "https://files.example.com",
+            Some("http://[fd00::1]:9000/bucket/uploads/x"),
+        );
+        assert!(
+            csp.contains("connect-src 'self' https://files.example.com http:;"),
+            "{csp}"
+        );
+        let csp = content_security_policy("https://[2001:db8::1]", None);
+        assert!(csp.contains("connect-src 'self' https:;"), "{csp}");
+        assert!(!csp.contains('['), "{csp}");
+        assert!(HeaderValue::from_str(&csp).is_ok());
     }
 
     #[test]
