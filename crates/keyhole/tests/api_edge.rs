@@ -838,11 +838,7 @@ async fn one_put_at_a_time_per_upload_link() {
         .send(Ok(bytes::Bytes::copy_from_slice(&body[..150_000])))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while s.staged() == 0 {
-        assert!(std::time::Instant::now() < deadline, "never staged");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    s.wait_until_staged().await;
     // A second one on the same link is refused before its body is read (held back here so the
     // answer can be read), and stages nothing.
     let (_held, second_body) = fed_body();

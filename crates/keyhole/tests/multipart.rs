@@ -475,11 +475,7 @@ async fn a_completion_never_overlaps_a_part_being_received() {
     tx.send(Ok(bytes::Bytes::copy_from_slice(&new_part[..1000])))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while s.staged() == 0 {
-        assert!(std::time::Instant::now() < deadline, "never staged");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    s.wait_until_staged().await;
     let r = s
         .client
         .post(s.url(&format!("/api/files/{id}/complete")))

@@ -231,6 +231,15 @@ impl TestServer {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+
+    /// Waits (up to 30 s) until an upload is being staged: a PUT's body has started to arrive.
+    pub async fn wait_until_staged(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.staged() == 0 {
+            assert!(std::time::Instant::now() < deadline, "never staged");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// The signed URL of part `n` in the list `key` (`parts` of an upload reply, `missing` of a
