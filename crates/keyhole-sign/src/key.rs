@@ -158,8 +158,15 @@ fn normalise_pem(pem: &str) -> Result<Zeroizing<String>, KeyError> {
         }
         text = trimmed;
     }
+    // Text before the first boundary is allowed (RFC 7468 section 2), such as the "Bag
+    // Attributes" lines `openssl pkcs12` writes above a key.
     if !text.starts_with("-----BEGIN ") {
-        return Err(KeyError::NotPem);
+        let Some(begin) = text.find("\n-----BEGIN ") else {
+            return Err(KeyError::NotPem);
+        };
+        let mut from_begin = Zeroizing::new(String::with_capacity(text.len() + 1));
+        from_begin.push_str(&text[begin + 1..]);
+        text = from_begin;
     }
     if text.contains("ENCRYPTED") {
         return Err(KeyError::Encrypted);
@@ -545,7 +552,18 @@ mod tests {
                 "sized up front: {given:?}"
             );
         }
+        // Text before the first boundary is allowed (RFC 7468), as `openssl pkcs12` writes it.
+        let bag = "Bag Attributes\n    localKeyID: 01 02\nKey Attributes: <No Attributes>\n\
+                   -----BEGIN X-----\nAB\n-----END X-----\n";
+        assert_eq!(
+            normalise_pem(bag).unwrap().as_str(),
+            "-----BEGIN X-----\nAB\n-----END X-----\n"
+        );
         assert!(matches!(normalise_pem("AB"), Err(KeyError::NotPem)));
+        assert!(matches!(
+            normalise_pem("AB -----BEGIN X-----"),
+            Err(KeyError::NotPem)
+        ));
         assert!(matches!(
             normalise_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
             Err(KeyError::Encrypted)

@@ -268,7 +268,20 @@ pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), SignError
 /// be verified), and free of the reserved signing parameters. Returns where the path starts.
 pub(crate) fn check_url(url: &str) -> Result<usize, SignError> {
     check_text("url", url)?;
-    let scheme_end = url.find("://").ok_or(SignError::NotAbsolute)?;
+    // The scheme is what comes before the first `:`, which must come before any `/`, `?` or `#`
+    // and be followed by `//`: `/a?next=https://b` is a relative URL, not one with a scheme.
+    let scheme_end = url
+        .find([':', '/', '?', '#'])
+        .filter(|&i| url[i..].starts_with("://"))
+        .ok_or(SignError::NotAbsolute)?;
+    let scheme = &url[..scheme_end];
+    if !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+    {
+        return Err(SignError::NotAbsolute);
+    }
     let host_start = scheme_end + 3;
     let path_start = url[host_start..]
         .find(['/', '?'])
@@ -492,6 +505,20 @@ mod tests {
         assert!(check_url("https://a.example/x?y=1").is_ok());
         assert_eq!(check_url("https://a.example/x?y=1"), Ok(17));
         assert!(check_url("/relative").is_err());
+        // A `://` further on (in the query, say) is no scheme.
+        for relative in [
+            "/files/a.pdf?next=https://cdn.example.com/b",
+            "cdn.example.com/files/a.pdf?r=https://x/y",
+            "1https://a.example/x",
+            "https?://a.example/x",
+        ] {
+            assert_eq!(
+                check_url(relative),
+                Err(SignError::NotAbsolute),
+                "{relative}"
+            );
+        }
+        assert_eq!(check_url("git+ssh://a.example/x"), Ok(19));
         // No path: the request would be for `/`, which is not what was signed.
         for no_path in [
             "https://a.example",
