@@ -201,8 +201,10 @@ pub struct GeneratedKey {
 
 /// Generates a key and writes `private.pem` (0600), `public.pem` and `key-pair-id` into `dir`
 /// (created with mode 0700 if missing), each atomically ([`write_atomic`]); `private.pem` first,
-/// as it is the file whose presence means a key exists. Never overwrites an existing key; a
-/// `key-pair-id` left from an earlier key is replaced.
+/// as it is the file whose presence means a key exists. A pair or nothing: if a later file
+/// cannot be written, the files written before it are removed. Never overwrites an existing key
+/// (a symbolic link by either name counts as one, even a broken one); a `key-pair-id` left from
+/// an earlier key is replaced.
 pub fn generate_into(
     dir: &Path,
     algorithm: KeyAlgorithm,
@@ -223,7 +225,7 @@ pub fn generate_into(
     let private_path = dir.join(PRIVATE_KEY_FILE);
     let public_path = dir.join(PUBLIC_KEY_FILE);
     for path in [&private_path, &public_path] {
-        if path.exists() {
+        if fs::symlink_metadata(path).is_ok() {
             return Err(KeyFileError::Exists(path.clone()));
         }
     }
@@ -244,12 +246,22 @@ pub fn generate_into(
     let public_pem = public.to_pem().map_err(key_err)?;
     remove_stale_temps(dir);
     write_atomic(&private_path, 0o600, Place::New, |f| f.write_all(&pem))?;
-    write_atomic(&public_path, 0o644, Place::New, |f| {
+    let rest = write_atomic(&public_path, 0o644, Place::New, |f| {
         f.write_all(public_pem.as_bytes())
-    })?;
-    write_atomic(&dir.join(KEY_ID_FILE), 0o644, Place::Replace, |f| {
-        f.write_all(format!("{key_pair_id}\n").as_bytes())
-    })?;
+    })
+    .and_then(|()| {
+        write_atomic(&dir.join(KEY_ID_FILE), 0o644, Place::Replace, |f| {
+            f.write_all(format!("{key_pair_id}\n").as_bytes())
+        })
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&public_path);
+        })
+    });
+    if let Err(e) = rest {
+        // Half a pair would be refused by the next run (the private key exists) and is no use.
+        let _ = fs::remove_file(&private_path);
+        return Err(e);
+    }
     Ok(GeneratedKey {
         key_pair_id,
         private_path,
@@ -314,6 +326,26 @@ mod tests {
         let err = generate_into(dir.path(), KeyAlgorithm::EcdsaP256, None).unwrap_err();
         assert!(matches!(err, KeyFileError::Exists(_)), "{err}");
         assert_eq!(fs::read_to_string(&private).unwrap(), "the key in use");
+    }
+
+    #[test]
+    fn a_pair_or_nothing() {
+        // A broken symbolic link by the public key's name is a key in the way, not a free name.
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/nonexistent", dir.path().join(PUBLIC_KEY_FILE)).unwrap();
+            let err = generate_into(dir.path(), KeyAlgorithm::EcdsaP256, None).unwrap_err();
+            assert!(matches!(err, KeyFileError::Exists(_)), "{err}");
+            assert_eq!(names(dir.path()), [PUBLIC_KEY_FILE], "no private key left");
+        }
+        // The last file cannot be written (a directory is in its place): the two written before
+        // it go again.
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(KEY_ID_FILE).join("in-the-way")).unwrap();
+        let err = generate_into(dir.path(), KeyAlgorithm::EcdsaP256, None).unwrap_err();
+        assert!(matches!(err, KeyFileError::Write { .. }), "{err}");
+        assert_eq!(names(dir.path()), [KEY_ID_FILE]);
     }
 
     #[test]

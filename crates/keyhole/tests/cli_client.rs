@@ -571,6 +571,24 @@ async fn generated_tokens_configure_as_printed() {
     let parsed: toml::Value = toml::from_str(&block).expect("the printed TOML parses");
     let entry = &parsed["tokens"][0];
     assert_eq!(entry["principal"].as_str(), Some(principal));
+    // The command-line form, pasted into a shell, is the flag and one word.
+    let flag = out
+        .lines()
+        .find_map(|l| l.strip_prefix("config:"))
+        .unwrap()
+        .trim();
+    let words = std::process::Command::new("sh")
+        .args(["-c", &format!("printf '%s\\n' {flag}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(words.stdout).unwrap(),
+        format!(
+            "--token\n{principal}:{}\n",
+            entry["sha256"].as_str().unwrap()
+        ),
+        "{flag}"
+    );
     let server = serve(|c| {
         c.tokens = vec![TokenEntry {
             principal: principal.to_owned(),
@@ -816,6 +834,33 @@ async fn malformed_values_are_usage_errors() {
     };
     for (args, expected) in [
         (vec!["verify", "--key", "foo", url], "ID=PUBLIC.pem"),
+        (
+            vec!["verify", "--key", "bad id=pub.pem", url],
+            "key pair id must be",
+        ),
+        (
+            vec![
+                "verify",
+                "--key",
+                "K1=pub.pem",
+                "--now",
+                "1800000000000",
+                url,
+            ],
+            "milliseconds?",
+        ),
+        (
+            vec!["verify", "--key", "K1=pub.pem", "--cookie", "foo", url],
+            "expected NAME=VALUE",
+        ),
+        (
+            sign(&["--key-pair-id", "K1", "--ttl", "500ms"]),
+            "at least 1s",
+        ),
+        (
+            sign(&["--key-pair-id", "K1", "--ttl", "100y"]),
+            "2038-01-19",
+        ),
         (
             sign(&["--key-pair-id", "K1", "--ttl", "1h", "--ip", "banana"]),
             "IPv4 CIDR",
@@ -1340,4 +1385,67 @@ async fn a_stalled_upload_is_retried_on_a_new_connection() {
     let file = server.get_json(&format!("/api/files/{id}")).await;
     assert_eq!(file["file"]["status"], "uploaded", "{file}");
     assert_eq!(file["file"]["sha256"], sha256_hex(&bytes));
+}
+
+/// `keyhole sign --cookies` checks the URL it is given as it checks one it signs: with
+/// `--resource`, the URL must be one the pattern covers; a canned cookie "for" a pattern is
+/// signed (a URL may hold `*`) with a warning that it covers that one URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_cookies_are_checked_like_links() {
+    let cli = Cli::new("http://127.0.0.1:9");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    cli.ok(&[
+        "keys",
+        "generate",
+        "--out",
+        s(&keys),
+        "--algorithm",
+        "ecdsa-p256",
+    ])
+    .await;
+    let key = keys.join("private.pem");
+    let cookies = |extra: &[&str]| {
+        let mut args = vec![
+            "sign",
+            "--key",
+            s(&key),
+            "--key-pair-id",
+            "K1",
+            "--ttl",
+            "1h",
+        ];
+        args.push("--cookies");
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let cli = &cli;
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli.run(&args).await
+    };
+    let pattern = "https://cdn.example.com/files/*";
+    for (url, expected) in [
+        ("https://cdn.example.com/other/x", "does not match"),
+        ("not-a-url", "must be absolute"),
+    ] {
+        let out = run(cookies(&["--resource", pattern, url])).await;
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        assert!(stderr(&out).contains(expected), "{url}: {}", stderr(&out));
+    }
+    let out = run(cookies(&[
+        "--resource",
+        pattern,
+        "https://cdn.example.com/files/a.pdf",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CloudFront-Policy="));
+    let out = run(cookies(&[pattern])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give it as --resource"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -61,6 +61,20 @@ pub(super) fn run(cmd: KeysCommand) -> Result<ExitCode, CliError> {
                 generated.private_path.display(),
                 generated.public_path.display()
             );
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // A directory others may write to lets them replace or remove the key files.
+                let mode = std::fs::metadata(&out).map_or(0, |m| m.permissions().mode());
+                if mode & 0o022 != 0 {
+                    eprintln!(
+                        "warning: others may write to {} (mode {:o}) and so replace the key files \
+                         in it; keep keys in a directory only you can write to (chmod 700)",
+                        out.display(),
+                        mode & 0o7777
+                    );
+                }
+            }
             println!("{}", generated.key_pair_id);
             Ok(ExitCode::SUCCESS)
         }

@@ -81,6 +81,17 @@ fn parse_principal(text: &str) -> Result<String, String> {
     }
 }
 
+/// `word` as one word for a POSIX shell: as it is when it has nothing a shell would read,
+/// else in single quotes (each `'` in it written `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
     match cmd {
         TokensCommand::Generate { principal } => {
@@ -89,7 +100,10 @@ pub(super) fn tokens(cmd: TokensCommand) -> Result<ExitCode, CliError> {
             let quoted = serde_json::to_string(&principal)
                 .map_err(|e| CliError::from(format!("cannot quote the principal: {e}")))?;
             println!("token:   {token}");
-            println!("config:  --token {principal}:{hash}");
+            println!(
+                "config:  --token {}",
+                shell_word(&format!("{principal}:{hash}"))
+            );
             println!(
                 "toml:    [[tokens]]\n         principal = {quoted}\n         sha256 = \"{hash}\""
             );

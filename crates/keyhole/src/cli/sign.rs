@@ -25,8 +25,8 @@ pub struct SignArgs {
     /// Expiry as epoch seconds (not milliseconds).
     #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
     expires: Option<u64>,
-    /// Expiry as a duration from now, e.g. 15m, 1h, 7d.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// Expiry as a duration from now, e.g. 15m, 1h, 7d (at least 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     ttl: Option<Duration>,
     /// Refuse the link until after this time (epoch seconds). Makes the policy custom.
     #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
@@ -53,7 +53,7 @@ pub struct SignArgs {
 }
 
 /// An epoch time in seconds as CloudFront takes it (1 to 2147483647: milliseconds are refused).
-fn parse_epoch(text: &str) -> Result<u64, String> {
+pub(super) fn parse_epoch(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(value) if (1..=MAX_EPOCH).contains(&value) => Ok(value),
         Ok(value) => Err(format!(
@@ -63,6 +63,23 @@ fn parse_epoch(text: &str) -> Result<u64, String> {
             "expected epoch seconds such as 1767290400, got {text:?}"
         )),
     }
+}
+
+/// A link's lifetime from now: whole seconds (links carry seconds), at least one, and ending
+/// before CloudFront's last expiry time.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if ttl.as_secs() == 0 {
+        return Err(format!(
+            "a link must live at least 1s (got {text:?}): it would be expired when made"
+        ));
+    }
+    if now_epoch().saturating_add(ttl.as_secs()) > MAX_EPOCH {
+        return Err(format!(
+            "{text:?} from now is past {MAX_EPOCH} (2038-01-19), the last expiry CloudFront takes"
+        ));
+    }
+    Ok(ttl)
 }
 
 /// A key pair id as CloudFront issues them.
@@ -108,6 +125,10 @@ pub(super) fn run(args: SignArgs) -> Result<ExitCode, CliError> {
         (None, Some(ttl)) => now_epoch().saturating_add(ttl.as_secs()),
         (None, None) => unreachable!("clap requires --expires or --ttl"),
     };
+    // Signed all the same: known-answer tests sign with fixed times long past.
+    if expires <= now_epoch() {
+        eprintln!("warning: --expires {expires} is not in the future: the link is expired already");
+    }
     let custom = args.not_before.is_some() || args.ip.is_some() || args.resource.is_some();
     let mut policy = if custom {
         Policy::custom(expires)?
@@ -141,6 +162,16 @@ pub(super) fn run(args: SignArgs) -> Result<ExitCode, CliError> {
     } else {
         let url = args.url.as_deref().unwrap_or_default();
         if args.cookies {
+            if policy.is_custom() {
+                // The URL is not signed, but it must be one the cookies open: checked as a link
+                // to it would be (absolute, and covered by --resource).
+                signer.sign_url(url, &policy)?;
+            } else if url.contains('*') {
+                eprintln!(
+                    "warning: canned cookies cover exactly {url}; `*` is no wildcard in them. \
+                     For cookies that open every URL matching a pattern, give it as --resource"
+                );
+            }
             for (name, value) in signer.sign_cookies(url, &policy)?.cookies {
                 writeln!(out, "{name}={value}")?;
             }

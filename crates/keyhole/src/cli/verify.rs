@@ -20,13 +20,13 @@ pub struct VerifyArgs {
     #[arg(long = "key", value_name = "ID=PUBLIC.pem", required = true, value_parser = parse_key)]
     keys: Vec<(String, PathBuf)>,
     /// The time to check against, in epoch seconds. Default: now.
-    #[arg(long, value_name = "EPOCH")]
+    #[arg(long, value_name = "EPOCH", value_parser = super::sign::parse_epoch)]
     now: Option<u64>,
     /// The client address, for links with an IP condition.
     #[arg(long, value_name = "IP")]
     client_ip: Option<IpAddr>,
     /// A cookie sent with the request, as NAME=VALUE (repeatable), for signed cookies.
-    #[arg(long = "cookie", value_name = "NAME=VALUE")]
+    #[arg(long = "cookie", value_name = "NAME=VALUE", value_parser = parse_cookie)]
     cookies: Vec<String>,
     /// Read URLs from standard input, one per line; print one result per line (`error (...)` for
     /// a line that is not a URL). Exits 0 only if every URL is valid.
@@ -36,13 +36,30 @@ pub struct VerifyArgs {
     url: Option<String>,
 }
 
-/// `ID=PUBLIC.pem` → (ID, PUBLIC.pem).
+/// `ID=PUBLIC.pem` → (ID, PUBLIC.pem), the id one CloudFront could issue.
 fn parse_key(spec: &str) -> Result<(String, PathBuf), String> {
     match spec.split_once('=') {
         Some((id, path)) if !id.is_empty() && !path.is_empty() => {
+            keyhole_sign::check_key_pair_id(id).map_err(|e| e.to_string())?;
             Ok((id.to_owned(), PathBuf::from(path)))
         }
         _ => Err("expected ID=PUBLIC.pem: the key pair id, `=`, and the public key file".into()),
+    }
+}
+
+/// `NAME=VALUE`, as a `Cookie` header carries it.
+fn parse_cookie(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((name, _))
+            if !name.is_empty()
+                && !text.contains(';')
+                && text.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!(
+            "expected NAME=VALUE (such as CloudFront-Key-Pair-Id=K2JCJMDEHXQW5F), got {text:?}"
+        )),
     }
 }
 
