@@ -455,17 +455,7 @@ pub async fn create_upload(
     let now = now_secs();
     let expires = secs_after(now, state.config.upload_ttl);
     let file_id = ids::new_file_id(&req.filename).map_err(ApiError::internal)?;
-    let upload_id = match part_size {
-        Some(_) => Some(
-            state
-                .objects
-                .create_multipart(&ids::object_key(&file_id))
-                .await
-                .map_err(ApiError::internal)?,
-        ),
-        None => None,
-    };
-    let record = FileRecord {
+    let mut record = FileRecord {
         object_key: ids::object_key(&file_id),
         file_id: file_id.clone(),
         original_filename: req.filename,
@@ -480,16 +470,26 @@ pub async fn create_upload(
         status: Status::Pending,
         owner: principal.0,
         ttl: Some(secs_after(expires, state.config.pending_grace)),
-        upload_id,
+        upload_id: None,
         part_size,
     };
-    // A link per part: the rate limit counts the links signed. They are charged before they are
-    // signed, and given back if the request fails.
+    // A link per part: the rate limit counts the links signed. They are charged before anything
+    // is made for them (a multipart upload refused here would be left in the storage with no
+    // record to remove it), and given back if the request fails.
     let links = match record.part_count() {
-        Some(count) if record.upload_id.is_some() => count as usize,
+        Some(count) if part_size.is_some() => count as usize,
         _ => 1,
     };
     let charge = charge_links(&state, &record.owner, links)?;
+    if part_size.is_some() {
+        record.upload_id = Some(
+            state
+                .objects
+                .create_multipart(&record.object_key)
+                .await
+                .map_err(ApiError::internal)?,
+        );
+    }
     let signing = async {
         match record.part_count() {
             Some(count) if record.upload_id.is_some() => {

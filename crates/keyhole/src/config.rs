@@ -119,23 +119,32 @@ pub fn cors_origin(entry: &str) -> Result<String, String> {
     if authority.contains('@') {
         return Err("an origin has no user name or password".to_owned());
     }
-    if !authority
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !b"\"\\%".contains(&b))
-        || !valid_authority(authority)
-    {
-        return Err("the host or port is not valid".to_owned());
+    if authority.contains('*') {
+        return Err("wildcards are not supported: list each origin".to_owned());
     }
-    let authority = authority.to_ascii_lowercase();
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let authority = match authority.strip_suffix(default_port) {
-        // Not the end of an IPv6 literal without a port, like [::443].
-        Some(host) if !host.ends_with(':') && (host.ends_with(']') || !host.contains(']')) => {
-            host.to_owned()
-        }
-        _ => authority,
+    let parsed = match authority.parse::<axum::http::uri::Authority>() {
+        Ok(a) if valid_authority(authority) => a,
+        _ => return Err("the host or port is not valid".to_owned()),
     };
-    Ok(format!("{scheme}://{authority}"))
+    let host = parsed.host().to_ascii_lowercase();
+    // A name (letters, digits, `-`, `.`) or an IPv6 literal in brackets: what browsers send.
+    let host_ok = if let Some(v6) = host.strip_prefix('[') {
+        v6.strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !host_ok {
+        return Err("the host is not a name or an IP address".to_owned());
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Ok(match parsed.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 /// How logs are written.
@@ -1227,6 +1236,11 @@ mod tests {
             ),
             ("http://[::1]:80", "http://[::1]"),
             ("http://[::1]:3000/", "http://[::1]:3000"),
+            ("https://app.example.com:0443", "https://app.example.com"),
+            (
+                "https://app.example.com:08443",
+                "https://app.example.com:8443",
+            ),
             ("*", "*"),
         ] {
             assert_eq!(cors_origin(entry).as_deref(), Ok(origin), "{entry:?}");
@@ -1243,6 +1257,9 @@ mod tests {
             "https://app.example.com:99999",
             "https://app example.com",
             "https://%61pp.example.com",
+            "https://*.example.com",
+            "https://app_1.example.com",
+            "http://[not:v6]:80",
         ] {
             assert!(cors_origin(entry).is_err(), "{entry:?}");
         }

@@ -251,8 +251,14 @@ async fn reconcile_one(
                 }
             };
         }
-        // A file deleted through the API since the listing has neither record nor object.
-        Ok(None) if is_parts => true,
+        // Kept and counted, unless deleted through the API since the listing: then neither
+        // record nor object (nor parts) is left.
+        Ok(None) if is_parts => {
+            return match state.objects.list(&key).await {
+                Ok(parts) if parts.is_empty() => Reconciled::Kept,
+                _ => Reconciled::Unrecorded,
+            }
+        }
         Ok(None) => {
             return match state.objects.head(&key).await {
                 Err(crate::store::objects::ObjectError::NotFound) => Reconciled::Kept,

@@ -1327,7 +1327,7 @@ fn stalling_proxy(
     connections
 }
 
-/// A PUT whose connection stops taking its body is given up after the idle timeout (short here)
+/// A PUT whose connection stops taking its body is given up after the idle timeout (8 s here)
 /// and retried on a new connection, instead of waiting as long as the connection stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_is_retried_on_a_new_connection() {
@@ -1353,7 +1353,7 @@ async fn a_stalled_upload_is_retried_on_a_new_connection() {
     };
     let api = ApiClient::new(&server.base, None, backoff)
         .unwrap()
-        .with_idle_timeout(Duration::from_secs(2));
+        .with_idle_timeout(Duration::from_secs(8));
     let config = api.config().await.unwrap();
     let options = UploadOptions {
         parallel: 1,
@@ -1374,7 +1374,7 @@ async fn a_stalled_upload_is_retried_on_a_new_connection() {
         .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(20),
-        "given up after the 2 s idle timeout, not {:?}",
+        "given up after the 8 s idle timeout, not {:?}",
         started.elapsed()
     );
     assert_eq!(
