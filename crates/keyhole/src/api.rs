@@ -476,10 +476,7 @@ pub async fn create_upload(
     // A link per part: the rate limit counts the links signed. They are charged before anything
     // is made for them (a multipart upload refused here would be left in the storage with no
     // record to remove it), and given back if the request fails.
-    let links = match record.part_count() {
-        Some(count) if part_size.is_some() => count as usize,
-        _ => 1,
-    };
+    let links = record.part_count().map_or(1, |count| count as usize);
     let charge = charge_links(&state, &record.owner, links)?;
     if part_size.is_some() {
         record.upload_id = Some(
@@ -1027,7 +1024,7 @@ struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{path::HttpMethod, Content, Ref, ResponseBuilder};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
         let error = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
@@ -1064,14 +1061,8 @@ impl utoipa::Modify for CommonResponses {
             if !path.starts_with("/api/files") {
                 continue;
             }
-            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
-                let operation = match method {
-                    HttpMethod::Get => item.get.as_mut(),
-                    HttpMethod::Post => item.post.as_mut(),
-                    HttpMethod::Delete => item.delete.as_mut(),
-                    _ => None,
-                };
-                let Some(operation) = operation else { continue };
+            let operations = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
+            for operation in operations.into_iter().flatten() {
                 let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
                 for (status, description) in

@@ -645,14 +645,11 @@ impl Config {
             }
         }
         for o in &self.cors_origins {
-            match cors_origin(o) {
-                Ok(_) => {}
-                Err(why) => {
-                    return Err(invalid(
-                        "--cors-origin",
-                        format!("{o:?} is not an origin like https://app.example.com: {why}"),
-                    ));
-                }
+            if let Err(why) = cors_origin(o) {
+                return Err(invalid(
+                    "--cors-origin",
+                    format!("{o:?} is not an origin like https://app.example.com: {why}"),
+                ));
             }
         }
         self.validate_url_modes()?;

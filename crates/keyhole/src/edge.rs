@@ -472,12 +472,8 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
             );
         }
     }
-    // The commit and the record's update run as a task of their own: a client that goes away
-    // meanwhile drops this handler, and must not leave the object stored and its record pending.
     let (state, record) = (state.clone(), record.clone());
-    let committed = tokio::spawn(async move {
-        // Claimed until the object is in place and recorded.
-        let _receiving = receiving;
+    commit_detached(receiving, async move {
         match writer.commit().await {
             Ok(_) => {}
             Err(ObjectError::Exists) => return already_stored(&state, &record).await,
@@ -487,8 +483,23 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
             Ok(etag) => with_etag(StatusCode::OK.into_response(), &etag),
             Err(e) => e.response(&state),
         }
-    });
-    committed.await.unwrap_or_else(storage_failure)
+    })
+    .await
+}
+
+/// Runs `commit` (storing what a PUT received, and recording it) as a task of its own, holding
+/// the PUT's claim until it ends: a client that goes away meanwhile drops the handler, and must
+/// not leave the bytes stored and their record not updated.
+async fn commit_detached(
+    receiving: crate::state::Receiving,
+    commit: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Response {
+    tokio::spawn(async move {
+        let _receiving = receiving;
+        commit.await
+    })
+    .await
+    .unwrap_or_else(storage_failure)
 }
 
 /// A PUT found its file's object stored already. Answers 409; if the record is still pending
@@ -691,19 +702,15 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
         Ok(r) => r,
         Err(r) => return r,
     };
-    // As for a whole file: the commit and the part's record run as a task of their own, so a
-    // client that goes away meanwhile cannot leave the part replaced and its record not.
     let (state, record, upload_id) = (state.clone(), record.clone(), upload_id.to_owned());
-    let committed = tokio::spawn(async move {
-        // Claimed until the part is in place and recorded.
-        let _receiving = receiving;
+    commit_detached(receiving, async move {
         let backend_etag = match writer.commit().await {
             Ok(e) => e,
             Err(e) => return storage_failure(e),
         };
         record_part(&state, &record, &upload_id, n, received, backend_etag).await
-    });
-    committed.await.unwrap_or_else(storage_failure)
+    })
+    .await
 }
 
 /// Records part `n` of `record`'s multipart upload `upload_id`, just stored, and answers the PUT.

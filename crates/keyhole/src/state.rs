@@ -86,7 +86,7 @@ impl Receiving {
             .receiving
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (!set.contains(&key) && free(&set) && set.insert(key.clone())).then(|| Receiving {
+        (free(&set) && set.insert(key.clone())).then(|| Receiving {
             set: state.receiving.clone(),
             key,
         })

@@ -228,15 +228,29 @@ async fn reconcile_one(
     let Some(file_id) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
         return Reconciled::Kept;
     };
-    // Only objects whose record says they were never acknowledged go. An object with no record
-    // at all is kept and reported: that is what a lost or misconfigured metadata store looks
-    // like, and deleting would turn a configuration mistake into data loss.
-    let keep = match state.meta.get(file_id).await {
-        Ok(Some(r)) if is_parts => r.status == crate::store::Status::Pending,
-        Ok(Some(r)) if r.status == crate::store::Status::Uploaded => true,
+    // Only parts of uploads that are complete go. An object with no record at all is kept and
+    // reported: that is what a lost or misconfigured metadata store looks like, and deleting
+    // would turn a configuration mistake into data loss.
+    match state.meta.get(file_id).await {
+        Ok(Some(r)) if is_parts && r.status == crate::store::Status::Pending => Reconciled::Kept,
+        // Left by a completion cut short after it had joined them.
+        Ok(Some(_)) if is_parts => {
+            match state
+                .objects
+                .abort_multipart(&crate::ids::object_key(file_id), "")
+                .await
+            {
+                Ok(()) => Reconciled::Removed,
+                Err(e) => {
+                    tracing::error!(error = %e, key, "reconcile: cannot remove");
+                    Reconciled::Kept
+                }
+            }
+        }
+        Ok(Some(r)) if r.status == crate::store::Status::Uploaded => Reconciled::Kept,
         Ok(Some(r)) => {
             use crate::edge::FinishError;
-            return match crate::edge::recover_stored(state, &r, true).await {
+            match crate::edge::recover_stored(state, &r, true).await {
                 Ok(_) => {
                     let _ = state.meta.delete_parts(file_id).await;
                     Reconciled::Recorded
@@ -249,43 +263,20 @@ async fn reconcile_one(
                     tracing::error!(error = ?e, file_id, "reconcile: cannot record a committed upload; kept");
                     Reconciled::Kept
                 }
-            };
+            }
         }
         // Kept and counted, unless deleted through the API since the listing: then neither
         // record nor object (nor parts) is left.
-        Ok(None) if is_parts => {
-            return match state.objects.list(&key).await {
-                Ok(parts) if parts.is_empty() => Reconciled::Kept,
-                _ => Reconciled::Unrecorded,
-            }
-        }
-        Ok(None) => {
-            return match state.objects.head(&key).await {
-                Err(crate::store::objects::ObjectError::NotFound) => Reconciled::Kept,
-                _ => Reconciled::Unrecorded,
-            }
-        }
+        Ok(None) if is_parts => match state.objects.list(&key).await {
+            Ok(parts) if parts.is_empty() => Reconciled::Kept,
+            _ => Reconciled::Unrecorded,
+        },
+        Ok(None) => match state.objects.head(&key).await {
+            Err(crate::store::objects::ObjectError::NotFound) => Reconciled::Kept,
+            _ => Reconciled::Unrecorded,
+        },
         Err(e) => {
             tracing::error!(error = %e, "reconcile: metadata read failed");
-            true
-        }
-    };
-    if keep {
-        return Reconciled::Kept;
-    }
-    let result = if is_parts {
-        state
-            .objects
-            .abort_multipart(&format!("uploads/{file_id}"), "")
-            .await
-            .map(|_| true)
-    } else {
-        state.objects.delete(&key).await
-    };
-    match result {
-        Ok(_) => Reconciled::Removed,
-        Err(e) => {
-            tracing::error!(error = %e, key, "reconcile: cannot remove");
             Reconciled::Kept
         }
     }
