@@ -1140,6 +1140,17 @@ pub async fn download(
         Err(e) => return storage_failure(e),
     };
     let size = meta.size;
+    if record.size.is_some_and(|recorded| recorded != size) {
+        // Replaced behind Keyhole's back (a second PUT through a presigned S3 link, an operator):
+        // these are not the bytes the record's checksum and ETag describe.
+        tracing::error!(
+            file_id = %file_id,
+            recorded = record.size,
+            stored = size,
+            "stored object differs from its record"
+        );
+        return storage_failure("the stored object differs from its record");
+    }
     let etag = record.etag.clone().unwrap_or_default();
     let last_modified = record
         .uploaded_at
@@ -1218,9 +1229,21 @@ pub async fn download(
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
-    let stream = match state.objects.read(&record.object_key, offset, len).await {
+    let read = state
+        .objects
+        .read(&record.object_key, offset, len, meta.etag.as_deref())
+        .await;
+    let stream = match read {
         Ok(s) => s,
         Err(ObjectError::NotFound) => return no_such_key(),
+        Err(ObjectError::Changed) => {
+            tracing::warn!(file_id = %file_id, "object replaced between its lookup and its read");
+            return xml_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the file changed while it was being read; try again",
+            );
+        }
         Err(e) => return storage_failure(e),
     };
     let metrics_state = state.clone();

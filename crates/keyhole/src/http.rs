@@ -74,8 +74,9 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    /// 503 `unavailable` with `Retry-After: 1`, when the metadata store failed during a
-    /// completion that calling again finishes; the detail is logged, not sent.
+    /// 503 `unavailable` with `Retry-After: 1`: the metadata store failed (an outage, throttling,
+    /// a fail-over), which calling again gets past, as the edge answers 503 for it too. The
+    /// detail is logged, not sent.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "metadata store failure");
         ApiError {
@@ -137,7 +138,7 @@ impl From<crate::store::StoreError> for ApiError {
                 "conflict",
                 "the record already exists",
             ),
-            other => ApiError::internal(other),
+            crate::store::StoreError::Backend(_) => ApiError::unavailable(e),
         }
     }
 }
@@ -175,8 +176,7 @@ impl From<crate::direct::DirectError> for ApiError {
             }
             E::AlreadyUploaded => ApiError::new(StatusCode::CONFLICT, "already_uploaded", message),
             E::Gone | E::NoSuchUpload => ApiError::not_found(message),
-            // Only `/complete` and its parts listing get here: the bytes are stored, and
-            // calling again finishes once the store answers.
+            // The bytes are stored, and calling again finishes once the store answers.
             E::Meta(e) => ApiError::unavailable(e),
             E::Storage(e) => ApiError::internal(e),
         }

@@ -1196,8 +1196,82 @@ async fn a_storage_failure_on_download_is_a_500_not_a_404() {
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), body);
+
+    // Replaced by other bytes behind the server's back: not served under the record's checksum
+    // and ETag, for GET and HEAD alike.
+    let object = server.object_path(&file_id);
+    std::fs::rename(&object, object.with_extension("aside")).unwrap();
+    std::fs::write(&object, b"something else").unwrap();
+    for head in [false, true] {
+        let request = if head {
+            client.head(&url)
+        } else {
+            client.get(&url)
+        };
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 500, "head: {head}");
+        assert!(r.headers().get("etag").is_none(), "head: {head}");
+    }
+    std::fs::rename(object.with_extension("aside"), &object).unwrap();
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     std::fs::remove_file(server.object_path(&file_id)).unwrap();
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("<Code>NoSuchKey</Code>"));
+}
+
+/// A metadata store that cannot answer (here SQLite's write lock, held by another process) is a
+/// 503 `unavailable` with `Retry-After`, which clients retry, not a 500; once the store answers
+/// again, so does the API.
+#[tokio::test]
+async fn a_metadata_store_outage_is_a_503_that_calling_again_gets_past() {
+    let s = TestServer::start().await;
+    let id = s.upload("kept.txt", b"kept".to_vec()).await;
+    let lock = rusqlite::Connection::open(s.data().join("metadata.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let delete = || s.client.delete(s.url(&format!("/api/files/{id}"))).send();
+    let r = delete().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    assert!(s.object_path(&id).exists(), "nothing deleted");
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    let r = delete().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!s.object_path(&id).exists());
+}
+
+/// A DELETE is decided once the record is expired: if removing the object then fails (storage
+/// trouble), the file is still gone for every reader at once, the answer is 200, and the sweeper
+/// removes object and record once storage works again.
+#[tokio::test]
+async fn a_delete_whose_removal_fails_is_finished_by_the_sweeper() {
+    let s = TestServer::start().await;
+    let id = s.upload("gone.txt", b"gone".to_vec()).await;
+    let object = s.object_path(&id);
+    // An object the storage cannot remove: a non-empty directory in its place.
+    std::fs::remove_file(&object).unwrap();
+    std::fs::create_dir(&object).unwrap();
+    std::fs::write(object.join("in-the-way"), b"x").unwrap();
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.download_link(&id).await.0, 404);
+    assert!(s.list_all().await.is_empty());
+    let state = &s.running().state;
+    assert!(
+        state.meta.get(&id).await.unwrap().is_some(),
+        "left for the sweeper"
+    );
+
+    std::fs::remove_dir_all(&object).unwrap();
+    keyhole::sweeper::sweep_once(state).await;
+    assert!(state.meta.get(&id).await.unwrap().is_none(), "swept");
 }

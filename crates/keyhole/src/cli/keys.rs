@@ -24,8 +24,10 @@ pub enum KeysCommand {
         /// overwritten.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Key pair id to record, e.g. the id CloudFront gave the uploaded public key. Default: an
-        /// id derived from the public key (K + 13 base32 characters).
+        /// Key pair id to record, when it is already known. CloudFront gives a new key its id only
+        /// once the public key is uploaded: then pass that id to `keyhole serve --key-pair-id`
+        /// or write it into `keys/key-pair-id`. Default: an id derived from the public key (K +
+        /// 13 base32 characters).
         #[arg(long, value_name = "ID", value_parser = parse_key_pair_id)]
         id: Option<String>,
     },

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use super::objects::{ObjectError, ObjectStorage, StoredPart};
 
 async fn read_all(store: &dyn ObjectStorage, key: &str, offset: u64, len: u64) -> Vec<u8> {
-    let mut s = store.read(key, offset, len).await.expect("read");
+    let mut s = store.read(key, offset, len, None).await.expect("read");
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c.expect("chunk"));
@@ -99,6 +99,41 @@ pub async fn run(store: &dyn ObjectStorage, run: &str) {
         );
         store.delete(&key).await.expect("cleanup race");
     }
+
+    // A read pinned to what `head` saw: served while the object is that version, refused with
+    // `Changed` once the key holds other bytes (a backend that keeps no ETag has nothing to pin,
+    // and local objects are never rewritten in place).
+    let key = format!("uploads/{run}-pinned");
+    let (first, second) = (bytes(4096, 5), bytes(4096, 6));
+    let put = |content: Vec<u8>| {
+        let key = key.clone();
+        async move {
+            let mut w = store.begin_write(&key).await.expect("begin pinned");
+            w.write(Bytes::from(content)).await.expect("write pinned");
+            w.commit().await.expect("commit pinned");
+        }
+    };
+    put(first.clone()).await;
+    let etag = store.head(&key).await.expect("head pinned").etag;
+    let pinned = store.read(&key, 0, 4096, etag.as_deref()).await;
+    let mut got = Vec::new();
+    let mut pinned = pinned.expect("pinned read of the current version");
+    while let Some(c) = pinned.next().await {
+        got.extend_from_slice(&c.expect("pinned chunk"));
+    }
+    assert_eq!(got, first, "pinned read");
+    store.delete(&key).await.expect("delete pinned");
+    put(second.clone()).await;
+    assert_eq!(read_all(store, &key, 0, 4096).await, second, "replacement");
+    if let Some(old) = etag {
+        let stale = store.read(&key, 0, 4096, Some(&old)).await;
+        assert!(
+            matches!(stale, Err(ObjectError::Changed)),
+            "a read pinned to a replaced version was not refused"
+        );
+    }
+    store.delete(&key).await.expect("cleanup pinned");
+
     let key = format!("uploads/{run}-race-parts");
     let part_bytes = bytes(5 * 1024 * 1024, 9);
     let mut completions = Vec::new();

@@ -36,6 +36,9 @@ pub enum ObjectError {
     /// The memory uploads may hold on their way to the backend is all in use; try again.
     #[error("the upload buffers are all in use")]
     Busy,
+    /// The object is no longer the version a read was pinned to (see [`ObjectStorage::read`]).
+    #[error("the object changed since it was looked up")]
+    Changed,
     /// The backend failed.
     #[error("object storage: {0}")]
     Io(#[from] std::io::Error),
@@ -119,8 +122,17 @@ pub trait ObjectStorage: Send + Sync + 'static {
     async fn begin_write(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
     /// Metadata of `key`.
     async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError>;
-    /// Streams `len` bytes of `key` from `offset`.
-    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
+    /// Streams `len` bytes of `key` from `offset`. With `etag` (what [`ObjectStorage::head`]
+    /// answered), a backend that keeps ETags reads only that version of the object, or fails with
+    /// [`ObjectError::Changed`]: the headers a download sent from the `head` then describe the
+    /// bytes it sends.
+    async fn read(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        etag: Option<&str>,
+    ) -> Result<ByteStream, ObjectError>;
     /// Deletes `key`; `false` if it was not there.
     async fn delete(&self, key: &str) -> Result<bool, ObjectError>;
     /// Starts a multipart upload of `key`; returns its upload id.
@@ -270,7 +282,7 @@ pub async fn sha256_of(
     key: &str,
     size: u64,
 ) -> Result<(String, u64), ObjectError> {
-    let mut stream = store.read(key, 0, size).await?;
+    let mut stream = store.read(key, 0, size, None).await?;
     let mut hasher = openssl::sha::Sha256::new();
     let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -800,7 +812,7 @@ impl ObjectStorage for LocalDisk {
         for part in parts {
             // Parts freed meanwhile (the file deleted or swept) leave no upload to complete.
             let mut stream = match self
-                .read(&format!("{dir}/{:05}", part.number), 0, part.size)
+                .read(&format!("{dir}/{:05}", part.number), 0, part.size, None)
                 .await
             {
                 Err(ObjectError::NotFound) => return Err(ObjectError::NoSuchUpload),
@@ -862,7 +874,15 @@ impl ObjectStorage for LocalDisk {
         }
     }
 
-    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
+    async fn read(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        // Local objects are committed by rename and never rewritten, so an open file is the
+        // version `head` saw, or the key is gone (NotFound).
+        _etag: Option<&str>,
+    ) -> Result<ByteStream, ObjectError> {
         let path = self.path_of(key)?;
         let file = match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
             Ok(Ok(f)) => f,
@@ -993,7 +1013,7 @@ mod tests {
         w.commit().await.unwrap();
         assert!(matches!(second.commit().await, Err(ObjectError::Exists)));
         assert_eq!(disk.head("uploads/a").await.unwrap().size, 11);
-        let mut s = disk.read("uploads/a", 6, 5).await.unwrap();
+        let mut s = disk.read("uploads/a", 6, 5, None).await.unwrap();
         let mut got = Vec::new();
         while let Some(chunk) = s.next().await {
             got.extend_from_slice(&chunk.unwrap());
@@ -1119,7 +1139,7 @@ mod tests {
             (full - 1, 1),
         ] {
             let (got, sizes, err) =
-                collect(disk.read("uploads/big", offset, len).await.unwrap()).await;
+                collect(disk.read("uploads/big", offset, len, None).await.unwrap()).await;
             assert!(err.is_none(), "{offset}+{len}: {err:?}");
             assert_eq!(
                 got,
@@ -1144,12 +1164,13 @@ mod tests {
             .clone()
             .try_acquire_many_owned(READ_BUDGET_KIB as u32)
             .unwrap();
-        let (got, sizes, err) = collect(disk.read("uploads/big", 0, full).await.unwrap()).await;
+        let (got, sizes, err) =
+            collect(disk.read("uploads/big", 0, full, None).await.unwrap()).await;
         assert!(err.is_none());
         assert_eq!(got, data);
         assert!(sizes.iter().all(|&n| n <= SMALL_READ_CHUNK), "{sizes:?}");
         drop(held);
-        let mut s = disk.read("uploads/big", 0, full).await.unwrap();
+        let mut s = disk.read("uploads/big", 0, full, None).await.unwrap();
         let first = s.next().await.unwrap().unwrap();
         assert_eq!(first.len(), READ_CHUNK);
         drop(s);
@@ -1176,23 +1197,30 @@ mod tests {
         w.commit().await.unwrap();
         let idle_before = disk.read_buffers.idle.lock().unwrap().len();
         assert!(idle_before > 0);
-        let (got, sizes, err) = collect(disk.read("uploads/mid", 0, n as u64).await.unwrap()).await;
+        let (got, sizes, err) =
+            collect(disk.read("uploads/mid", 0, n as u64, None).await.unwrap()).await;
         assert!(err.is_none());
         assert_eq!(sizes, [n]);
         assert!(got.iter().all(|&b| b == 0xbb));
-        let (got, _, err) = collect(disk.read("uploads/mid", 5, 2 * n as u64).await.unwrap()).await;
+        let (got, _, err) = collect(
+            disk.read("uploads/mid", 5, 2 * n as u64, None)
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(got.is_empty(), "{} stale or partial bytes", got.len());
         assert!(err.is_some());
         // Small files and tails get buffers of their own size, outside the budget.
-        let (got, sizes, _) = collect(disk.read("uploads/mid", 0, 10).await.unwrap()).await;
+        let (got, sizes, _) = collect(disk.read("uploads/mid", 0, 10, None).await.unwrap()).await;
         assert_eq!((got, sizes), (vec![0xbb; 10], vec![10]));
 
         // A file shorter than the range asked for is an error, not a short body.
-        let (got, _, err) = collect(disk.read("uploads/big", full - 10, 20).await.unwrap()).await;
+        let (got, _, err) =
+            collect(disk.read("uploads/big", full - 10, 20, None).await.unwrap()).await;
         assert!(got.len() < 20);
         assert_eq!(err.unwrap().kind(), std::io::ErrorKind::UnexpectedEof);
         assert!(matches!(
-            disk.read("uploads/none", 0, 1).await,
+            disk.read("uploads/none", 0, 1, None).await,
             Err(ObjectError::NotFound)
         ));
     }

@@ -73,6 +73,7 @@ fn backend(e: object_store::Error) -> ObjectError {
     match e {
         object_store::Error::NotFound { .. } => ObjectError::NotFound,
         object_store::Error::AlreadyExists { .. } => ObjectError::Exists,
+        object_store::Error::Precondition { .. } => ObjectError::Changed,
         other => ObjectError::Io(std::io::Error::other(other.to_string())),
     }
 }
@@ -340,13 +341,22 @@ impl ObjectStorage for S3Storage {
         })
     }
 
-    async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
+    async fn read(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        etag: Option<&str>,
+    ) -> Result<ByteStream, ObjectError> {
         let path = self.path(key)?;
         if len == 0 {
             return Ok(futures_util::stream::empty().boxed());
         }
         let options = GetOptions {
             range: Some(GetRange::Bounded(offset..offset + len)),
+            // S3 answers 412 if the object was replaced since `head` (a second PUT through a
+            // presigned link, say): the length and validators already chosen would not fit.
+            if_match: etag.map(str::to_owned),
             ..Default::default()
         };
         let result = self.store.get_opts(&path, options).await.map_err(backend)?;
