@@ -34,10 +34,19 @@ impl FromRequestParts<SharedState> for Principal {
                     .headers
                     .get(header::AUTHORIZATION)
                     .map(|v| v.to_str().unwrap_or(""));
-                state.auth.authenticate(header).map_err(|e| {
+                state.auth.authenticate(header).await.map_err(|e| {
                     let message = match e {
                         AuthError::Missing => "send Authorization: Bearer <token>",
                         AuthError::Invalid => "the bearer token is not valid",
+                        AuthError::Unavailable => {
+                            let mut e = ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "unavailable",
+                                "the token issuer's keys could not be loaded yet; call again",
+                            );
+                            e.retry_after = Some(crate::jwt::RETRY_SPACING.as_secs());
+                            return e;
+                        }
                     };
                     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
                 })?

@@ -1,8 +1,8 @@
-//! Control-plane authentication (static bearer tokens, stored as SHA-256 hashes) and the
-//! per-principal rate limit.
+//! Control-plane authentication (static bearer tokens, stored as SHA-256 hashes, and bearer JWTs
+//! of a configured issuer, [`crate::jwt`]) and the per-principal rate limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{RateLimit, TokenEntry};
@@ -11,7 +11,7 @@ use crate::config::{RateLimit, TokenEntry};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal(pub String);
 
-/// The principal used when no tokens are configured (loopback only).
+/// The principal used when no tokens and no JWT issuer are configured (loopback only).
 pub const LOCAL_PRINCIPAL: &str = "local";
 
 /// Why authentication failed.
@@ -19,18 +19,23 @@ pub const LOCAL_PRINCIPAL: &str = "local";
 pub enum AuthError {
     /// No `Authorization: Bearer` header.
     Missing,
-    /// The token matches no configured hash.
+    /// The token matches no configured hash, or is a JWT that is not acceptable.
     Invalid,
+    /// The token is a JWT, and the issuer's keys could not be loaded yet.
+    Unavailable,
 }
 
-/// Checks bearer tokens against their configured hashes in constant time.
+/// Checks bearer tokens against their configured hashes in constant time, and JWTs against
+/// their issuer's keys.
 pub struct Authenticator {
     tokens: Vec<([u8; 32], String)>,
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 impl Authenticator {
-    /// Builds from the configured entries (hex already validated by the config).
-    pub fn new(entries: &[TokenEntry]) -> Self {
+    /// Builds from the configured entries (hex already validated by the config), and the JWT
+    /// verifier when an issuer is configured.
+    pub fn new(entries: &[TokenEntry], jwt: Option<Arc<crate::jwt::JwtVerifier>>) -> Self {
         let tokens = entries
             .iter()
             .filter_map(|e| {
@@ -39,21 +44,45 @@ impl Authenticator {
                 Some((hash, e.principal.clone()))
             })
             .collect();
-        Authenticator { tokens }
+        Authenticator { tokens, jwt }
     }
 
-    /// Whether any token is configured (otherwise everyone is [`LOCAL_PRINCIPAL`]).
+    /// The JWT verifier, when an issuer is configured.
+    pub fn jwt(&self) -> Option<&Arc<crate::jwt::JwtVerifier>> {
+        self.jwt.as_ref()
+    }
+
+    /// Whether any token or a JWT issuer is configured (otherwise everyone is
+    /// [`LOCAL_PRINCIPAL`]).
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || self.jwt.is_some()
     }
 
-    /// The principal for an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+    /// The principal for an `Authorization` header value: a configured token's, or a JWT's
+    /// `sub`. Keyhole's tokens have no `.`, JWTs two.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         if !self.enabled() {
             return Ok(Principal(LOCAL_PRINCIPAL.to_owned()));
         }
         let header = authorization.ok_or(AuthError::Missing)?;
         let token = bearer_token(header).ok_or(AuthError::Missing)?;
+        if let (Some(jwt), true) = (&self.jwt, token.contains('.')) {
+            return match jwt.verify(token).await {
+                Ok(sub) => Ok(Principal(sub)),
+                Err(crate::jwt::JwtError::Unavailable(why)) => {
+                    tracing::warn!(reason = %why, "JWT not checked: the issuer's keys are not loaded");
+                    Err(AuthError::Unavailable)
+                }
+                Err(crate::jwt::JwtError::Invalid(why)) => {
+                    tracing::info!(reason = %why, "JWT refused");
+                    Err(AuthError::Invalid)
+                }
+            };
+        }
+        self.token_principal(token)
+    }
+
+    fn token_principal(&self, token: &str) -> Result<Principal, AuthError> {
         if token.is_empty() || token.len() > 1024 {
             return Err(AuthError::Invalid);
         }
@@ -322,46 +351,53 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_authenticate_by_hash() {
+    #[tokio::test]
+    async fn tokens_authenticate_by_hash() {
         let (token, hash) = generate_token().unwrap();
-        let auth = Authenticator::new(&[TokenEntry {
-            principal: "alice".into(),
-            sha256: hash,
-        }]);
+        let auth = Authenticator::new(
+            &[TokenEntry {
+                principal: "alice".into(),
+                sha256: hash,
+            }],
+            None,
+        );
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {token}"))),
+            auth.authenticate(Some(&format!("Bearer {token}"))).await,
             Ok(Principal("alice".into()))
         );
-        assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(auth.authenticate(None).await, Err(AuthError::Missing));
         assert_eq!(
-            auth.authenticate(Some("Bearer nope")),
+            auth.authenticate(Some("Bearer nope")).await,
             Err(AuthError::Invalid)
         );
-        assert_eq!(auth.authenticate(Some(&token)), Err(AuthError::Missing));
+        assert_eq!(
+            auth.authenticate(Some(&token)).await,
+            Err(AuthError::Missing)
+        );
         // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
         for scheme in ["bearer", "BEARER", "bEaReR"] {
             assert_eq!(
-                auth.authenticate(Some(&format!("{scheme} {token}"))),
+                auth.authenticate(Some(&format!("{scheme} {token}"))).await,
                 Ok(Principal("alice".into())),
                 "{scheme}"
             );
         }
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {}", token.to_uppercase()))),
+            auth.authenticate(Some(&format!("Bearer {}", token.to_uppercase())))
+                .await,
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            auth.authenticate(Some(&format!("Basic {token}"))),
+            auth.authenticate(Some(&format!("Basic {token}"))).await,
             Err(AuthError::Missing)
         );
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer{token}"))),
+            auth.authenticate(Some(&format!("Bearer{token}"))).await,
             Err(AuthError::Missing)
         );
-        let open = Authenticator::new(&[]);
+        let open = Authenticator::new(&[], None);
         assert_eq!(
-            open.authenticate(None),
+            open.authenticate(None).await,
             Ok(Principal(LOCAL_PRINCIPAL.into()))
         );
     }

@@ -97,6 +97,47 @@ fn valid_authority(authority: &str) -> bool {
     !host.is_empty() && port_ok
 }
 
+/// Checks the JWT settings: an issuer URL, at least one audience, keys fetched over https.
+fn check_jwt(jwt: &crate::jwt::JwtSettings) -> Result<(), ConfigError> {
+    if jwt.issuer.is_empty()
+        || jwt
+            .issuer
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            "--jwt-issuer",
+            "must be the issuer exactly as tokens carry it in `iss`, e.g. \
+             https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123",
+        ));
+    }
+    if jwt.audiences.is_empty() || jwt.audiences.iter().any(|a| a.trim().is_empty()) {
+        return Err(invalid(
+            "--jwt-audience",
+            "name at least one audience: the `aud` of accepted tokens, or for Cognito access \
+             tokens the app client id (`client_id`)",
+        ));
+    }
+    match &jwt.jwks_url {
+        Some(url) => crate::jwt::check_fetch_url(url)
+            .map_err(|why| invalid("--jwt-jwks-url", format!("{url}: {why}")))?,
+        None => crate::jwt::check_fetch_url(&jwt.issuer).map_err(|why| {
+            invalid(
+                "--jwt-issuer",
+                format!(
+                    "{}: {why}; the keys are found through its discovery document \
+                     (or set --jwt-jwks-url)",
+                    jwt.issuer
+                ),
+            )
+        })?,
+    }
+    if jwt.refresh < Duration::from_secs(60) {
+        return Err(invalid("jwt_jwks_refresh", "must be at least 1m"));
+    }
+    Ok(())
+}
+
 /// The origin a browser sends for the configured `cors_origins` entry `entry`
 /// (`scheme://host[:port]`, lower case, without a default port or a trailing `/`), `*` for
 /// `*`, or why it can never match one.
@@ -187,8 +228,11 @@ pub struct Config {
     pub part_size: u64,
     /// Origins allowed by CORS (exact `scheme://host[:port]`); empty disables CORS.
     pub cors_origins: Vec<String>,
-    /// API tokens; empty means no authentication (allowed only on loopback).
+    /// API tokens; with no tokens and no `jwt`, no authentication (allowed only on loopback).
     pub tokens: Vec<TokenEntry>,
+    /// Bearer JWTs of this issuer are accepted too (`jwt_issuer`, `jwt_audiences`,
+    /// `jwt_jwks_url`); the principal is their `sub`.
+    pub jwt: Option<crate::jwt::JwtSettings>,
     /// Per-principal API rate limit.
     pub rate_limit: RateLimit,
     /// How often the sweeper looks for expired files.
@@ -429,6 +473,7 @@ pub mod defaults {
     pub const PENDING_GRACE: &str = "5m";
     /// 5 minutes.
     pub const KEY_REFRESH: &str = "5m";
+    pub const JWT_JWKS_REFRESH: &str = "1h";
     /// The longest link lifetime and sweep interval: a year as the duration syntax counts it
     /// (`1y`, 365.25 days).
     pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(31_557_600);
@@ -455,6 +500,7 @@ impl Config {
             part_size: defaults::PART_SIZE,
             cors_origins: Vec::new(),
             tokens: Vec::new(),
+            jwt: None,
             rate_limit: RateLimit {
                 burst: defaults::RATE_BURST,
                 per_second: defaults::RATE_PER_SECOND,
@@ -478,12 +524,13 @@ impl Config {
 
     /// Checks the combination of settings; called before the server starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+        if !self.authenticates() && !self.listen.ip().is_loopback() {
             return Err(invalid(
                 "--listen",
                 format!(
-                    "{} is not a loopback address and no API tokens are configured; \
-                     add tokens (keyhole tokens generate --principal NAME) or listen on 127.0.0.1",
+                    "{} is not a loopback address and no API tokens or JWT issuer are configured; \
+                     add tokens (keyhole tokens generate --principal NAME), set --jwt-issuer, or \
+                     listen on 127.0.0.1",
                     self.listen
                 ),
             ));
@@ -644,6 +691,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(jwt) = &self.jwt {
+            check_jwt(jwt)?;
+        }
         for o in &self.cors_origins {
             if let Err(why) = cors_origin(o) {
                 return Err(invalid(
@@ -661,15 +711,20 @@ impl Config {
     /// `cors_origins` would let every web site use it from its visitors' browsers. (Behind API
     /// Gateway every request is authenticated, by tokens or a JWT authorizer.)
     pub fn validate_serve(&self) -> Result<(), ConfigError> {
-        if self.tokens.is_empty() && self.cors_origins.iter().any(|o| o.trim() == "*") {
+        if !self.authenticates() && self.cors_origins.iter().any(|o| o.trim() == "*") {
             return Err(invalid(
                 "--cors-origin",
                 "\"*\" would let every web site use this API, which has no tokens: name the \
-                 origins that may, or add tokens (keyhole tokens generate)"
+                 origins that may, or add tokens (keyhole tokens generate) or a JWT issuer"
                     .to_owned(),
             ));
         }
         Ok(())
+    }
+
+    /// Whether API requests must authenticate: tokens or a JWT issuer are configured.
+    pub fn authenticates(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt.is_some()
     }
 
     /// Refuses a listen address links cannot name, when the public URL was left to default to
@@ -781,6 +836,10 @@ struct FileConfig {
     part_size: Option<u64>,
     cors_origins: Option<Vec<String>>,
     tokens: Option<Vec<TokenEntry>>,
+    jwt_issuer: Option<String>,
+    jwt_audiences: Option<Vec<String>>,
+    jwt_jwks_url: Option<String>,
+    jwt_jwks_refresh: Option<String>,
     rate_limit: Option<RateLimitFile>,
     sweep_interval: Option<String>,
     shutdown_grace: Option<String>,
@@ -877,6 +936,23 @@ pub struct ServeArgs {
         value_name = "PRINCIPAL:SHA256"
     )]
     pub tokens: Vec<String>,
+    /// Also accept bearer JWTs from this issuer (their `iss`, exactly; Cognito:
+    /// https://cognito-idp.REGION.amazonaws.com/POOL_ID). The principal is the token's `sub`.
+    #[arg(long, env = "KEYHOLE_JWT_ISSUER", value_name = "URL")]
+    pub jwt_issuer: Option<String>,
+    /// Audience a JWT must name in `aud` (or, as Cognito access tokens do, in `client_id`);
+    /// repeatable, comma-separated in the environment variable. Required with --jwt-issuer.
+    #[arg(
+        long = "jwt-audience",
+        env = "KEYHOLE_JWT_AUDIENCES",
+        value_delimiter = ',',
+        value_name = "AUDIENCE"
+    )]
+    pub jwt_audiences: Vec<String>,
+    /// Where the issuer publishes its keys (JWKS) [default: the jwks_uri of
+    /// ISSUER/.well-known/openid-configuration].
+    #[arg(long, env = "KEYHOLE_JWT_JWKS_URL", value_name = "URL")]
+    pub jwt_jwks_url: Option<String>,
     /// How often expired files are swept [default: 60s].
     #[arg(long, env = "KEYHOLE_SWEEP_INTERVAL", value_name = "DURATION")]
     pub sweep_interval: Option<String>,
@@ -1125,6 +1201,35 @@ impl ServeArgs {
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?
+        };
+        let jwt_issuer = self.jwt_issuer.or(file.jwt_issuer);
+        let jwt_audiences = if self.jwt_audiences.is_empty() {
+            file.jwt_audiences.unwrap_or_default()
+        } else {
+            self.jwt_audiences
+        };
+        let jwt_jwks_url = self.jwt_jwks_url.or(file.jwt_jwks_url);
+        let jwt_refresh = duration(
+            "jwt_jwks_refresh",
+            &file
+                .jwt_jwks_refresh
+                .unwrap_or_else(|| defaults::JWT_JWKS_REFRESH.to_owned()),
+        )?;
+        config.jwt = match jwt_issuer {
+            Some(issuer) => Some(crate::jwt::JwtSettings {
+                issuer,
+                audiences: jwt_audiences,
+                jwks_url: jwt_jwks_url,
+                refresh: jwt_refresh,
+                refetch_spacing: crate::jwt::REFETCH_SPACING,
+            }),
+            None if !jwt_audiences.is_empty() || jwt_jwks_url.is_some() => {
+                return Err(invalid(
+                    "--jwt-issuer",
+                    "JWT audiences or a JWKS URL are set without an issuer; set --jwt-issuer too",
+                ))
+            }
+            None => None,
         };
         if let Some(rate) = file.rate_limit {
             if let Some(burst) = rate.burst {
@@ -1847,5 +1952,51 @@ mod tests {
         }
         .resolve()
         .is_err());
+    }
+
+    #[test]
+    fn a_jwt_issuer_authenticates_and_its_settings_are_checked() {
+        let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123";
+        let jwt = |issuer: &str, audiences: &[&str], jwks: Option<&str>| ServeArgs {
+            listen: Some("0.0.0.0:8080".into()),
+            public_url: Some("https://files.example.com".into()),
+            jwt_issuer: Some(issuer.into()),
+            jwt_audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            jwt_jwks_url: jwks.map(str::to_owned),
+            ..Default::default()
+        };
+        // An issuer is authentication enough to listen beyond loopback.
+        let config = jwt(cognito, &["client-1"], None).resolve().unwrap();
+        let settings = config.jwt.as_ref().unwrap();
+        assert_eq!(settings.issuer, cognito);
+        assert_eq!(settings.audiences, vec!["client-1".to_owned()]);
+        assert_eq!(settings.refresh, Duration::from_secs(3600));
+        assert!(config.authenticates());
+        config.validate_serve().unwrap();
+
+        let refused = |args: ServeArgs, setting: &str| {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(setting), "{setting}: {err}");
+        };
+        refused(jwt(cognito, &[], None), "--jwt-audience");
+        // Keys over plain HTTP only from loopback.
+        refused(jwt("http://idp.example", &["a"], None), "--jwt-issuer");
+        refused(
+            jwt(cognito, &["a"], Some("http://idp.example/jwks.json")),
+            "--jwt-jwks-url",
+        );
+        jwt("http://127.0.0.1:9000", &["a"], None)
+            .resolve()
+            .unwrap();
+        jwt("urn:issuer", &["a"], Some("https://idp.example/jwks.json"))
+            .resolve()
+            .unwrap();
+        refused(
+            ServeArgs {
+                jwt_audiences: vec!["a".into()],
+                ..Default::default()
+            },
+            "--jwt-issuer",
+        );
     }
 }

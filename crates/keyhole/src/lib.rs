@@ -13,6 +13,7 @@ pub mod direct;
 pub mod edge;
 pub mod http;
 pub mod ids;
+pub mod jwt;
 pub mod keyfile;
 pub mod keys;
 pub mod links;

@@ -80,6 +80,7 @@ pub struct RunningServer {
     reconcile: tokio::task::JoinHandle<()>,
     reconciled: watch::Receiver<bool>,
     key_refresh: Option<tokio::task::JoinHandle<()>>,
+    jwt_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -89,7 +90,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.sweeper.abort();
         self.reconcile.abort();
-        if let Some(refresh) = &self.key_refresh {
+        for refresh in [&self.key_refresh, &self.jwt_refresh].into_iter().flatten() {
             refresh.abort();
         }
         let grace = self.state.config.shutdown_grace;
@@ -381,8 +382,14 @@ pub async fn build_state(config: Config) -> Result<(SharedState, bool), StartErr
             Arc::new(store)
         }
     };
+    let jwt = match &config.jwt {
+        Some(settings) => Some(Arc::new(
+            crate::jwt::JwtVerifier::new(settings.clone()).map_err(StartError::Other)?,
+        )),
+        None => None,
+    };
     let state = Arc::new(AppState {
-        auth: Authenticator::new(&config.tokens),
+        auth: Authenticator::new(&config.tokens, jwt),
         limiter: RateLimiter::new(config.rate_limit),
         metrics: Metrics::new(),
         readiness: crate::state::Readiness::new(None),
@@ -438,6 +445,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
     });
     let key_refresh = crate::keys::spawn_refresh(state.clone(), key_refresh);
+    let jwt_refresh = state.auth.jwt().cloned().map(crate::jwt::spawn_refresh);
     Ok(RunningServer {
         addr,
         key_pair_id: state.keys.current().signer.key_pair_id().to_owned(),
@@ -450,6 +458,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         reconcile,
         reconciled,
         key_refresh,
+        jwt_refresh,
     })
 }
 

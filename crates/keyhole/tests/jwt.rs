@@ -1,0 +1,381 @@
+//! Bearer JWTs on `keyhole serve`: an OpenID Connect issuer on 127.0.0.1 (discovery document and
+//! JWKS served by the test, keys made with OpenSSL), tokens signed with jsonwebtoken. Covers what
+//! is accepted (RS256 and ES256, `aud` or Cognito's `client_id`), every refusal, key rotation and
+//! an issuer that is down when the server starts.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use common::{now, TestServer};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use keyhole::jwt::JwtSettings;
+use serde_json::{json, Value};
+
+const AUDIENCE: &str = "keyhole-app";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A signing key of the test issuer: how to sign with it and its JWK.
+struct TestKey {
+    kid: String,
+    alg: Algorithm,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+fn rsa_key(kid: &str) -> TestKey {
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    TestKey {
+        kid: kid.to_owned(),
+        alg: Algorithm::RS256,
+        encoding: EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap()),
+        jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+            "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec())}),
+    }
+}
+
+fn ec_key(kid: &str) -> TestKey {
+    use openssl::{bn::BigNumContext, ec, nid::Nid, pkey::PKey};
+    let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = ec::EcKey::generate(&group).unwrap();
+    let (mut x, mut y) = (
+        openssl::bn::BigNum::new().unwrap(),
+        openssl::bn::BigNum::new().unwrap(),
+    );
+    let mut ctx = BigNumContext::new().unwrap();
+    key.public_key()
+        .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
+        .unwrap();
+    let pkcs8 = PKey::from_ec_key(key)
+        .unwrap()
+        .private_key_to_pkcs8()
+        .unwrap();
+    TestKey {
+        kid: kid.to_owned(),
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_der(&pkcs8),
+        // No `alg` and no `use`: both are optional in a JWK.
+        jwk: json!({"kty": "EC", "kid": kid, "crv": "P-256",
+            "x": b64(&x.to_vec_padded(32).unwrap()), "y": b64(&y.to_vec_padded(32).unwrap())}),
+    }
+}
+
+impl TestKey {
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// What the issuer serves: its keys, or an error status while it is "down".
+struct IssuerState {
+    keys: Vec<Value>,
+    down: bool,
+    fetches: usize,
+}
+
+/// An OpenID Connect issuer on 127.0.0.1: `/.well-known/openid-configuration` and `/jwks.json`.
+struct Issuer {
+    url: String,
+    state: Arc<Mutex<IssuerState>>,
+}
+
+impl Issuer {
+    async fn start(keys: Vec<Value>, down: bool) -> Issuer {
+        use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(IssuerState {
+            keys,
+            down,
+            fetches: 0,
+        }));
+        type Shared = (String, Arc<Mutex<IssuerState>>);
+        let discovery = |State((url, state)): State<Shared>| async move {
+            if state.lock().unwrap().down {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            axum::Json(json!({"issuer": url, "jwks_uri": format!("{url}/jwks.json")}))
+                .into_response()
+        };
+        let jwks = |State((_, state)): State<Shared>| async move {
+            let mut s = state.lock().unwrap();
+            s.fetches += 1;
+            if s.down {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            axum::Json(json!({ "keys": s.keys })).into_response()
+        };
+        let app = axum::Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks.json", get(jwks))
+            .with_state((url.clone(), state.clone()));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Issuer { url, state }
+    }
+
+    fn settings(&self) -> JwtSettings {
+        JwtSettings {
+            issuer: self.url.clone(),
+            audiences: vec![AUDIENCE.to_owned()],
+            jwks_url: None,
+            refresh: Duration::from_secs(3600),
+            refetch_spacing: Duration::from_millis(300),
+        }
+    }
+
+    fn claims(&self, sub: &str) -> Value {
+        let now = now() as i64;
+        json!({"iss": self.url, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 600})
+    }
+}
+
+async fn create(s: &TestServer, token: &str) -> (u16, Value) {
+    s.post_json(
+        "/api/files/upload",
+        Some(token),
+        json!({"filename": "a.txt", "contentType": "text/plain"}),
+    )
+    .await
+}
+
+async fn listed(s: &TestServer, token: &str) -> Vec<String> {
+    let (status, v) = s.get_json_as("/api/files", Some(token)).await;
+    assert_eq!(status, 200, "{v}");
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits (up to 10 s) until the server has loaded the issuer's keys at start.
+async fn wait_for_fetches(issuer: &Issuer, at_least: usize) {
+    for _ in 0..200 {
+        if issuer.state.lock().unwrap().fetches >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server never fetched the issuer's keys");
+}
+
+#[tokio::test]
+async fn tokens_of_the_configured_issuer_act_as_their_subject() {
+    let rsa = rsa_key("rsa-1");
+    let ec = ec_key("ec-1");
+    let issuer = Issuer::start(vec![rsa.jwk.clone(), ec.jwk.clone()], false).await;
+    let (static_token, hash) = keyhole::auth::generate_token().unwrap();
+    let settings = issuer.settings();
+    let s = TestServer::start_with(|c| {
+        c.jwt = Some(settings);
+        c.tokens = vec![keyhole::config::TokenEntry {
+            principal: "service".into(),
+            sha256: hash,
+        }];
+    })
+    .await;
+    wait_for_fetches(&issuer, 1).await;
+
+    let alice = rsa.sign(&issuer.claims("alice"));
+    let (status, v) = create(&s, &alice).await;
+    assert_eq!(status, 200, "{v}");
+    let file = v["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(listed(&s, &alice).await, vec![file.clone()]);
+
+    // ES256, and a Cognito access token: no `aud`, the app client in `client_id`.
+    let mut claims = issuer.claims("bob");
+    claims.as_object_mut().unwrap().remove("aud");
+    claims["client_id"] = json!(AUDIENCE);
+    let bob = ec.sign(&claims);
+    assert_eq!(create(&s, &bob).await.0, 200);
+    assert_eq!(listed(&s, &bob).await.len(), 1);
+    assert!(
+        !listed(&s, &bob).await.contains(&file),
+        "records are per subject"
+    );
+    let (status, _) = s
+        .get_json_as(&format!("/api/files/{file}"), Some(&bob))
+        .await;
+    assert_eq!(status, 404, "another subject's file is not found");
+
+    // `aud` as a list naming the audience among others.
+    let mut claims = issuer.claims("alice");
+    claims["aud"] = json!(["other", AUDIENCE]);
+    assert_eq!(listed(&s, &rsa.sign(&claims)).await, vec![file.clone()]);
+
+    // Static tokens keep working beside JWTs.
+    assert_eq!(create(&s, &static_token).await.0, 200);
+    assert_eq!(listed(&s, &static_token).await.len(), 1);
+
+    // The page is told that the API needs a token.
+    let config = s.get_json("/api/config").await;
+    assert_eq!(config["authRequired"], true, "{config}");
+}
+
+#[tokio::test]
+async fn tokens_that_are_not_acceptable_get_401() {
+    let rsa = rsa_key("rsa-1");
+    let other = rsa_key("rsa-1"); // same id, another key: the issuer never signed with it
+    let issuer = Issuer::start(vec![rsa.jwk.clone()], false).await;
+    let settings = issuer.settings();
+    let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
+    wait_for_fetches(&issuer, 1).await;
+    assert_eq!(create(&s, &rsa.sign(&issuer.claims("alice"))).await.0, 200);
+
+    let now = now() as i64;
+    let with = |changes: Value| {
+        let mut claims = issuer.claims("alice");
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    };
+    let mut refused: Vec<(&str, String)> = vec![
+        ("expired", rsa.sign(&with(json!({"exp": now - 120})))),
+        ("not yet valid", rsa.sign(&with(json!({"nbf": now + 600})))),
+        ("no exp", rsa.sign(&with(json!({"exp": null})))),
+        (
+            "another issuer",
+            rsa.sign(&with(json!({"iss": "https://evil.example"}))),
+        ),
+        ("no issuer", rsa.sign(&with(json!({"iss": null})))),
+        (
+            "another audience",
+            rsa.sign(&with(json!({"aud": "other-app"}))),
+        ),
+        ("no audience", rsa.sign(&with(json!({"aud": null})))),
+        (
+            "another client",
+            rsa.sign(&with(json!({"aud": null, "client_id": "x"}))),
+        ),
+        ("no subject", rsa.sign(&with(json!({"sub": null})))),
+        ("empty subject", rsa.sign(&with(json!({"sub": ""})))),
+        ("signed by another key", other.sign(&issuer.claims("alice"))),
+        ("garbage", "a.b.c".to_owned()),
+    ];
+    // The payload changed after signing.
+    let good = rsa.sign(&issuer.claims("alice"));
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = b64(serde_json::to_string(&issuer.claims("mallory"))
+        .unwrap()
+        .as_bytes());
+    refused.push(("tampered", format!("{}.{forged}.{}", parts[0], parts[2])));
+    // `alg: none`, unsigned.
+    let none = b64(br#"{"alg":"none","typ":"JWT","kid":"rsa-1"}"#);
+    refused.push(("alg none", format!("{none}.{}.", parts[1])));
+    // HS256 with the issuer's public key as the secret (the classic algorithm confusion).
+    let published = {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rsa.jwk["n"].as_str().unwrap())
+            .unwrap();
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rsa.jwk["e"].as_str().unwrap())
+            .unwrap();
+        openssl::rsa::Rsa::from_public_components(
+            openssl::bn::BigNum::from_slice(&n).unwrap(),
+            openssl::bn::BigNum::from_slice(&e).unwrap(),
+        )
+        .unwrap()
+    };
+    for secret in [
+        published.public_key_to_pem().unwrap(),
+        published.public_key_to_der_pkcs1().unwrap(),
+    ] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("rsa-1".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &issuer.claims("alice"),
+            &EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        refused.push(("HS256 with the public key", token));
+    }
+    for (what, token) in &refused {
+        let (status, v) = create(&s, token).await;
+        assert_eq!(status, 401, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "unauthorized", "{what}");
+    }
+    // Nothing was created by any of them.
+    assert_eq!(listed(&s, &good).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_when_a_token_names_it_and_made_up_ids_cannot_flood_the_issuer() {
+    let old = rsa_key("old");
+    let issuer = Issuer::start(vec![old.jwk.clone()], false).await;
+    let settings = issuer.settings();
+    let spacing = settings.refetch_spacing;
+    let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
+    wait_for_fetches(&issuer, 1).await;
+    tokio::time::sleep(spacing).await;
+
+    // The issuer publishes a new key and signs with it: the first token naming it makes the
+    // server fetch the set again.
+    let new = ec_key("new");
+    issuer.state.lock().unwrap().keys.push(new.jwk.clone());
+    assert_eq!(create(&s, &new.sign(&issuer.claims("alice"))).await.0, 200);
+    // The old key is withdrawn: its tokens stop working at the next fetch.
+    issuer.state.lock().unwrap().keys.remove(0);
+    tokio::time::sleep(spacing).await;
+    let unknown = rsa_key("made-up");
+    assert_eq!(create(&s, &unknown.sign(&issuer.claims("x"))).await.0, 401);
+    assert_eq!(create(&s, &old.sign(&issuer.claims("alice"))).await.0, 401);
+
+    // Tokens with made-up key ids cause at most one fetch per spacing.
+    let fakes: Vec<String> = (0..20)
+        .map(|i| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some(format!("fake-{i}"));
+            jsonwebtoken::encode(&header, &issuer.claims("x"), &unknown.encoding).unwrap()
+        })
+        .collect();
+    let before = issuer.state.lock().unwrap().fetches;
+    let started = std::time::Instant::now();
+    for fake in &fakes {
+        assert_eq!(create(&s, fake).await.0, 401);
+    }
+    let allowed = 1 + (started.elapsed().as_secs_f64() / spacing.as_secs_f64()) as usize;
+    let caused = issuer.state.lock().unwrap().fetches - before;
+    assert!(
+        caused <= allowed,
+        "{caused} fetches for 20 unknown key ids (at most {allowed} in the time they took)"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_down_at_start_means_503_until_its_keys_load() {
+    let rsa = rsa_key("rsa-1");
+    let issuer = Issuer::start(vec![rsa.jwk.clone()], true).await;
+    let settings = issuer.settings();
+    let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
+    let token = rsa.sign(&issuer.claims("alice"));
+    let r = s
+        .client
+        .post(s.url("/api/files/upload"))
+        .bearer_auth(&token)
+        .json(&json!({"filename": "a.txt", "contentType": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+
+    issuer.state.lock().unwrap().down = false;
+    tokio::time::sleep(keyhole::jwt::RETRY_SPACING + Duration::from_millis(100)).await;
+    assert_eq!(create(&s, &token).await.0, 200);
+}
