@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the servers the backend test suites talk to, on 127.0.0.1 only:
 #   - PostgreSQL in a throw-away cluster (metadata store suite),
-#   - moto_server (DynamoDB, S3 and Secrets Manager stand-in),
+#   - moto_server (DynamoDB, S3, Secrets Manager and Cognito stand-in),
 #   - s3s-fs (an S3 server over a directory that checks SigV4 signatures, presigned URLs
 #     included, which moto does not; for the s3-presigned link mode's tests).
 #
@@ -207,6 +207,7 @@ export KEYHOLE_TEST_POSTGRES_URL='postgres://$PG_USER@127.0.0.1:$pg_port/$PG_DB'
 export KEYHOLE_TEST_DYNAMODB_ENDPOINT='http://127.0.0.1:$moto_port'
 export KEYHOLE_TEST_S3_ENDPOINT='http://127.0.0.1:$moto_port'
 export KEYHOLE_TEST_SECRETS_ENDPOINT='http://127.0.0.1:$moto_port'
+export KEYHOLE_TEST_COGNITO_ENDPOINT='http://127.0.0.1:$moto_port'
 export KEYHOLE_TEST_S3S_ENDPOINT='http://127.0.0.1:$s3s_port'
 export KEYHOLE_TEST_S3S_BUCKET='$S3S_BUCKET'
 export KEYHOLE_TEST_S3S_ACCESS_KEY_ID='$ACCESS_KEY_ID'

@@ -379,3 +379,125 @@ async fn an_issuer_down_at_start_means_503_until_its_keys_load() {
     tokio::time::sleep(keyhole::jwt::RETRY_SPACING + Duration::from_millis(100)).await;
     assert_eq!(create(&s, &token).await.0, 200);
 }
+
+/// Calls the Cognito stand-in (moto) at `endpoint`; moto routes on the `Host` and checks no
+/// signature.
+async fn cognito(endpoint: &str, action: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/", endpoint.trim_end_matches('/')))
+        .header("host", "cognito-idp.us-east-1.amazonaws.com")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            format!("AWSCognitoIdentityProviderService.{action}"),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{action}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// The ID and access tokens a Cognito user pool (moto's) issues are accepted as Cognito's would
+/// be: the ID token by `aud`, the access token by `client_id`, both acting as the user's `sub`;
+/// another app client's tokens are refused. The pool's keys come from its JWKS, which moto
+/// serves only under Cognito's host name, so the test relays them from 127.0.0.1.
+#[tokio::test]
+async fn a_cognito_user_pools_tokens_are_accepted_for_its_app_client() {
+    let Ok(endpoint) = std::env::var("KEYHOLE_TEST_COGNITO_ENDPOINT") else {
+        eprintln!("skipping Cognito tokens: KEYHOLE_TEST_COGNITO_ENDPOINT is not set (scripts/test-services.sh)");
+        return;
+    };
+    let pool = cognito(
+        &endpoint,
+        "CreateUserPool",
+        json!({"PoolName": format!("keyhole-{}", common::run_id())}),
+    )
+    .await["UserPool"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = |name: &str| {
+        let (endpoint, pool, name) = (endpoint.clone(), pool.clone(), name.to_owned());
+        async move {
+            cognito(
+                &endpoint,
+                "CreateUserPoolClient",
+                json!({"UserPoolId": pool, "ClientName": name,
+                    "ExplicitAuthFlows": ["ADMIN_NO_SRP_AUTH"]}),
+            )
+            .await["UserPoolClient"]["ClientId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (app, other_app) = (client("keyhole").await, client("other").await);
+    cognito(
+        &endpoint,
+        "AdminCreateUser",
+        json!({"UserPoolId": pool, "Username": "alice", "MessageAction": "SUPPRESS"}),
+    )
+    .await;
+    cognito(
+        &endpoint,
+        "AdminSetUserPassword",
+        json!({"UserPoolId": pool, "Username": "alice", "Password": "Corr3ct-horse!",
+            "Permanent": true}),
+    )
+    .await;
+    let login = |client_id: String| {
+        let (endpoint, pool) = (endpoint.clone(), pool.clone());
+        async move {
+            cognito(
+                &endpoint,
+                "AdminInitiateAuth",
+                json!({"UserPoolId": pool, "ClientId": client_id,
+                    "AuthFlow": "ADMIN_NO_SRP_AUTH",
+                    "AuthParameters": {"USERNAME": "alice", "PASSWORD": "Corr3ct-horse!"}}),
+            )
+            .await["AuthenticationResult"]
+                .clone()
+        }
+    };
+    let tokens = login(app.clone()).await;
+    let other_tokens = login(other_app).await;
+    let jwks: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/{pool}/.well-known/jwks.json",
+            endpoint.trim_end_matches('/')
+        ))
+        .header("host", "cognito-idp.us-east-1.amazonaws.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let relay = Issuer::start(jwks["keys"].as_array().unwrap().clone(), false).await;
+
+    let settings = JwtSettings {
+        issuer: format!("https://cognito-idp.us-east-1.amazonaws.com/{pool}"),
+        audiences: vec![app],
+        jwks_url: Some(format!("{}/jwks.json", relay.url)),
+        refresh: Duration::from_secs(3600),
+        refetch_spacing: Duration::from_millis(300),
+    };
+    let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
+    wait_for_fetches(&relay, 1).await;
+
+    let id_token = tokens["IdToken"].as_str().unwrap();
+    let access_token = tokens["AccessToken"].as_str().unwrap();
+    let (status, v) = create(&s, id_token).await;
+    assert_eq!(status, 200, "ID token: {v}");
+    let file = v["fileId"].as_str().unwrap().to_owned();
+    // The access token is the same user: the same principal, the same files.
+    assert_eq!(listed(&s, access_token).await, vec![file]);
+    for token in ["IdToken", "AccessToken"] {
+        let (status, v) = create(&s, other_tokens[token].as_str().unwrap()).await;
+        assert_eq!(status, 401, "another app client's {token}: {v}");
+    }
+}
