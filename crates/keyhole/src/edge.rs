@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use keyhole_sign::{Rejection, Request as SignedRequest};
+use tracing::Instrument;
 
 use crate::ids;
 use crate::state::{now_millis, now_secs, SharedState};
@@ -29,18 +30,18 @@ fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Keeps a gauge of transfers in flight for as long as it lives.
-struct InFlight<'a>(&'a Metrics);
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
-impl<'a> InFlight<'a> {
-    fn new(m: &'a Metrics) -> Self {
+impl InFlight {
+    fn new(m: &Metrics) -> Self {
         m.transfers_in_flight.inc();
-        InFlight(m)
+        InFlight(m.transfers_in_flight.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.transfers_in_flight.dec();
+        self.0.dec();
     }
 }
 
@@ -137,6 +138,7 @@ fn refuse(
     message: &str,
 ) -> Response {
     Metrics::count(&state.metrics.uploads, outcome);
+    tracing::info!(outcome, code, "upload refused: {message}");
     xml_error(status, code, message)
 }
 
@@ -494,10 +496,14 @@ async fn commit_detached(
     receiving: crate::state::Receiving,
     commit: impl std::future::Future<Output = Response> + Send + 'static,
 ) -> Response {
-    tokio::spawn(async move {
-        let _receiving = receiving;
-        commit.await
-    })
+    // In the request's span: its log lines (committed, or why not) carry the request id.
+    tokio::spawn(
+        async move {
+            let _receiving = receiving;
+            commit.await
+        }
+        .in_current_span(),
+    )
     .await
     .unwrap_or_else(storage_failure)
 }
@@ -1246,10 +1252,23 @@ pub async fn download(
         }
         Err(e) => return storage_failure(e),
     };
+    // The body is sent after this handler returns: the transfer counts as in flight, and a
+    // failure while sending is logged in the request's span and counted, until the body ends
+    // or is dropped.
+    let in_flight = InFlight::new(&state.metrics);
+    let span = tracing::Span::current();
     let metrics_state = state.clone();
     let counted = stream.map(move |chunk| {
-        if let Ok(c) = &chunk {
-            metrics_state.metrics.bytes_sent.inc_by(c.len() as u64);
+        let _in_flight = &in_flight;
+        match &chunk {
+            Ok(c) => {
+                metrics_state.metrics.bytes_sent.inc_by(c.len() as u64);
+            }
+            Err(e) => {
+                let _request = span.enter();
+                tracing::error!(file_id = %file_id, error = %e, "download failed after its headers were sent");
+                metrics_state.metrics.download_errors.inc();
+            }
         }
         chunk
     });

@@ -281,6 +281,9 @@ pub fn api_router(state: SharedState) -> Router {
 
 /// How long one readiness check answers `/readyz`.
 pub const READINESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a readiness check waits for each store: a backend that does not answer in time (a
+/// black-holed endpoint, the client's retries) is not ready, and `/readyz` answers promptly.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `/readyz`: whether both stores answer. One check at a time, and its answer stands for
 /// [`READINESS_TTL`]: the endpoint answers anyone, and each check is a round trip to the
@@ -289,8 +292,17 @@ async fn readyz(
     axum::extract::State(state): axum::extract::State<SharedState>,
 ) -> impl IntoResponse {
     let ready = readiness(&state.readiness, || async {
-        let meta = state.meta.ping().await;
-        let objects = state.objects.ping().await;
+        let timed_out = |what: &str| format!("{what} did not answer within {READINESS_TIMEOUT:?}");
+        let (meta, objects) = tokio::join!(
+            tokio::time::timeout(READINESS_TIMEOUT, state.meta.ping()),
+            tokio::time::timeout(READINESS_TIMEOUT, state.objects.ping()),
+        );
+        let meta = meta
+            .map_err(|_| timed_out("the metadata store"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let objects = objects
+            .map_err(|_| timed_out("the object storage"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
         let ready = meta.is_ok() && objects.is_ok();
         if !ready {
             tracing::error!(metadata = ?meta.err(), objects = ?objects.err(), "not ready");

@@ -383,13 +383,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// How long exiting waits for queued log lines to be written.
+const LOG_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for LogGuard {
     fn drop(&mut self) {
         lock(&self.shared).closed = true;
         self.shared.filled.notify_one();
         self.shared.drained.notify_all();
+        // What is queued gets written, but a log pipe nobody reads (a stuck collector) must not
+        // keep the process from exiting: wait at most LOG_DRAIN_LIMIT for the writer.
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            let deadline = std::time::Instant::now() + LOG_DRAIN_LIMIT;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
         if let Some(sink) = lock(&self.shared).inline.as_mut() {
             let _ = sink.flush();
@@ -459,6 +470,8 @@ pub struct Metrics {
     pub bytes_received: Counter,
     /// Bytes sent by the edge.
     pub bytes_sent: Counter,
+    /// Downloads whose body failed after the response began (storage failing mid-transfer).
+    pub download_errors: Counter,
     /// Files removed by the sweeper, by former status.
     pub swept: Family<KindLabel, Counter>,
     /// Sweeper failures.
@@ -537,6 +550,12 @@ impl Metrics {
             "Bytes sent by the edge",
             bytes_sent.clone(),
         );
+        let download_errors = Counter::default();
+        registry.register(
+            "edge_download_errors",
+            "Downloads whose body failed after the response began",
+            download_errors.clone(),
+        );
         let swept = Family::<KindLabel, Counter>::default();
         registry.register(
             "sweeper_deleted_files",
@@ -599,6 +618,7 @@ impl Metrics {
             uploads,
             bytes_received,
             bytes_sent,
+            download_errors,
             swept,
             sweep_errors,
             sweeps,

@@ -43,6 +43,17 @@ struct Keyhole {
 impl Keyhole {
     /// Starts the binary on `port` (public URL = the listen address) and waits for `/healthz`.
     async fn start(data: &Path, port: u16, log: &Path) -> Keyhole {
+        Self::start_with(data, port, log, &["--log-format", "text"], &[]).await
+    }
+
+    /// As [`Keyhole::start`], with more arguments and environment variables.
+    async fn start_with(
+        data: &Path,
+        port: u16,
+        log: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Keyhole {
         let base = format!("http://127.0.0.1:{port}");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -62,7 +73,8 @@ impl Keyhole {
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--public-url", &base])
-            .args(["--log-format", "text"])
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -485,4 +497,275 @@ async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{status}\n{}", server.log_text());
     let log_text = server.log_text();
     assert!(log_text.contains("shutting down"), "{log_text}");
+}
+
+/// Lines of a JSON log that contain `needle`.
+fn log_lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A gauge or counter from `/metrics` text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The upload's commit, which runs as a task of its own, logs under the PUT's request id, and a
+/// refused upload logs why, under its own.
+#[tokio::test]
+async fn upload_log_lines_carry_the_request_id_and_refusals_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("keyhole.log");
+    let server = Keyhole::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        &log,
+        &["--log-format", "json"],
+        &[],
+    )
+    .await;
+    let link = server.upload_link("a.bin", Some(10), None).await;
+    let url = link["uploadUrl"].as_str().unwrap();
+    let put = |body: &'static [u8], id: &'static str| {
+        client()
+            .put(url)
+            .header("content-type", "application/octet-stream")
+            .header("x-request-id", id)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put(b"0123456789abc", "put-refused-1")
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    assert_eq!(
+        put(b"0123456789", "put-commit-1").await.unwrap().status(),
+        200
+    );
+    // The log is written by a thread of its own: wait for the commit's line.
+    for _ in 0..100 {
+        if server.log_text().contains("upload committed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = server.log_text();
+    let committed = log_lines_with(&text, "upload committed");
+    assert_eq!(committed.len(), 1, "{text}");
+    assert!(committed[0].contains("put-commit-1"), "{}", committed[0]);
+    let refused = log_lines_with(&text, "upload refused");
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(
+        refused[0].contains("put-refused-1") && refused[0].contains("too_large"),
+        "{}",
+        refused[0]
+    );
+}
+
+/// A download counts as a transfer in flight until its body ends, and one whose stored bytes
+/// fail mid-body (here: cut short on disk) is logged under its request id and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_failing_mid_body_is_logged_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("keyhole.log");
+    let server =
+        Keyhole::start_with(&data, free_port(), &log, &["--log-format", "json"], &[]).await;
+    let content = pseudo_random(32 * MIB, 11);
+    let link = server
+        .upload_link("big.bin", Some(content.len()), None)
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .put(link["uploadUrl"].as_str().unwrap(), content.clone())
+            .await,
+        200
+    );
+    let c = client();
+    let link: Value = c
+        .get(server.url(&format!("/api/files/download/{file_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut response = c
+        .get(link["downloadUrl"].as_str().unwrap())
+        .header("x-request-id", "get-cut-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let text = server.metrics().await;
+    assert_eq!(
+        metric(&text, "keyhole_edge_transfers_in_flight"),
+        Some(1.0),
+        "{text}"
+    );
+    // The stored object loses its tail while the body is being sent.
+    let object = data.join("objects/uploads").join(&file_id);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&object)
+        .unwrap()
+        .set_len(MIB as u64)
+        .unwrap();
+    let mut received = first.len();
+    let outcome = loop {
+        match response.chunk().await {
+            Ok(Some(c)) => received += c.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err() && received < content.len(),
+        "the download ended cleanly after {received} bytes"
+    );
+    let mut counted = None;
+    for _ in 0..100 {
+        let text = server.metrics().await;
+        counted = metric(&text, "keyhole_edge_download_errors_total");
+        if counted == Some(1.0) && metric(&text, "keyhole_edge_transfers_in_flight") == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = server.metrics().await;
+    assert_eq!(counted, Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "keyhole_edge_transfers_in_flight"),
+        Some(0.0),
+        "{text}"
+    );
+    for _ in 0..100 {
+        if server.log_text().contains("download failed after") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = log_lines_with(
+        &server.log_text(),
+        "download failed after its headers were sent",
+    );
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].contains("get-cut-1"), "{}", failed[0]);
+}
+
+/// A log pipe nobody reads (a stuck collector) neither stops the server nor keeps it from
+/// exiting on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_even_when_nobody_reads_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyhole"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KEYHOLE_") {
+            command.env_remove(name);
+        }
+    }
+    // Standard output is a pipe this test never reads.
+    let mut child = command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--log-format", "json", "--shutdown-grace", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let c = client();
+    let mut served = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Far more log lines than a pipe holds (64 KiB): the server keeps answering.
+    while served < 2000 {
+        if let Ok(r) = c.get(format!("{base}/healthz")).send().await {
+            assert_eq!(r.status(), 200);
+            served += 1;
+        } else {
+            assert!(Instant::now() < deadline, "never became healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exited = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    assert!(
+        exited.is_ok(),
+        "still running 20 s after SIGTERM with its log pipe full"
+    );
+}
+
+/// `/readyz` answers promptly, 503, when a backend does not answer at all (an S3 endpoint that
+/// accepts connections and never replies), instead of after the client's retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_promptly_when_a_backend_never_replies() {
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
+    // Accepted connections are kept open and never answered.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in blackhole.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Keyhole::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        &tmp.path().join("keyhole.log"),
+        &[
+            "--log-format",
+            "text",
+            "--storage",
+            "s3://keyhole-readyz",
+            "--s3-endpoint",
+            &endpoint,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("/readyz answers within 30 s");
+    assert_eq!(r.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The log is written by a thread of its own: the line may follow the answer.
+    for _ in 0..100 {
+        if server.log_text().contains("did not answer within") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no line names the backend:\n{}", server.log_text());
 }
