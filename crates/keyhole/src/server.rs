@@ -207,11 +207,24 @@ fn finish(app: Router<SharedState>, state: SharedState) -> Router {
     if let Some(cors) = cors_layer(&state.config.cors_origins) {
         app = app.layer(cors);
     }
-    app.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        http::observe,
-    ))
-    .with_state(state)
+    // Inside `observe`: a handler that panics answers a JSON 500 that is logged and counted
+    // under its request id, instead of a connection closed without an answer.
+    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::observe,
+        ))
+        .with_state(state)
+}
+
+/// The answer to a request whose handler panicked: 500 `internal`, the panic logged.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    http::ApiError::internal(format_args!("request handler panicked: {what}")).into_response()
 }
 
 /// Guards the token-less API against DNS rebinding. Without tokens `serve` listens on loopback
@@ -478,6 +491,37 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_a_json_500() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _) = build_state(Config::with_data_dir(dir.path()))
+            .await
+            .unwrap();
+        let app = finish(
+            Router::new().route(
+                "/boom",
+                get(|| async { panic!("on purpose") as &'static str }),
+            ),
+            state,
+        );
+        let response = app
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "internal", "{v}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn one_readiness_check_answers_a_flood_for_a_second() {

@@ -70,8 +70,11 @@ async fn serve(
     use axum::extract::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
     let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's own limit (a bare 431 with no body, request id or log line) sits above
+    // `observe`'s, which answers in JSON and counts it.
     http.timer(TokioTimer::new())
-        .header_read_timeout(client_timeout);
+        .header_read_timeout(client_timeout)
+        .max_headers(2 * crate::http::MAX_HEADER_COUNT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -1275,3 +1275,19 @@ async fn a_delete_whose_removal_fails_is_finished_by_the_sweeper() {
     keyhole::sweeper::sweep_once(state).await;
     assert!(state.meta.get(&id).await.unwrap().is_none(), "swept");
 }
+
+/// Too many request headers get the JSON 431 with a request id, from the server's own check
+/// rather than the HTTP library's bare one.
+#[tokio::test]
+async fn too_many_headers_get_the_json_431_with_a_request_id() {
+    let s = TestServer::start().await;
+    let mut request = s.client.get(s.url("/api/config"));
+    for i in 0..150 {
+        request = request.header(format!("x-n{i}"), "v");
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "headers_too_large", "{v}");
+}

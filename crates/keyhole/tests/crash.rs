@@ -769,3 +769,61 @@ async fn readyz_answers_promptly_when_a_backend_never_replies() {
     }
     panic!("no line names the backend:\n{}", server.log_text());
 }
+
+/// A second signal during the shutdown grace stops at once (exit 130), cutting off a download
+/// whose client stopped reading, instead of waiting out the grace for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_without_waiting_for_transfers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("keyhole.log");
+    let mut server = Keyhole::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        &log,
+        &["--log-format", "text", "--shutdown-grace", "60s"],
+        &[],
+    )
+    .await;
+    let content = pseudo_random(32 * MIB, 5);
+    let link = server
+        .upload_link("big.bin", Some(content.len()), None)
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .put(link["uploadUrl"].as_str().unwrap(), content)
+            .await,
+        200
+    );
+    let c = client();
+    let link: Value = c
+        .get(server.url(&format!("/api/files/download/{file_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // A client that reads the first chunk and then nothing more.
+    let mut response = c
+        .get(link["downloadUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.chunk().await.unwrap().is_some());
+    let pid = server.pid().to_string();
+    for signal in ["-TERM", "-INT"] {
+        assert!(std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .expect("still running 20 s after a second signal (the grace is 60 s)")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{}", server.log_text());
+    drop(response);
+}

@@ -31,9 +31,19 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         tracing::info!(listen = %running.addr, public_url = %public, key_pair_id = %running.key_pair_id, workers = running.worker_count, "keyhole serving");
         wait_for_signal().await;
         tracing::info!("shutting down; waiting for transfers in flight");
-        running.shutdown().await;
-        tracing::info!("stopped");
-        Ok::<_, CliError>(ExitCode::SUCCESS)
+        // A second signal (Ctrl-C again) stops waiting: the transfers still running are cut
+        // off, as when the grace ends. Uploads cut off leave nothing visible (nothing is
+        // committed before its body has arrived and been checked).
+        tokio::select! {
+            () = running.shutdown() => {
+                tracing::info!("stopped");
+                Ok::<_, CliError>(ExitCode::SUCCESS)
+            }
+            () = wait_for_signal() => {
+                tracing::warn!("second signal: stopping without waiting for transfers in flight");
+                Ok(ExitCode::from(130))
+            }
+        }
     })
 }
 
