@@ -1203,11 +1203,15 @@ impl ServeArgs {
                 .collect::<Result<_, ConfigError>>()?
         };
         let jwt_issuer = self.jwt_issuer.or(file.jwt_issuer);
-        let jwt_audiences = if self.jwt_audiences.is_empty() {
+        // Trimmed: `KEYHOLE_JWT_AUDIENCES="a, b"` means `a` and `b`.
+        let jwt_audiences: Vec<String> = if self.jwt_audiences.is_empty() {
             file.jwt_audiences.unwrap_or_default()
         } else {
             self.jwt_audiences
-        };
+        }
+        .iter()
+        .map(|a| a.trim().to_owned())
+        .collect();
         let jwt_jwks_url = self.jwt_jwks_url.or(file.jwt_jwks_url);
         let jwt_refresh = duration(
             "jwt_jwks_refresh",
@@ -1979,6 +1983,8 @@ mod tests {
             assert!(err.contains(setting), "{setting}: {err}");
         };
         refused(jwt(cognito, &[], None), "--jwt-audience");
+        let spaced = jwt(cognito, &["a", " b "], None).resolve().unwrap();
+        assert_eq!(spaced.jwt.unwrap().audiences, vec!["a", "b"]);
         // Keys over plain HTTP only from loopback.
         refused(jwt("http://idp.example", &["a"], None), "--jwt-issuer");
         refused(

@@ -139,6 +139,7 @@ impl From<crate::store::StoreError> for ApiError {
                 "the record already exists",
             ),
             crate::store::StoreError::Backend(_) => ApiError::unavailable(e),
+            crate::store::StoreError::Broken(_) => ApiError::internal(e),
         }
     }
 }
@@ -604,6 +605,15 @@ mod tests {
             !body.to_string().contains("refused"),
             "the detail is logged, not sent"
         );
+    }
+
+    #[tokio::test]
+    async fn a_broken_metadata_record_is_a_500_not_a_retry() {
+        let response = ApiError::from(crate::store::StoreError::Broken("malformed item".into()))
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(json_of(response).await["error"]["code"], "internal");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -23,8 +24,11 @@ use serde::Deserialize;
 pub const REFETCH_SPACING: Duration = Duration::from_secs(30);
 /// Least time between fetches while no key has been loaded at all (the issuer was down at start).
 pub const RETRY_SPACING: Duration = Duration::from_secs(1);
-/// How long one fetch (discovery plus keys) may take.
+/// How long each request of a fetch (the discovery document, then the keys) may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a request waits for a fetch it needs (a token naming a key the set lacks); the fetch
+/// itself goes on.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// Largest discovery document or key set read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Leeway for `exp` and `nbf`, for clocks that disagree a little.
@@ -76,6 +80,17 @@ enum Audience {
     Many(Vec<String>),
 }
 
+/// A fetch of the issuer's keys, shared by everyone waiting for it.
+type Fetch =
+    futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<usize, String>>>;
+
+/// One fetch at a time ([`JwtVerifier::start_fetch`]).
+#[derive(Default)]
+struct FetchGate {
+    current: Option<Fetch>,
+    started: Option<Instant>,
+}
+
 /// A JWKS document, its keys not yet read.
 #[derive(Deserialize)]
 struct RawKeySet {
@@ -105,8 +120,8 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     http: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
-    /// When the last fetch started (successful or not); one fetch at a time.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// The fetch in progress or last started: one at a time, shared by whoever needs it.
+    gate: std::sync::Mutex<FetchGate>,
     /// Whether a key set was ever loaded.
     loaded: std::sync::atomic::AtomicBool,
 }
@@ -123,32 +138,54 @@ impl JwtVerifier {
             settings,
             http,
             keys: RwLock::new(Arc::default()),
-            last_fetch: tokio::sync::Mutex::new(None),
+            gate: std::sync::Mutex::new(FetchGate::default()),
             loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Fetches the issuer's keys now and replaces the set; on failure the keys held stay.
-    pub async fn refresh(&self) -> Result<usize, String> {
-        let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
-        self.fetch_and_store().await
+    /// Fetches the issuer's keys now (or joins the fetch in progress) and replaces the set; on
+    /// failure the keys held stay.
+    pub async fn refresh(self: &Arc<Self>) -> Result<usize, String> {
+        match self.start_fetch(Duration::ZERO) {
+            Some(fetch) => fetch.await,
+            None => Err("a fetch was just made".into()),
+        }
     }
 
-    /// Refreshes unless another fetch started less than `spacing` ago. A fetch in progress is
-    /// waited for when `wait` (the caller needs its result), else left to finish on its own.
-    async fn refresh_spaced(&self, spacing: Duration, wait: bool) {
-        let mut last = match self.last_fetch.try_lock() {
-            Ok(last) => last,
-            Err(_) if wait => self.last_fetch.lock().await,
-            Err(_) => return,
-        };
-        if last.is_some_and(|t| t.elapsed() < spacing) {
-            return;
+    /// The fetch in progress, or a new one unless the last started less than `spacing` ago
+    /// (then `None`). The fetch runs as a task of its own: a request that stops waiting (its
+    /// client went away) does not cancel it, and everyone who waits shares its one result.
+    fn start_fetch(self: &Arc<Self>, spacing: Duration) -> Option<Fetch> {
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fetch) = &gate.current {
+            if fetch.peek().is_none() {
+                return Some(fetch.clone());
+            }
         }
-        *last = Some(Instant::now());
-        if let Err(e) = self.fetch_and_store().await {
-            tracing::warn!(issuer = %self.settings.issuer, error = %e, "fetching the JWT issuer's keys failed");
+        if gate.started.is_some_and(|t| t.elapsed() < spacing) {
+            return None;
+        }
+        let verifier = self.clone();
+        let task = tokio::spawn(async move { verifier.fetch_and_store().await });
+        let fetch = async move { task.await.unwrap_or_else(|e| Err(e.to_string())) }
+            .boxed()
+            .shared();
+        gate.current = Some(fetch.clone());
+        gate.started = Some(Instant::now());
+        Some(fetch)
+    }
+
+    /// Starts a fetch (spaced by `spacing`) and waits for it, at most [`FETCH_WAIT`].
+    async fn fetch_and_wait(self: &Arc<Self>, spacing: Duration) {
+        if let Some(fetch) = self.start_fetch(spacing) {
+            match tokio::time::timeout(FETCH_WAIT, fetch).await {
+                Ok(Err(e)) => {
+                    tracing::warn!(issuer = %self.settings.issuer, error = %e, "fetching the JWT issuer's keys failed")
+                }
+                Err(_) => tracing::warn!(issuer = %self.settings.issuer,
+                    "fetching the JWT issuer's keys is taking longer than {FETCH_WAIT:?}"),
+                Ok(Ok(_)) => {}
+            }
         }
     }
 
@@ -247,7 +284,7 @@ impl JwtVerifier {
     }
 
     /// The principal (`sub`) of an acceptable token.
-    pub async fn verify(&self, token: &str) -> Result<String, JwtError> {
+    pub async fn verify(self: &Arc<Self>, token: &str) -> Result<String, JwtError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::Invalid(
                 "longer than any JWT Keyhole accepts".into(),
@@ -271,8 +308,8 @@ impl JwtVerifier {
             .fetched
             .is_some_and(|t| t.elapsed() > self.settings.refresh);
         if stale {
-            self.refresh_spaced(self.settings.refetch_spacing, false)
-                .await;
+            // In the background: this request goes on with the keys held.
+            self.start_fetch(self.settings.refetch_spacing);
         }
         let key = match self.key_for(header.kid.as_deref()) {
             Some(key) => key,
@@ -283,7 +320,7 @@ impl JwtVerifier {
                 } else {
                     RETRY_SPACING
                 };
-                self.refresh_spaced(spacing, true).await;
+                self.fetch_and_wait(spacing).await;
                 match self.key_for(header.kid.as_deref()) {
                     Some(key) => key,
                     None if !self.loaded.load(std::sync::atomic::Ordering::Acquire) => {
@@ -321,10 +358,18 @@ impl JwtVerifier {
             Some(Audience::Many(list)) => list.iter().map(String::as_str).collect(),
             None => Vec::new(),
         };
-        let audience_ok = audiences
-            .iter()
-            .chain(claims.client_id.as_deref().iter())
-            .any(|a| self.settings.audiences.iter().any(|c| c == a));
+        // `client_id` stands in only where `aud` is absent (Cognito's access tokens): a token
+        // whose `aud` names another API was not issued for this one, whoever its client.
+        let audience_ok = if audiences.is_empty() {
+            claims
+                .client_id
+                .as_deref()
+                .is_some_and(|id| self.settings.audiences.iter().any(|c| c == id))
+        } else {
+            audiences
+                .iter()
+                .any(|a| self.settings.audiences.iter().any(|c| c == a))
+        };
         if !audience_ok {
             return Err(JwtError::Invalid(
                 "neither aud nor client_id names a configured audience".into(),
@@ -431,7 +476,7 @@ pub fn spawn_refresh(verifier: Arc<JwtVerifier>) -> tokio::task::JoinHandle<()> 
                 Ok(_) => verifier.settings.refresh,
                 Err(e) => {
                     tracing::error!(issuer = %verifier.settings.issuer, error = %e,
-                        "fetching the JWT issuer's keys failed; JWTs get 503 until it works");
+                        "fetching the JWT issuer's keys failed; the keys held stay in use (JWTs get 503 while none has loaded)");
                     REFETCH_SPACING
                 }
             };

@@ -224,7 +224,10 @@ async fn tokens_of_the_configured_issuer_act_as_their_subject() {
 async fn tokens_that_are_not_acceptable_get_401() {
     let rsa = rsa_key("rsa-1");
     let other = rsa_key("rsa-1"); // same id, another key: the issuer never signed with it
-    let issuer = Issuer::start(vec![rsa.jwk.clone()], false).await;
+                                  // The set also publishes a symmetric key, which must never verify anything.
+    let secret = b"a shared secret that is not a signature key at all";
+    let oct = json!({"kty": "oct", "kid": "hmac", "k": b64(secret)});
+    let issuer = Issuer::start(vec![rsa.jwk.clone(), oct], false).await;
     let settings = issuer.settings();
     let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
     wait_for_fetches(&issuer, 1).await;
@@ -259,6 +262,10 @@ async fn tokens_that_are_not_acceptable_get_401() {
         (
             "another client",
             rsa.sign(&with(json!({"aud": null, "client_id": "x"}))),
+        ),
+        (
+            "aud names another API, client_id this app",
+            rsa.sign(&with(json!({"aud": "other-api", "client_id": AUDIENCE}))),
         ),
         ("no subject", rsa.sign(&with(json!({"sub": null})))),
         ("empty subject", rsa.sign(&with(json!({"sub": ""})))),
@@ -303,6 +310,25 @@ async fn tokens_that_are_not_acceptable_get_401() {
         .unwrap();
         refused.push(("HS256 with the public key", token));
     }
+    // PS256 with the key published for RS256 only (the same RSA key could verify it).
+    let mut header = Header::new(Algorithm::PS256);
+    header.kid = Some("rsa-1".into());
+    refused.push((
+        "PS256 with a key published for RS256",
+        jsonwebtoken::encode(&header, &issuer.claims("alice"), &rsa.encoding).unwrap(),
+    ));
+    // HS256 with the symmetric key the set published.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("hmac".into());
+    refused.push((
+        "HS256 with a published symmetric key",
+        jsonwebtoken::encode(
+            &header,
+            &issuer.claims("alice"),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap(),
+    ));
     for (what, token) in &refused {
         let (status, v) = create(&s, token).await;
         assert_eq!(status, 401, "{what}: {v}");
@@ -500,4 +526,46 @@ async fn a_cognito_user_pools_tokens_are_accepted_for_its_app_client() {
         let (status, v) = create(&s, other_tokens[token].as_str().unwrap()).await;
         assert_eq!(status, 401, "another app client's {token}: {v}");
     }
+}
+
+/// While the issuer does not answer at all (a black-holed address), concurrent JWT requests share
+/// one fetch and each answers 503 after a bounded wait, instead of queueing behind one fetch
+/// after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_one_fetch_while_the_issuer_does_not_answer() {
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!("http://{}/jwks.json", blackhole.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in blackhole.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let rsa = rsa_key("rsa-1");
+    let issuer_url = "https://idp.example".to_owned();
+    let settings = JwtSettings {
+        issuer: issuer_url.clone(),
+        audiences: vec![AUDIENCE.to_owned()],
+        jwks_url: Some(jwks_url),
+        refresh: Duration::from_secs(3600),
+        refetch_spacing: Duration::from_millis(300),
+    };
+    let s = TestServer::start_with(|c| c.jwt = Some(settings)).await;
+    let now = now() as i64;
+    let token = rsa.sign(&json!({"iss": issuer_url, "sub": "alice", "aud": AUDIENCE,
+        "exp": now + 600}));
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..4).map(|_| create(&s, &token))).await;
+    let elapsed = started.elapsed();
+    for (status, v) in answers {
+        assert_eq!(status, 503, "{v}");
+    }
+    // One shared fetch: about one wait (5 s), where one fetch after another took 20 s.
+    assert!(elapsed < Duration::from_secs(12), "took {elapsed:?}");
+    assert!(
+        held.lock().unwrap().len() <= 2,
+        "{} connections to the issuer for 4 requests",
+        held.lock().unwrap().len()
+    );
 }

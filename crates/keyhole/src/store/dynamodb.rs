@@ -133,12 +133,17 @@ fn opt_str(item: &Item, name: &str) -> Result<Option<String>, StoreError> {
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
-        Some(_) => Err(backend(format!("attribute {name} is not a string"))),
+        Some(_) => Err(broken(format!("attribute {name} is not a string"))),
     }
 }
 
+/// A stored item that is not a record this version can read.
+fn broken(why: String) -> StoreError {
+    StoreError::Broken(format!("dynamodb: malformed item: {why}"))
+}
+
 fn req_str(item: &Item, name: &str) -> Result<String, StoreError> {
-    opt_str(item, name)?.ok_or_else(|| backend(format!("item lacks {name}")))
+    opt_str(item, name)?.ok_or_else(|| broken(format!("item lacks {name}")))
 }
 
 fn opt_num<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
@@ -147,13 +152,13 @@ fn opt_num<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, S
         Some(AttributeValue::N(v)) => v
             .parse()
             .map(Some)
-            .map_err(|_| backend(format!("attribute {name} is not a whole number: {v}"))),
-        Some(_) => Err(backend(format!("attribute {name} is not a number"))),
+            .map_err(|_| broken(format!("attribute {name} is not a whole number: {v}"))),
+        Some(_) => Err(broken(format!("attribute {name} is not a number"))),
     }
 }
 
 fn req_num<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
-    opt_num(item, name)?.ok_or_else(|| backend(format!("item lacks {name}")))
+    opt_num(item, name)?.ok_or_else(|| broken(format!("item lacks {name}")))
 }
 
 /// The record an item holds; `None` for items that are not file records (parts).
@@ -175,7 +180,7 @@ fn from_item(item: &Item) -> Result<Option<FileRecord>, StoreError> {
         sha256: opt_str(item, "sha256")?,
         etag: opt_str(item, "etag")?,
         status: Status::parse(&status)
-            .ok_or_else(|| backend(format!("unknown status {status:?}")))?,
+            .ok_or_else(|| broken(format!("unknown status {status:?}")))?,
         owner: req_str(item, "owner")?,
         ttl: opt_num(item, "ttl")?,
         upload_id: opt_str(item, "upload_id")?,

@@ -207,9 +207,13 @@ pub enum StoreError {
     /// The paging cursor is not one this store issued.
     #[error("invalid cursor")]
     BadCursor,
-    /// The backend failed.
+    /// The backend failed (down, throttled, failing over): calling again may succeed.
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The store cannot serve this, and calling again will not help: a record it holds is
+    /// malformed, or its writer has stopped.
+    #[error("metadata store: {0}")]
+    Broken(String),
 }
 
 /// File metadata with TTL. Implementations: SQLite (embedded default), PostgreSQL and DynamoDB

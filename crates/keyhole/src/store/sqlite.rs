@@ -376,7 +376,7 @@ impl SqliteStore {
 impl MetaStore for SqliteStore {
     async fn create(&self, r: &FileRecord) -> Result<(), StoreError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::Backend("the metadata writer thread has stopped".into());
+        let stopped = || StoreError::Broken("the metadata writer thread has stopped".into());
         self.inserts
             .send((r.clone(), reply))
             .map_err(|_| stopped())?;
