@@ -166,10 +166,12 @@ impl JwtVerifier {
             return None;
         }
         let verifier = self.clone();
-        let task = tokio::spawn(async move { verifier.fetch_and_store().await });
-        let fetch = async move { task.await.unwrap_or_else(|e| Err(e.to_string())) }
+        let fetch = async move { verifier.fetch_and_store().await }
             .boxed()
             .shared();
+        // Driven to its end by a task of its own, whether anyone waits for it or not: its
+        // result (`peek`) then tells later callers it is over.
+        tokio::spawn(fetch.clone());
         gate.current = Some(fetch.clone());
         gate.started = Some(Instant::now());
         Some(fetch)

@@ -569,3 +569,48 @@ async fn requests_share_one_fetch_while_the_issuer_does_not_answer() {
         held.lock().unwrap().len()
     );
 }
+
+/// Where no background refresh runs (the Lambda), keys past `refresh` are fetched again in the
+/// background of a request, also after such a fetch failed: a withdrawn key stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_keys_are_fetched_again_after_a_failed_fetch_without_a_background_refresh() {
+    let old = rsa_key("old");
+    let new = rsa_key("new");
+    let issuer = Issuer::start(vec![old.jwk.clone()], false).await;
+    let mut settings = issuer.settings();
+    settings.refresh = Duration::from_millis(300);
+    settings.refetch_spacing = Duration::from_millis(300);
+    let verifier = Arc::new(keyhole::jwt::JwtVerifier::new(settings).unwrap());
+    verifier.refresh().await.unwrap();
+    let token = old.sign(&issuer.claims("alice"));
+    assert_eq!(verifier.verify(&token).await.as_deref(), Ok("alice"));
+
+    // The issuer is down when the keys go stale: the background fetch fails, the keys held stay.
+    issuer.state.lock().unwrap().down = true;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(verifier.verify(&token).await.as_deref(), Ok("alice"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Back, having withdrawn the old key: a later request's fetch picks that up.
+    {
+        let mut state = issuer.state.lock().unwrap();
+        state.down = false;
+        state.keys = vec![new.jwk.clone()];
+    }
+    let mut refused = false;
+    for _ in 0..40 {
+        if verifier.verify(&token).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the withdrawn key is still trusted");
+    assert_eq!(
+        verifier
+            .verify(&new.sign(&issuer.claims("bob")))
+            .await
+            .as_deref(),
+        Ok("bob")
+    );
+}
