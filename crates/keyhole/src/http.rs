@@ -177,6 +177,7 @@ impl From<crate::direct::DirectError> for ApiError {
             }
             E::AlreadyUploaded => ApiError::new(StatusCode::CONFLICT, "already_uploaded", message),
             E::Gone | E::NoSuchUpload => ApiError::not_found(message),
+            E::Meta(e @ crate::store::StoreError::Broken(_)) => ApiError::internal(e),
             // The bytes are stored, and calling again finishes once the store answers.
             E::Meta(e) => ApiError::unavailable(e),
             E::Storage(e) => ApiError::internal(e),
@@ -614,6 +615,11 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
         assert_eq!(json_of(response).await["error"]["code"], "internal");
+        let response = ApiError::from(crate::direct::DirectError::Meta(
+            crate::store::StoreError::Broken("malformed item".into()),
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]
