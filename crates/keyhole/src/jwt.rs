@@ -122,8 +122,6 @@ pub struct JwtVerifier {
     keys: RwLock<Arc<KeySet>>,
     /// The fetch in progress or last started: one at a time, shared by whoever needs it.
     gate: std::sync::Mutex<FetchGate>,
-    /// Whether a key set was ever loaded.
-    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl JwtVerifier {
@@ -139,7 +137,6 @@ impl JwtVerifier {
             http,
             keys: RwLock::new(Arc::default()),
             gate: std::sync::Mutex::new(FetchGate::default()),
-            loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -195,8 +192,6 @@ impl JwtVerifier {
         let set = self.fetch().await?;
         let count = set.by_id.len() + set.anonymous.len();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-        self.loaded
-            .store(true, std::sync::atomic::Ordering::Release);
         Ok(count)
     }
 
@@ -316,8 +311,7 @@ impl JwtVerifier {
         let key = match self.key_for(header.kid.as_deref()) {
             Some(key) => key,
             None => {
-                let loaded = self.loaded.load(std::sync::atomic::Ordering::Acquire);
-                let spacing = if loaded {
+                let spacing = if self.loaded() {
                     self.settings.refetch_spacing
                 } else {
                     RETRY_SPACING
@@ -325,7 +319,7 @@ impl JwtVerifier {
                 self.fetch_and_wait(spacing).await;
                 match self.key_for(header.kid.as_deref()) {
                     Some(key) => key,
-                    None if !self.loaded.load(std::sync::atomic::Ordering::Acquire) => {
+                    None if !self.loaded() => {
                         return Err(JwtError::Unavailable(format!(
                             "no key of {} could be fetched yet",
                             self.settings.issuer
@@ -384,6 +378,15 @@ impl JwtVerifier {
             ));
         }
         Ok(sub)
+    }
+
+    /// Whether a key set was ever loaded (only a successful fetch replaces the empty one).
+    fn loaded(&self) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .fetched
+            .is_some()
     }
 
     fn key_for(&self, kid: Option<&str>) -> Option<Arc<IssuerKey>> {

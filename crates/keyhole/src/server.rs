@@ -305,17 +305,10 @@ async fn readyz(
     axum::extract::State(state): axum::extract::State<SharedState>,
 ) -> impl IntoResponse {
     let ready = readiness(&state.readiness, || async {
-        let timed_out = |what: &str| format!("{what} did not answer within {READINESS_TIMEOUT:?}");
         let (meta, objects) = tokio::join!(
-            tokio::time::timeout(READINESS_TIMEOUT, state.meta.ping()),
-            tokio::time::timeout(READINESS_TIMEOUT, state.objects.ping()),
+            answers_within("the metadata store", state.meta.ping()),
+            answers_within("the object storage", state.objects.ping()),
         );
-        let meta = meta
-            .map_err(|_| timed_out("the metadata store"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        let objects = objects
-            .map_err(|_| timed_out("the object storage"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
         let ready = meta.is_ok() && objects.is_ok();
         if !ready {
             tracing::error!(metadata = ?meta.err(), objects = ?objects.err(), "not ready");
@@ -327,6 +320,19 @@ async fn readyz(
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+/// What `ping` answered within [`READINESS_TIMEOUT`], as text; `what` names it if it did not.
+async fn answers_within<E: std::fmt::Display>(
+    what: &str,
+    ping: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "{what} did not answer within {READINESS_TIMEOUT:?}"
+        )),
     }
 }
 
