@@ -33,6 +33,18 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `keyhole serve`, without the `KEYHOLE_*` settings of whoever runs the tests.
+fn serve_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyhole"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KEYHOLE_") {
+            command.env_remove(name);
+        }
+    }
+    command.arg("serve");
+    command
+}
+
 /// A `keyhole serve` child process over a data directory.
 struct Keyhole {
     child: Child,
@@ -60,15 +72,8 @@ impl Keyhole {
             .append(true)
             .open(log)
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyhole"));
-        // Settings from the environment of whoever runs the tests must not leak in.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KEYHOLE_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = serve_command();
         command
-            .arg("serve")
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -162,21 +167,45 @@ impl Keyhole {
             .as_u16()
     }
 
-    /// Downloads a file through a fresh link.
-    async fn download(&self, file_id: &str) -> Vec<u8> {
-        let c = client();
-        let r = c
+    /// Uploads `content` whole (link, then PUT); returns the file id.
+    async fn stored(&self, name: &str, content: Vec<u8>) -> String {
+        let link = self.upload_link(name, Some(content.len()), None).await;
+        let file_id = link["fileId"].as_str().unwrap().to_owned();
+        assert_eq!(
+            self.put(link["uploadUrl"].as_str().unwrap(), content).await,
+            200
+        );
+        file_id
+    }
+
+    /// A fresh download link for a file.
+    async fn download_url(&self, file_id: &str) -> String {
+        let r = client()
             .get(self.url(&format!("/api/files/download/{file_id}")))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "download link for {file_id}");
         let link: Value = r.json().await.unwrap();
-        let r = c
-            .get(link["downloadUrl"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+        link["downloadUrl"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (up to 5 s) until the log has a line containing `needle`; the log is written by a
+    /// thread of its own, so a line may follow the answer it is about.
+    async fn wait_for_log(&self, needle: &str) -> bool {
+        for _ in 0..100 {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Downloads a file through a fresh link.
+    async fn download(&self, file_id: &str) -> Vec<u8> {
+        let url = self.download_url(file_id).await;
+        let r = client().get(url).send().await.unwrap();
         assert_eq!(r.status(), 200, "download of {file_id}");
         r.bytes().await.unwrap().to_vec()
     }
@@ -422,26 +451,9 @@ async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
     // Bigger than the loopback socket buffers, so the server is still sending when the signal
     // arrives.
     let content = pseudo_random(24 * MIB, 9);
-    let link = server
-        .upload_link("big.bin", Some(content.len()), None)
-        .await;
-    let file_id = link["fileId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        server
-            .put(link["uploadUrl"].as_str().unwrap(), content.clone())
-            .await,
-        200
-    );
+    let file_id = server.stored("big.bin", content.clone()).await;
+    let download_url = server.download_url(&file_id).await;
     let c = client();
-    let r = c
-        .get(server.url(&format!("/api/files/download/{file_id}")))
-        .send()
-        .await
-        .unwrap();
-    let download_url = r.json::<Value>().await.unwrap()["downloadUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
     // Read at about 8 MiB/s; send SIGTERM once the first MiB is in.
     let mut response = c.get(&download_url).send().await.unwrap();
@@ -548,13 +560,7 @@ async fn upload_log_lines_carry_the_request_id_and_refusals_say_why() {
         put(b"0123456789", "put-commit-1").await.unwrap().status(),
         200
     );
-    // The log is written by a thread of its own: wait for the commit's line.
-    for _ in 0..100 {
-        if server.log_text().contains("upload committed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_log("upload committed").await;
     let text = server.log_text();
     let committed = log_lines_with(&text, "upload committed");
     assert_eq!(committed.len(), 1, "{text}");
@@ -578,27 +584,9 @@ async fn a_download_failing_mid_body_is_logged_and_counted() {
     let server =
         Keyhole::start_with(&data, free_port(), &log, &["--log-format", "json"], &[]).await;
     let content = pseudo_random(32 * MIB, 11);
-    let link = server
-        .upload_link("big.bin", Some(content.len()), None)
-        .await;
-    let file_id = link["fileId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        server
-            .put(link["uploadUrl"].as_str().unwrap(), content.clone())
-            .await,
-        200
-    );
-    let c = client();
-    let link: Value = c
-        .get(server.url(&format!("/api/files/download/{file_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut response = c
-        .get(link["downloadUrl"].as_str().unwrap())
+    let file_id = server.stored("big.bin", content.clone()).await;
+    let mut response = client()
+        .get(server.download_url(&file_id).await)
         .header("x-request-id", "get-cut-1")
         .send()
         .await
@@ -648,12 +636,7 @@ async fn a_download_failing_mid_body_is_logged_and_counted() {
         Some(0.0),
         "{text}"
     );
-    for _ in 0..100 {
-        if server.log_text().contains("download failed after") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_log("download failed after").await;
     let failed = log_lines_with(
         &server.log_text(),
         "download failed after its headers were sent",
@@ -669,15 +652,8 @@ async fn sigterm_exits_even_when_nobody_reads_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyhole"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("KEYHOLE_") {
-            command.env_remove(name);
-        }
-    }
     // Standard output is a pipe this test never reads.
-    let mut child = command
-        .arg("serve")
+    let mut child = serve_command()
         .arg("--data-dir")
         .arg(tmp.path().join("data"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -717,16 +693,8 @@ async fn sigterm_exits_even_when_nobody_reads_the_log() {
 /// accepts connections and never replies), instead of after the client's retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_answers_promptly_when_a_backend_never_replies() {
-    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
-    // Accepted connections are kept open and never answered.
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for conn in blackhole.incoming().flatten() {
-            keep.lock().unwrap().push(conn);
-        }
-    });
+    let (addr, _held) = common::blackhole();
+    let endpoint = format!("http://{addr}");
     let tmp = tempfile::tempdir().unwrap();
     let server = Keyhole::start_with(
         &tmp.path().join("data"),
@@ -765,14 +733,11 @@ async fn readyz_answers_promptly_when_a_backend_never_replies() {
         "{:?}",
         started.elapsed()
     );
-    // The log is written by a thread of its own: the line may follow the answer.
-    for _ in 0..100 {
-        if server.log_text().contains("did not answer within") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no line names the backend:\n{}", server.log_text());
+    assert!(
+        server.wait_for_log("did not answer within").await,
+        "no line names the backend:\n{}",
+        server.log_text()
+    );
 }
 
 /// A second signal during the shutdown grace stops at once (exit 130), cutting off a download
@@ -789,29 +754,10 @@ async fn a_second_signal_stops_without_waiting_for_transfers() {
         &[],
     )
     .await;
-    let content = pseudo_random(32 * MIB, 5);
-    let link = server
-        .upload_link("big.bin", Some(content.len()), None)
-        .await;
-    let file_id = link["fileId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        server
-            .put(link["uploadUrl"].as_str().unwrap(), content)
-            .await,
-        200
-    );
-    let c = client();
-    let link: Value = c
-        .get(server.url(&format!("/api/files/download/{file_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let file_id = server.stored("big.bin", pseudo_random(32 * MIB, 5)).await;
     // A client that reads the first chunk and then nothing more.
-    let mut response = c
-        .get(link["downloadUrl"].as_str().unwrap())
+    let mut response = client()
+        .get(server.download_url(&file_id).await)
         .send()
         .await
         .unwrap();
@@ -825,12 +771,7 @@ async fn a_second_signal_stops_without_waiting_for_transfers() {
     };
     kill("-TERM");
     // The second signal counts once the server waits for the transfer: after it logs so.
-    for _ in 0..200 {
-        if server.log_text().contains("shutting down") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    server.wait_for_log("shutting down").await;
     let mut status = None;
     for _ in 0..40 {
         kill("-INT");

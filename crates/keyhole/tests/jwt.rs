@@ -533,15 +533,8 @@ async fn a_cognito_user_pools_tokens_are_accepted_for_its_app_client() {
 /// after another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_share_one_fetch_while_the_issuer_does_not_answer() {
-    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let jwks_url = format!("http://{}/jwks.json", blackhole.local_addr().unwrap());
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for conn in blackhole.incoming().flatten() {
-            keep.lock().unwrap().push(conn);
-        }
-    });
+    let (addr, held) = common::blackhole();
+    let jwks_url = format!("http://{addr}/jwks.json");
     let rsa = rsa_key("rsa-1");
     let issuer_url = "https://idp.example".to_owned();
     let settings = JwtSettings {

@@ -9,6 +9,24 @@ use keyhole::server::{self, RunningServer};
 use keyhole_sign::{Policy, Signer};
 use serde_json::{json, Value};
 
+/// A server on 127.0.0.1 that accepts connections and never answers on them (a black-holed
+/// endpoint): its address, and the connections it has accepted so far.
+pub fn blackhole() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    (addr, held)
+}
+
 /// The public origin test servers sign for; requests go to the real address instead, which
 /// proves links carry the configured domain and never the request's Host.
 pub const PUBLIC: &str = "https://files.keyhole.test";
