@@ -1,15 +1,20 @@
-//! File ids: a 26-character base32 prefix (the creation time, then 80 random bits) and a
+//! File ids: a 36-character base32 prefix (the creation time, then 130 random bits) and a
 //! sanitised copy of the client's file name, so ids are unguessable, readable in logs, and safe
 //! in URLs and file systems without any encoding.
 //!
 //! The prefix starts with the creation time in milliseconds, like a ULID, so ids made one after
 //! another sort together: a store's index on the id then grows at its end instead of touching a
 //! random page for every new file (with SQLite, several times fewer pages written per upload
-//! link). What stays secret is the 80 random bits; the creation time is no secret (the file list
-//! shows it).
+//! link). What stays secret is the 130 random bits after it (the contract asks for at least
+//! 128); the creation time is no secret (the file list shows it).
+//!
+//! Ids made by earlier versions have a 26-character prefix (the time, then 80 random bits). They are
+//! still valid, so files uploaded then stay reachable; no new id has that shape.
 
 /// Length of the prefix (base32, 5 bits per character).
-const PREFIX_LEN: usize = 26;
+const PREFIX_LEN: usize = 36;
+/// Length of the prefix of ids made by earlier versions: the same time, then only 80 random bits.
+const LEGACY_PREFIX_LEN: usize = 26;
 /// Characters of the prefix that hold the creation time (50 bits of milliseconds).
 const TIME_LEN: usize = 10;
 /// Longest sanitised name kept in an id.
@@ -53,8 +58,8 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     Ok(out)
 }
 
-/// A new file id for `filename`: 10 base32 characters of the creation time in milliseconds, 16
-/// random ones (80 bits), `_`, the sanitised name. Fails only when the system's random
+/// A new file id for `filename`: 10 base32 characters of the creation time in milliseconds, 26
+/// random ones (130 bits), `_`, the sanitised name. Fails only when the system's random
 /// generator does.
 pub fn new_file_id(filename: &str) -> Result<String, RandomError> {
     let millis = std::time::SystemTime::now()
@@ -77,13 +82,13 @@ fn new_file_id_at(filename: &str, millis: u64) -> Result<String, RandomError> {
     Ok(id)
 }
 
-/// Whether `id` has the shape [`new_file_id`] produces. Anything else is refused before it can
-/// reach a store or a path.
+/// Whether `id` has the shape [`new_file_id`] produces (or produced in earlier versions, with a shorter
+/// prefix). Anything else is refused before it can reach a store or a path.
 pub fn is_valid_file_id(id: &str) -> bool {
     let Some((prefix, name)) = id.split_once('_') else {
         return false;
     };
-    prefix.len() == PREFIX_LEN
+    (prefix.len() == PREFIX_LEN || prefix.len() == LEGACY_PREFIX_LEN)
         && prefix
             .bytes()
             .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
@@ -141,6 +146,9 @@ mod tests {
         let id = new_file_id("My File.pdf").unwrap();
         assert!(is_valid_file_id(&id), "{id}");
         assert!(id.ends_with("_My-File.pdf"));
+        assert_eq!(id.find('_'), Some(36), "{id}");
+        // Ids made by earlier versions (26-character prefix) still name their files.
+        assert!(is_valid_file_id("n7c5hq2b7adkf3m6xzp4rtw2ye_report.pdf"));
         assert_ne!(new_file_id("x").unwrap(), new_file_id("x").unwrap());
         // Later ids sort after earlier ones, as bytes (what the stores' indexes compare).
         let mut previous = new_file_id_at("x", 0).unwrap();
@@ -163,6 +171,9 @@ mod tests {
         for bad in [
             "",
             "short_x",
+            "abcdefghijklmnopqrstuvwxyz2345_x",
+            "abcdefghijklmnopqrstuvwxyz234567abcde_x",
+            "abcdefghijklmnopqrstuvwxyz234567abcd_",
             "abcdefghijklmnopqrstuvwxyz_",
             "abcdefghijklmnopqrstuvwxyz_..",
             "abcdefghijklmnopqrstuvwxyz_a/b",
