@@ -16,7 +16,7 @@ use keyhole_sign::{Rejection, Request as SignedRequest};
 use tracing::Instrument;
 
 use crate::ids;
-use crate::state::{now_millis, now_secs, SharedState};
+use crate::state::{now_millis, now_secs, secs_after, SharedState};
 use crate::store::objects::{ObjectError, StoredPart};
 use crate::store::{Completion, FileRecord, PartRecord, Status};
 use crate::telemetry::{Metrics, RejectionLabels};
@@ -202,15 +202,101 @@ struct Received {
     sha256: String,
 }
 
+/// Keeps a pending record from expiring while a PUT's body arrives. The record outlives its
+/// link by `pending_grace` only, and a PUT that began with a valid link may take longer than that
+/// to arrive (a large file on a slow line, or a part started just before its link expired);
+/// without this the record would expire under it and the bytes be thrown away at the end. While
+/// bytes keep coming (a stall ends the PUT after `client_timeout`), the record's TTL is moved on
+/// to `horizon` from now whenever less than half of that is left: one metadata write per half
+/// horizon of transfer, none for a PUT that ends well within its record's life.
+struct KeepPending {
+    file_id: String,
+    /// How far ahead of now a renewal moves the TTL.
+    horizon: Duration,
+    /// When to renew next.
+    renew_at: tokio::time::Instant,
+}
+
+impl KeepPending {
+    fn new(state: &SharedState, record: &FileRecord) -> Self {
+        // At least twice the longest pause a body may make, so a renewal is always due before
+        // the record could expire; and at least the record's grace, which the commit after the
+        // body also has.
+        let horizon = state
+            .config
+            .pending_grace
+            .max(state.config.client_timeout * 2);
+        // TTLs are whole seconds: one more second keeps the rounding on the safe side.
+        let left = record
+            .ttl
+            .map_or(i64::MAX, |ttl| ttl.saturating_sub(now_secs()));
+        let until_renewal =
+            u64::try_from(left.saturating_sub(half_secs(horizon)).saturating_sub(1)).unwrap_or(0);
+        KeepPending {
+            file_id: record.file_id.clone(),
+            horizon,
+            renew_at: tokio::time::Instant::now()
+                + Duration::from_secs(until_renewal.min(HUNDRED_YEARS_SECS)),
+        }
+    }
+
+    /// Renews the record's TTL if it is time to. Refuses the PUT when the record is no longer
+    /// pending (deleted, completed or expired meanwhile): its bytes could never be kept.
+    async fn renew_if_due(
+        &mut self,
+        state: &SharedState,
+        at: tokio::time::Instant,
+    ) -> Result<(), Response> {
+        if at < self.renew_at {
+            return Ok(());
+        }
+        let now = now_secs();
+        let ttl = secs_after(now, self.horizon);
+        match state.meta.extend_pending(&self.file_id, ttl, now).await {
+            Ok(true) => {
+                tracing::debug!(file_id = %self.file_id, ttl, "pending upload kept alive while its body arrives");
+                self.renew_at = at + self.horizon / 2;
+                Ok(())
+            }
+            Ok(false) => match state.meta.get(&self.file_id).await {
+                Ok(Some(r)) if r.status == Status::Uploaded && !r.is_expired(now) => {
+                    Err(already_uploaded(state))
+                }
+                _ => Err(refuse(
+                    state,
+                    "expired",
+                    StatusCode::NOT_FOUND,
+                    "NoSuchUpload",
+                    "the upload expired or was deleted while in progress",
+                )),
+            },
+            Err(e) => {
+                // The record still has at least a quarter horizon: try again in a while.
+                tracing::warn!(file_id = %self.file_id, error = %e, "cannot extend a pending upload's record; trying again");
+                self.renew_at = at + self.horizon / 16;
+                Ok(())
+            }
+        }
+    }
+}
+
+const HUNDRED_YEARS_SECS: u64 = 100 * 365 * 24 * 3600;
+
+fn half_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs() / 2).unwrap_or(i64::MAX)
+}
+
 /// Streams `body` into `writer`, refusing more than `limit` bytes and, when `exact` is given, any
-/// other length. Returns size and SHA-256; the caller decides whether to commit. On any refusal
-/// the writer is dropped, which discards the staged bytes.
+/// other length, and keeping the pending record alive meanwhile ([`KeepPending`]). Returns size
+/// and SHA-256; the caller decides whether to commit. On any refusal the writer is dropped,
+/// which discards the staged bytes.
 async fn receive(
     state: &SharedState,
     body: Body,
     limit: u64,
     exact: Option<u64>,
     writer: &mut Box<dyn crate::store::objects::ObjectWriter>,
+    mut keep: KeepPending,
 ) -> Result<Received, Response> {
     let mut hasher = openssl::sha::Sha256::new();
     let mut size: u64 = 0;
@@ -270,6 +356,7 @@ async fn receive(
         writer.write(chunk).await.map_err(storage_failure)?;
         // The pause is the client's from here: time the write took (a slow disk) is not.
         last = tokio::time::Instant::now();
+        keep.renew_if_due(state, last).await?;
     }
     if exact.is_some_and(|e| e != size) {
         return Err(refuse(
@@ -457,6 +544,7 @@ async fn upload_whole(state: &SharedState, record: &FileRecord, req: Request) ->
         limit,
         record.declared_size,
         &mut writer,
+        KeepPending::new(state, record),
     )
     .await
     {
@@ -702,6 +790,7 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
         expected,
         Some(expected),
         &mut writer,
+        KeepPending::new(state, record),
     )
     .await
     {

@@ -1291,3 +1291,34 @@ async fn too_many_headers_get_the_json_431_with_a_request_id() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "headers_too_large", "{v}");
 }
+
+/// Links that expire fast, no grace after them, a sweeper that runs often: a PUT still arriving
+/// when its record would expire must keep the record alive, not lose the upload at the end.
+fn short_lived_records(c: &mut keyhole::config::Config) {
+    c.upload_ttl = std::time::Duration::from_secs(2);
+    c.pending_grace = std::time::Duration::ZERO;
+    c.client_timeout = std::time::Duration::from_secs(3);
+    c.sweep_interval = std::time::Duration::from_millis(200);
+}
+
+#[tokio::test]
+async fn a_put_arriving_past_its_records_expiry_is_kept() {
+    let server = TestServer::start_with(short_lived_records).await;
+    let body = pseudo_random(96 * 1024, 61);
+    let link = server
+        .upload_link("slow.bin", Some(body.len() as u64), None)
+        .await;
+    let file_id = link["fileId"].as_str().unwrap().to_owned();
+    // Six pieces a second apart: the record (2 s) would have expired, and been swept, twice.
+    let r = server
+        .put(
+            link["uploadUrl"].as_str().unwrap(),
+            common::trickled_body(body.clone(), 6, std::time::Duration::from_secs(1)),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        sha256_hex(&server.download(&file_id).await),
+        sha256_hex(&body)
+    );
+}

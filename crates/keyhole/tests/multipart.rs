@@ -265,6 +265,9 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
         // Long enough for a part to arrive on a loaded machine, short enough to watch expire.
         c.upload_ttl = std::time::Duration::from_secs(4);
         c.pending_grace = std::time::Duration::ZERO;
+        // A part's body may pause 1 s at most: a part PUT well before the record's expiry does
+        // not keep the record alive.
+        c.client_timeout = std::time::Duration::from_secs(1);
         c.sweep_interval = std::time::Duration::from_millis(200);
     })
     .await;
@@ -506,4 +509,44 @@ async fn a_completion_never_overlaps_a_part_being_received() {
         s.download(&id).await == changed,
         "the part's new bytes were joined"
     );
+}
+
+#[tokio::test]
+async fn a_part_arriving_past_its_records_expiry_is_kept() {
+    let s = TestServer::start_with(|c| {
+        c.part_size = 5 * MIB as u64;
+        c.multipart_threshold = 8 * MIB as u64;
+        c.upload_ttl = std::time::Duration::from_secs(2);
+        c.pending_grace = std::time::Duration::ZERO;
+        c.client_timeout = std::time::Duration::from_secs(3);
+        c.sweep_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let bytes = pseudo_random(10 * MIB, 62);
+    let ps = 5 * MIB;
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_part(&s, &part_url(&link, "parts", 2), chunk(&bytes, ps, 2))
+            .await
+            .status(),
+        200
+    );
+    // Part 1 in six pieces a second apart: the record (2 s) would have expired meanwhile, and
+    // the sweeper would have aborted the upload with the part already stored.
+    let r = s
+        .client
+        .put(s.local(&part_url(&link, "parts", 1)))
+        .body(common::trickled_body(
+            chunk(&bytes, ps, 1),
+            6,
+            std::time::Duration::from_secs(1),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (status, v) = complete(&s, &id, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(sha256_hex(&s.download(&id).await), sha256_hex(&bytes));
 }

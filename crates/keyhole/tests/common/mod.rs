@@ -408,3 +408,21 @@ pub fn fed_body() -> (
     });
     (tx, reqwest::Body::wrap_stream(chunks))
 }
+
+/// A body that sends `bytes` in `pieces` pieces, one every `every` (the first at once): a
+/// client on a slow line.
+pub fn trickled_body(bytes: Vec<u8>, pieces: usize, every: std::time::Duration) -> reqwest::Body {
+    let size = bytes.len().div_ceil(pieces);
+    let chunks: Vec<bytes::Bytes> = bytes
+        .chunks(size)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let pieces = futures_util::stream::iter(chunks.into_iter().enumerate());
+    let stream = futures_util::StreamExt::then(pieces, move |(i, chunk)| async move {
+        if i > 0 {
+            tokio::time::sleep(every).await;
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    reqwest::Body::wrap_stream(stream)
+}
