@@ -47,8 +47,8 @@ pub enum KeyError {
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SignError {
-    /// The expiry is not a plausible epoch time in seconds.
-    #[error("expiry must be epoch seconds between 1 and 2147483647 (got {0}; milliseconds?)")]
+    /// The expiry or not-before time is not a plausible epoch time in seconds.
+    #[error("expiry and not-before must be epoch seconds between 1 and 2147483647 (got {0}; milliseconds?)")]
     Expiry(u64),
     /// The not-before time is not before the expiry.
     #[error("not-before must be before expiry (not-before {not_before}, expiry {expires})")]

@@ -7,11 +7,13 @@
 
 use std::fmt;
 
-use openssl::ec::{EcGroup, EcKey};
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{Asn1Flag, EcGroup, EcGroupRef, EcKey, EcPoint, EcPointRef, PointConversionForm};
 use openssl::ecdsa::EcdsaSig;
+use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Private, Public};
-use openssl::rsa::{Padding, Rsa};
+use openssl::pkey::{HasPublic, Id, PKey, Private, Public};
+use openssl::rsa::{Padding, Rsa, RsaRef};
 
 use crate::error::KeyError;
 use zeroize::Zeroizing;
@@ -168,11 +170,26 @@ fn normalise_pem(pem: &str) -> Result<Zeroizing<String>, KeyError> {
         from_begin.push_str(&text[begin + 1..]);
         text = from_begin;
     }
-    if text.contains("ENCRYPTED") {
+    if is_encrypted(&text) {
         return Err(KeyError::Encrypted);
     }
     text.push('\n');
     Ok(text)
+}
+
+/// Whether normalised PEM text holds an encrypted key: a PKCS#8 `ENCRYPTED PRIVATE KEY` block, or
+/// a traditional (PKCS#1, SEC1) block with the RFC 1421 header `Proc-Type: 4,ENCRYPTED`. Only
+/// these lines count, so the word elsewhere (in a comment beside the key) does not.
+fn is_encrypted(text: &str) -> bool {
+    text.lines().map(str::trim).any(|line| {
+        line == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+            || line.strip_prefix("Proc-Type:").is_some_and(|value| {
+                value
+                    .split(',')
+                    .nth(1)
+                    .is_some_and(|kind| kind.trim() == "ENCRYPTED")
+            })
+    })
 }
 
 /// A private signing key: RSA (1024–4096 bits) or ECDSA P-256.
@@ -201,7 +218,8 @@ impl fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// Parses a private key from PEM: PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) or SEC1
     /// (`EC PRIVATE KEY`). CRLF line ends, surrounding whitespace and literal `\n` sequences (as
-    /// in environment variables) are tolerated. Encrypted keys and other key types are refused.
+    /// in environment variables) are tolerated. Encrypted keys and other key types are refused. A
+    /// P-256 key written with explicit curve parameters is re-encoded with the named curve.
     ///
     /// ```
     /// let key = keyhole_sign::PrivateKey::generate(keyhole_sign::KeyAlgorithm::EcdsaP256).unwrap();
@@ -229,14 +247,22 @@ impl PrivateKey {
         match pkey.id() {
             Id::RSA => {
                 let rsa = pkey.rsa().map_err(|_| KeyError::Unparsable)?;
-                check_rsa_bits(rsa.size() * 8)?;
+                check_rsa_bits(modulus_bits(&rsa))?;
                 Ok(PrivateKey {
                     inner: PrivateInner::Rsa(rsa),
                 })
             }
             Id::EC => {
                 let ec = pkey.ec_key().map_err(|_| KeyError::Unparsable)?;
-                check_curve(ec.group())?;
+                let ec = match check_curve(ec.group())? {
+                    None => ec,
+                    Some(named) => on_group(ec.public_key(), ec.group(), &named)
+                        .and_then(|point| {
+                            EcKey::from_private_components(&named, ec.private_key(), &point)
+                        })
+                        .and_then(|key| key.check_key().map(|()| key))
+                        .map_err(|_| KeyError::Unparsable)?,
+                };
                 Ok(PrivateKey {
                     inner: PrivateInner::Ec(ec),
                 })
@@ -270,7 +296,7 @@ impl PrivateKey {
     /// The key's size in bits: the modulus of an RSA key, 256 for P-256.
     pub fn bits(&self) -> u32 {
         match &self.inner {
-            PrivateInner::Rsa(rsa) => rsa.size() * 8,
+            PrivateInner::Rsa(rsa) => modulus_bits(rsa),
             PrivateInner::Ec(_) => 256,
         }
     }
@@ -353,7 +379,7 @@ impl fmt::Debug for PublicKey {
 impl PublicKey {
     /// Parses a public key from PEM: SubjectPublicKeyInfo (`PUBLIC KEY`, what CloudFront's
     /// `encoded_key` takes) or PKCS#1 (`RSA PUBLIC KEY`). Same tolerance as
-    /// [`PrivateKey::from_pem`].
+    /// [`PrivateKey::from_pem`], and the same re-encoding of explicit P-256 parameters.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let text = normalise_pem(pem)?;
         let pkey = if text.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
@@ -380,14 +406,19 @@ impl PublicKey {
         match pkey.id() {
             Id::RSA => {
                 let rsa = pkey.rsa().map_err(|_| KeyError::Unparsable)?;
-                check_rsa_bits(rsa.size() * 8)?;
+                check_rsa_bits(modulus_bits(&rsa))?;
                 Ok(PublicKey {
                     inner: PublicInner::Rsa(rsa),
                 })
             }
             Id::EC => {
                 let ec = pkey.ec_key().map_err(|_| KeyError::Unparsable)?;
-                check_curve(ec.group())?;
+                let ec = match check_curve(ec.group())? {
+                    None => ec,
+                    Some(named) => on_group(ec.public_key(), ec.group(), &named)
+                        .and_then(|point| EcKey::from_public_key(&named, &point))
+                        .map_err(|_| KeyError::Unparsable)?,
+                };
                 Ok(PublicKey {
                     inner: PublicInner::Ec(ec),
                 })
@@ -466,8 +497,17 @@ impl PublicKey {
     }
 }
 
-fn p256() -> Result<EcGroup, openssl::error::ErrorStack> {
-    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
+/// The P-256 group, written by name (RFC 5480's `namedCurve`) wherever a key on it is encoded.
+fn p256() -> Result<EcGroup, ErrorStack> {
+    let mut group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    group.set_asn1_flag(Asn1Flag::NAMED_CURVE);
+    Ok(group)
+}
+
+/// The exact size of an RSA key's modulus in bits. `RSA_size` counts whole bytes, so it would
+/// call a 2047-bit key 2048 bits and a 1023-bit key 1024.
+fn modulus_bits<T: HasPublic>(rsa: &RsaRef<T>) -> u32 {
+    u32::try_from(rsa.n().num_bits()).unwrap_or(0)
 }
 
 fn check_rsa_bits(bits: u32) -> Result<(), KeyError> {
@@ -478,11 +518,46 @@ fn check_rsa_bits(bits: u32) -> Result<(), KeyError> {
     }
 }
 
-fn check_curve(group: &openssl::ec::EcGroupRef) -> Result<(), KeyError> {
-    match group.curve_name() {
-        Some(Nid::X9_62_PRIME256V1) => Ok(()),
+/// Checks that an EC key is on P-256. `None`: the key names the curve and is kept as it is.
+/// `Some(p256)`: the key spells out its curve's parameters (`openssl ecparam -param_enc explicit`)
+/// and they are exactly P-256's, so the key must be moved onto the named group: RFC 5480 requires
+/// the named form, CloudFront expects it, and the public key PEM and fingerprint id must not
+/// depend on how the key file was written. Explicit parameters of any other curve are refused.
+fn check_curve(group: &EcGroupRef) -> Result<Option<EcGroup>, KeyError> {
+    if group.curve_name() == Some(Nid::X9_62_PRIME256V1)
+        && group.asn1_flag() == Asn1Flag::NAMED_CURVE
+    {
+        return Ok(None);
+    }
+    let named = p256().map_err(|_| KeyError::Unparsable)?;
+    match (curve_parameters(group), curve_parameters(&named)) {
+        (Ok(given), Ok(p256)) if given == p256 => Ok(Some(named)),
         _ => Err(KeyError::UnsupportedCurve),
     }
+}
+
+/// What defines a prime-field curve: the field prime, the coefficients `a` and `b`, the
+/// generator's coordinates, the order and the cofactor.
+fn curve_parameters(group: &EcGroupRef) -> Result<[BigNum; 7], ErrorStack> {
+    let mut ctx = BigNumContext::new()?;
+    let (mut p, mut a, mut b) = (BigNum::new()?, BigNum::new()?, BigNum::new()?);
+    group.components_gfp(&mut p, &mut a, &mut b, &mut ctx)?;
+    let (mut x, mut y) = (BigNum::new()?, BigNum::new()?);
+    group
+        .generator_opt()
+        .ok_or_else(ErrorStack::get)?
+        .affine_coordinates(group, &mut x, &mut y, &mut ctx)?;
+    let (mut order, mut cofactor) = (BigNum::new()?, BigNum::new()?);
+    group.order(&mut order, &mut ctx)?;
+    group.cofactor(&mut cofactor, &mut ctx)?;
+    Ok([p, a, b, x, y, order, cofactor])
+}
+
+/// The same point on another group (the named form of the same curve), through its encoding.
+fn on_group(point: &EcPointRef, from: &EcGroupRef, to: &EcGroupRef) -> Result<EcPoint, ErrorStack> {
+    let mut ctx = BigNumContext::new()?;
+    let bytes = point.to_bytes(from, PointConversionForm::UNCOMPRESSED, &mut ctx)?;
+    EcPoint::from_bytes(to, &bytes, &mut ctx)
 }
 
 /// RFC 4648 base32 without padding (for key ids).
@@ -597,11 +672,22 @@ mod tests {
     #[test]
     fn refuses_encrypted_keys_without_prompting() {
         let rsa = Rsa::generate(2048).unwrap();
-        let pem = rsa
-            .private_key_to_pem_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"secret")
+        let cipher = openssl::symm::Cipher::aes_128_cbc();
+        // Traditional PEM (`Proc-Type: 4,ENCRYPTED`) and PKCS#8 (`ENCRYPTED PRIVATE KEY`).
+        let traditional = rsa
+            .private_key_to_pem_passphrase(cipher, b"secret")
             .unwrap();
-        let err = PrivateKey::from_pem(std::str::from_utf8(&pem).unwrap()).unwrap_err();
-        assert!(matches!(err, KeyError::Encrypted));
+        let pkcs8 = PKey::from_rsa(rsa)
+            .unwrap()
+            .private_key_to_pem_pkcs8_passphrase(cipher, b"secret")
+            .unwrap();
+        for pem in [traditional, pkcs8] {
+            let pem = String::from_utf8(pem).unwrap();
+            let err = PrivateKey::from_pem(&pem).unwrap_err();
+            assert!(matches!(err, KeyError::Encrypted), "{pem}");
+            let err = PrivateKey::from_pem(&pem.replace('\n', "\r\n")).unwrap_err();
+            assert!(matches!(err, KeyError::Encrypted), "{pem}");
+        }
     }
 
     #[test]
@@ -644,6 +730,147 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
         }
+    }
+
+    /// The same P-256 key as PKCS#8, SEC1 and SubjectPublicKeyInfo PEM with explicit curve
+    /// parameters, as `openssl ecparam -param_enc explicit` writes them.
+    fn explicit_pems(named: &EcKey<Private>) -> [String; 3] {
+        let mut group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        group.set_asn1_flag(Asn1Flag::EXPLICIT_CURVE);
+        let explicit =
+            EcKey::from_private_components(&group, named.private_key(), named.public_key())
+                .unwrap();
+        let pkcs8 = PKey::from_ec_key(explicit.clone())
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap();
+        let pems = [
+            pkcs8,
+            explicit.private_key_to_pem().unwrap(),
+            explicit.public_key_to_pem().unwrap(),
+        ]
+        .map(|pem| String::from_utf8(pem).unwrap());
+        // The test is only worth something if the parameters really are spelt out.
+        let parsed = PKey::private_key_from_pem(pems[0].as_bytes()).unwrap();
+        let flag = parsed.ec_key().unwrap().group().asn1_flag();
+        assert_eq!(flag, Asn1Flag::EXPLICIT_CURVE);
+        pems
+    }
+
+    #[test]
+    fn explicit_p256_parameters_are_rewritten_as_the_named_curve() {
+        let named = EcKey::generate(&p256().unwrap()).unwrap();
+        let named_pem = String::from_utf8(named.private_key_to_pem().unwrap()).unwrap();
+        let reference = PrivateKey::from_pem(&named_pem).unwrap();
+        let public = reference.public_key().unwrap();
+        let [pkcs8, sec1, spki] = explicit_pems(&named);
+        for pem in [&pkcs8, &sec1] {
+            let key = PrivateKey::from_pem(pem).unwrap();
+            assert_eq!(key.to_pem().unwrap(), reference.to_pem().unwrap());
+            let again = key.public_key().unwrap();
+            assert_eq!(again.to_pem().unwrap(), public.to_pem().unwrap());
+            assert_eq!(again.to_der().unwrap(), public.to_der().unwrap());
+            assert_eq!(
+                again.fingerprint_id().unwrap(),
+                public.fingerprint_id().unwrap()
+            );
+            let sig = key.sign(b"m", HashAlgorithm::Sha256).unwrap();
+            assert!(public.verify(b"m", &sig, HashAlgorithm::Sha256));
+        }
+        let loaded = PublicKey::from_pem(&spki).unwrap();
+        assert_eq!(loaded.to_pem().unwrap(), public.to_pem().unwrap());
+        assert_eq!(
+            loaded.fingerprint_id().unwrap(),
+            public.fingerprint_id().unwrap()
+        );
+        let sig = reference.sign(b"m", HashAlgorithm::Sha256).unwrap();
+        assert!(loaded.verify(b"m", &sig, HashAlgorithm::Sha256));
+        let der = PKey::public_key_from_pem(spki.as_bytes())
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        assert_eq!(
+            PublicKey::from_der(&der).unwrap().to_der().unwrap(),
+            public.to_der().unwrap()
+        );
+    }
+
+    #[test]
+    fn explicit_parameters_of_another_curve_are_refused() {
+        // P-256's field and equation with another generator (2G): not P-256 for any signer.
+        let p256 = p256().unwrap();
+        let mut ctx = BigNumContext::new().unwrap();
+        let (mut p, mut a, mut b) = (
+            BigNum::new().unwrap(),
+            BigNum::new().unwrap(),
+            BigNum::new().unwrap(),
+        );
+        p256.components_gfp(&mut p, &mut a, &mut b, &mut ctx)
+            .unwrap();
+        let mut group = EcGroup::from_components(p, a, b, &mut ctx).unwrap();
+        let mut generator = EcPoint::new(&p256).unwrap();
+        let two = BigNum::from_u32(2).unwrap();
+        generator.mul_generator2(&p256, &two, &mut ctx).unwrap();
+        let mut order = BigNum::new().unwrap();
+        p256.order(&mut order, &mut ctx).unwrap();
+        let generator = on_group(&generator, &p256, &group).unwrap();
+        group
+            .set_generator(generator, order, BigNum::from_u32(1).unwrap())
+            .unwrap();
+        let key = EcKey::generate(&group).unwrap();
+        let private = String::from_utf8(key.private_key_to_pem().unwrap()).unwrap();
+        let public = String::from_utf8(key.public_key_to_pem().unwrap()).unwrap();
+        assert!(matches!(
+            PrivateKey::from_pem(&private),
+            Err(KeyError::UnsupportedCurve)
+        ));
+        assert!(matches!(
+            PublicKey::from_pem(&public),
+            Err(KeyError::UnsupportedCurve)
+        ));
+        // Explicit parameters of a real curve other than P-256.
+        let mut p384 = EcGroup::from_curve_name(Nid::SECP384R1).unwrap();
+        p384.set_asn1_flag(Asn1Flag::EXPLICIT_CURVE);
+        let key = EcKey::generate(&p384).unwrap();
+        let private = String::from_utf8(key.private_key_to_pem().unwrap()).unwrap();
+        assert!(matches!(
+            PrivateKey::from_pem(&private),
+            Err(KeyError::UnsupportedCurve)
+        ));
+    }
+
+    #[test]
+    fn rsa_sizes_count_modulus_bits_not_bytes() {
+        let rsa = Rsa::generate(2047).unwrap();
+        assert_eq!(rsa.n().num_bits(), 2047);
+        let key = PrivateKey::from_der(&rsa.private_key_to_der().unwrap()).unwrap();
+        assert_eq!((key.bits(), key.cloudfront_compatible()), (2047, false));
+        let rsa = Rsa::generate(1023).unwrap();
+        assert_eq!(rsa.n().num_bits(), 1023);
+        assert!(matches!(
+            PrivateKey::from_der(&rsa.private_key_to_der().unwrap()),
+            Err(KeyError::RsaSize(1023))
+        ));
+        assert!(matches!(
+            PublicKey::from_der(&rsa.public_key_to_der().unwrap()),
+            Err(KeyError::RsaSize(1023))
+        ));
+    }
+
+    #[test]
+    fn the_word_encrypted_in_a_note_is_not_encryption() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = String::from_utf8(key.to_pem().unwrap().to_vec()).unwrap();
+        let noted = format!("{pem}# not ENCRYPTED, just a note\n");
+        let again = PrivateKey::from_pem(&noted).unwrap();
+        assert_eq!(again.to_pem().unwrap(), key.to_pem().unwrap());
+        let public = key.public_key().unwrap().to_pem().unwrap();
+        let noted = format!("{public}# not ENCRYPTED, just a note\n");
+        assert_eq!(
+            PublicKey::from_pem(&noted).unwrap().to_pem().unwrap(),
+            public
+        );
+        assert!(!is_encrypted("Proc-Type: 4,NOT-ENCRYPTED\nENCRYPTED\n"));
     }
 
     #[test]

@@ -141,8 +141,12 @@ impl Policy {
         })
     }
 
-    /// Adds `DateGreaterThan`: the link is refused until after `not_before`. Makes it custom.
+    /// Adds `DateGreaterThan`: the link is refused until after `not_before` (epoch seconds, 1 to
+    /// [`MAX_EPOCH`] and before the expiry). Makes it custom. 0 is refused like any out-of-range
+    /// time ([`SignError::Expiry`]): it would mean no condition at all, and the JavaScript SDK
+    /// drops a 0 from the policy, so the two would sign different bytes.
     pub fn with_not_before(mut self, not_before: u64) -> Result<Self, SignError> {
+        check_epoch(not_before)?;
         if not_before >= self.expires {
             return Err(SignError::NotBeforeAfterExpiry {
                 not_before,
@@ -498,6 +502,19 @@ mod tests {
             Err(SignError::Expiry(1_767_290_400_000))
         );
         assert!(Policy::custom(100).unwrap().with_not_before(100).is_err());
+        assert_eq!(
+            Policy::custom(100).unwrap().with_not_before(0),
+            Err(SignError::Expiry(0))
+        );
+        assert_eq!(
+            Policy::canned(100).unwrap().with_not_before(0),
+            Err(SignError::Expiry(0))
+        );
+        let earliest = Policy::custom(100).unwrap().with_not_before(1).unwrap();
+        assert!(earliest
+            .to_json("https://a.example/x")
+            .unwrap()
+            .contains(r#""DateGreaterThan":{"AWS:EpochTime":1}"#));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::encoding;
 use crate::error::SignError;
 use crate::key::{HashAlgorithm, PrivateKey};
-use crate::policy::{check_text, check_url, Policy};
+use crate::policy::{check_text, check_url, wildcard_match, Policy};
 use crate::verify::{MAX_POLICY_LEN, MAX_TARGET_LEN};
 
 /// Mints CloudFront signed URLs and cookies with one private key.
@@ -78,6 +78,20 @@ fn encode_policy(json: &str) -> Result<String, SignError> {
     Ok(encoded)
 }
 
+/// Checks the URL a link or cookies are for, as CloudFront will see it requested: absolute, safe
+/// to place verbatim in a policy and free of signing parameters ([`check_url`]), and covered by
+/// the policy's resource pattern if it has one. Either failure would make something that is
+/// refused every time. Returns where the URL's path starts.
+fn check_target(url: &str, policy: &Policy) -> Result<usize, SignError> {
+    let path_start = check_url(url)?;
+    if let Some(pattern) = policy.resource() {
+        if !wildcard_match(pattern, url) {
+            return Err(SignError::ResourceMismatch);
+        }
+    }
+    Ok(path_start)
+}
+
 impl Signer {
     /// A signer for `key_pair_id` (the CloudFront public key id) using the key's default digest:
     /// SHA-1 for RSA, SHA-256 for ECDSA.
@@ -130,14 +144,7 @@ impl Signer {
     /// A link the [`crate::Verifier`] would refuse for its size (an encoded policy over
     /// [`MAX_POLICY_LEN`], a path and query over [`MAX_TARGET_LEN`]) is refused here instead.
     pub fn sign_url(&self, url: &str, policy: &Policy) -> Result<String, SignError> {
-        let path_start = check_url(url)?;
-        if let Some(pattern) = policy.resource() {
-            // CloudFront matches the pattern against the URL; one that cannot match makes a
-            // link that is refused every time.
-            if !crate::policy::wildcard_match(pattern, url) {
-                return Err(SignError::ResourceMismatch);
-            }
-        }
+        let path_start = check_target(url, policy)?;
         let json = policy.to_json(url)?;
         let encoded_policy = if policy.is_custom() {
             Some(encode_policy(&json)?)
@@ -171,20 +178,46 @@ impl Signer {
         Ok(out)
     }
 
-    /// Signs cookies that grant `policy` for `resource` (the URL for a canned policy; the default
-    /// resource of a custom one). An encoded policy over [`MAX_POLICY_LEN`] is refused, as the
-    /// verifier would refuse it. A canned policy is rebuilt from the URL of each request, so its
-    /// resource must be one absolute URL, checked as [`Signer::sign_url`] checks URLs; cookies for
-    /// many URLs need a custom policy with a pattern.
+    /// Signs cookies that grant `policy` for `resource`, which is checked as [`Signer::sign_url`]
+    /// checks its URL, so cookies that could never be used are refused rather than signed:
+    ///
+    /// - canned policy: `resource` is the one absolute URL the cookies open (CloudFront rebuilds
+    ///   the policy from each request's URL);
+    /// - custom policy without [`Policy::with_resource`]: `resource` becomes the policy's
+    ///   `Resource` and may hold wildcards (`https://cdn.example.com/files/*`), but must be an
+    ///   absolute URL: CloudFront matches it against absolute URLs, so a relative `/files/*`
+    ///   would never match ([`SignError::NotAbsolute`]);
+    /// - custom policy with a pattern: the pattern is what the cookies grant, and `resource` is a
+    ///   URL they are for, which the pattern must cover (the pattern itself does when it is an
+    ///   absolute URL). A `resource` the pattern does not cover is refused with
+    ///   [`SignError::ResourceMismatch`] rather than ignored, since the caller asked for two
+    ///   different things. A pattern that is no absolute URL (`http*://...`) is given this way,
+    ///   with a URL it covers.
+    ///
+    /// An encoded policy over [`MAX_POLICY_LEN`] is refused, as the verifier would refuse it.
+    ///
+    /// ```
+    /// use keyhole_sign::{KeyAlgorithm, Policy, PrivateKey, SignError, Signer};
+    /// let signer = Signer::new("K2JCJMDEHXQW5F", PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)?;
+    /// let files = Policy::custom(1767290400)?.with_resource("https://cdn.example.com/files/*")?;
+    /// assert!(signer.sign_cookies("https://cdn.example.com/files/a.pdf", &files).is_ok());
+    /// assert!(signer.sign_cookies("https://cdn.example.com/files/*", &files).is_ok());
+    /// assert_eq!(
+    ///     signer.sign_cookies("https://cdn.example.com/video.mp4", &files),
+    ///     Err(SignError::ResourceMismatch)
+    /// );
+    /// let relative = signer.sign_cookies("/files/*", &Policy::custom(1767290400)?);
+    /// assert_eq!(relative, Err(SignError::NotAbsolute));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sign_cookies(
         &self,
         resource: &str,
         policy: &Policy,
     ) -> Result<SignedCookies, SignError> {
-        if !policy.is_custom() {
-            check_text("resource", resource)?;
-            check_url(resource)?;
-        }
+        // Checked under its own name first, so a bad character is reported for `resource`.
+        check_text("resource", resource)?;
+        check_target(resource, policy)?;
         let json = policy.to_json(resource)?;
         let encoded_policy = if policy.is_custom() {
             Some(encode_policy(&json)?)
@@ -204,5 +237,78 @@ impl Signer {
             cookies.push(("CloudFront-Hash-Algorithm", "SHA256".to_owned()));
         }
         Ok(SignedCookies { cookies })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyAlgorithm;
+
+    const EXPIRES: u64 = 1_767_290_400;
+
+    fn signer() -> Signer {
+        Signer::new("K1", PrivateKey::generate(KeyAlgorithm::Rsa).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn custom_cookies_for_a_resource_that_cannot_match_are_refused() {
+        let signer = signer();
+        let custom = Policy::custom(EXPIRES).unwrap();
+        for relative in ["/files/*", "files/*", "cdn.example.com/files/*"] {
+            assert_eq!(
+                signer.sign_cookies(relative, &custom),
+                Err(SignError::NotAbsolute),
+                "{relative}"
+            );
+        }
+        assert_eq!(
+            signer.sign_cookies("https://cdn.example.com/files/*?Signature=1", &custom),
+            Err(SignError::ReservedParameter("Signature"))
+        );
+        let cookies = signer
+            .sign_cookies("https://cdn.example.com/files/*", &custom)
+            .unwrap();
+        let policy = cookies.get("CloudFront-Policy").unwrap();
+        let json = String::from_utf8(encoding::decode(policy).unwrap()).unwrap();
+        assert!(json.contains(r#""Resource":"https://cdn.example.com/files/*""#));
+    }
+
+    #[test]
+    fn cookies_for_a_url_their_pattern_does_not_cover_are_refused() {
+        let signer = signer();
+        let files = Policy::custom(EXPIRES)
+            .unwrap()
+            .with_resource("https://cdn.example.com/files/*")
+            .unwrap();
+        assert_eq!(
+            signer.sign_cookies("https://cdn.example.com/video.mp4", &files),
+            Err(SignError::ResourceMismatch)
+        );
+        assert_eq!(
+            signer.sign_cookies("/files/a.pdf", &files),
+            Err(SignError::NotAbsolute)
+        );
+        // A covered URL, or the pattern itself, signs the pattern: the same cookies.
+        let for_url = signer
+            .sign_cookies("https://cdn.example.com/files/a.pdf", &files)
+            .unwrap();
+        let for_pattern = signer
+            .sign_cookies("https://cdn.example.com/files/*", &files)
+            .unwrap();
+        assert_eq!(for_url, for_pattern);
+        // The same rule as for links.
+        assert_eq!(
+            signer.sign_url("https://cdn.example.com/video.mp4", &files),
+            Err(SignError::ResourceMismatch)
+        );
+        // A pattern that is no absolute URL itself is given with a URL it covers.
+        let any_scheme = Policy::custom(EXPIRES)
+            .unwrap()
+            .with_resource("http*://cdn.example.com/*")
+            .unwrap();
+        assert!(signer
+            .sign_cookies("https://cdn.example.com/a.txt", &any_scheme)
+            .is_ok());
     }
 }

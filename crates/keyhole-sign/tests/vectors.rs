@@ -297,12 +297,21 @@ fn check_cookies_case(case: &Case) {
         produced.len(),
         "{id}: no cookie twice"
     );
-    // The same policy through a wildcard resource produces the same cookies.
+    // The same policy through a wildcard resource produces the same cookies, for any URL the
+    // pattern covers; a URL it does not cover contradicts it and is refused, not ignored.
     if policy.is_custom() {
         let explicit = policy.clone().with_resource(&case.resource).unwrap();
+        let covered = case.resource.replace('*', "some/file.bin");
+        for url in [case.resource.as_str(), covered.as_str()] {
+            assert_eq!(
+                signer.sign_cookies(url, &explicit),
+                Ok(cookies.clone()),
+                "{id}: {url}"
+            );
+        }
         assert_eq!(
             signer.sign_cookies("https://unused.example/", &explicit),
-            Ok(cookies.clone()),
+            Err(keyhole_sign::SignError::ResourceMismatch),
             "{id}"
         );
     }
