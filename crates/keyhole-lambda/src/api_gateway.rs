@@ -5,17 +5,18 @@
 //!
 //! Authentication: a request that passed API Gateway's JWT authorizer acts as the token's
 //! `sub` claim; otherwise `KEYHOLE_TOKENS` bearer tokens are checked as `keyhole serve` checks
-//! them. With neither, the file routes (`/api/files*`) are refused: `serve`'s "no tokens only on
-//! loopback" rule has no loopback to fall back to here.
+//! them. With neither, every route that needs a principal (the file routes) answers 401, and
+//! `/api/config` says `authRequired: true`: `serve`'s "no tokens only on loopback" rule has no
+//! loopback to fall back to here. Refusals go through the router like any other answer, so
+//! they carry a request id and are logged and counted.
 
 use axum::body::Body as AxumBody;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use base64::Engine;
-use keyhole::auth::Principal;
+use keyhole::auth::{Principal, Refused};
 use keyhole::http::ApiError;
-use keyhole::state::SharedState;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::aws_lambda_events::encodings::Body as LambdaBody;
 use lambda_http::request::LambdaRequest;
@@ -28,14 +29,8 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
 /// Longest JWT `sub` accepted as a principal (the limit token principals have too).
 const MAX_PRINCIPAL: usize = 128;
 
-/// Paths that need a principal; the rest (`/api/config`, `/api/openapi.json`, unknown paths)
-/// answer without one, as in `keyhole serve`.
-fn needs_principal(path: &str) -> bool {
-    path == "/api/files" || path.starts_with("/api/files/")
-}
-
 /// The principal API Gateway's JWT authorizer verified, if the request went through it.
-fn jwt_principal(request: &ApiGatewayV2httpRequest) -> Option<Result<Principal, ApiError>> {
+fn jwt_principal(request: &ApiGatewayV2httpRequest) -> Option<Result<Principal, Refused>> {
     let jwt = request.request_context.authorizer.as_ref()?.jwt.as_ref()?;
     let sub = jwt.claims.get("sub");
     Some(match sub {
@@ -46,22 +41,15 @@ fn jwt_principal(request: &ApiGatewayV2httpRequest) -> Option<Result<Principal, 
         {
             Ok(Principal(sub.clone()))
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the token has no usable sub claim (1 to 128 printable characters)",
+        _ => Err(Refused(
+            "the token has no usable sub claim (1 to 128 printable characters)".to_owned(),
         )),
     })
 }
 
-/// Answers one API Gateway request with `router` (keyhole's API router over `state`).
-pub async fn handle(
-    state: &SharedState,
-    router: &Router,
-    request: ApiGatewayV2httpRequest,
-) -> ApiGatewayV2httpResponse {
+/// Answers one API Gateway request with `router` (keyhole's API router).
+pub async fn handle(router: &Router, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
     let jwt = jwt_principal(&request);
-    let path = request.raw_path.clone().unwrap_or_default();
     let Some(mut http_request) = to_http(request) else {
         return into_gateway_response(
             ApiError::bad_request(
@@ -72,24 +60,19 @@ pub async fn handle(
         )
         .await;
     };
-    let response = match jwt {
-        Some(Err(e)) => e.into_response(),
+    // Either way through the router, so the answer has its request id, log line and metrics:
+    // a refused principal is answered 401 by the routes that need one, and so (with neither
+    // tokens nor the authorizer) is a request without claims.
+    match jwt {
         Some(Ok(principal)) => {
             http_request.extensions_mut().insert(principal);
-            call(router, http_request).await
         }
-        None if !state.auth.enabled() && needs_principal(http_request.uri().path()) => {
-            tracing::warn!(path = %path, "refused: no KEYHOLE_TOKENS and no JWT authorizer on this route");
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this API needs a bearer token: configure KEYHOLE_TOKENS or API Gateway's JWT \
-                 authorizer (docs/deployment.md)",
-            )
-            .into_response()
+        Some(Err(refused)) => {
+            http_request.extensions_mut().insert(refused);
         }
-        None => call(router, http_request).await,
-    };
+        None => {}
+    }
+    let response = call(router, http_request).await;
     into_gateway_response(response).await
 }
 
@@ -214,16 +197,6 @@ mod tests {
         assert_eq!(json["headers"]["content-type"], "application/json");
         assert!(json["headers"].get("set-cookie").is_none(), "{json}");
         assert_eq!(json["cookies"], serde_json::json!(["a=1", "b=2"]));
-    }
-
-    #[test]
-    fn only_file_routes_need_a_principal() {
-        assert!(needs_principal("/api/files"));
-        assert!(needs_principal("/api/files/upload"));
-        assert!(needs_principal("/api/files/abc/parts"));
-        assert!(!needs_principal("/api/config"));
-        assert!(!needs_principal("/api/openapi.json"));
-        assert!(!needs_principal("/api/filesystem"));
     }
 
     #[test]

@@ -76,8 +76,11 @@ impl Lambda {
 
     /// Builds from a configuration (checked with [`settings::check`]): opens the stores and reads
     /// the key, once.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+    pub async fn start(mut config: Config) -> Result<Self, StartError> {
         settings::check(&config)?;
+        // No loopback to fall back to: without tokens, only requests that passed API Gateway's
+        // JWT authorizer have a principal ([`api_gateway`]).
+        config.anonymous_when_unconfigured = false;
         let secret = match &config.key_source {
             KeySource::SecretsManager { secret_id } if !config.key_refresh.is_zero() => {
                 Some(secret_id.clone())
@@ -152,7 +155,7 @@ impl Lambda {
         self.refresh_key_if_due().await;
         match event {
             event::Event::Http(request) => {
-                let response = api_gateway::handle(&self.state, &self.router, *request).await;
+                let response = api_gateway::handle(&self.router, *request).await;
                 Ok(serde_json::to_value(response)?)
             }
             event::Event::Sqs(records) => {

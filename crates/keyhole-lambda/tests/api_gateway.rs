@@ -185,9 +185,19 @@ async fn without_tokens_the_file_routes_need_the_jwt_authorizer() {
     assert_eq!(reply["error"]["code"], json!("unauthorized"));
     let (status, reply) = invoke_http(&lambda, api_event("upload", "")).await;
     assert_eq!(status, 401, "{reply}");
-    // The public routes answer anyway.
-    let (status, _) = invoke_http(&lambda, api_event("config", "")).await;
+    // Through the API's own layers: the refusal has its request id like any other answer.
+    let answer = lambda.handle(api_event("upload", "")).await.unwrap();
+    assert_eq!(answer["statusCode"], json!(401), "{answer}");
+    assert!(
+        answer["headers"]["x-request-id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{answer}"
+    );
+    // The public routes answer anyway, and say that the file routes need a token.
+    let (status, config) = invoke_http(&lambda, api_event("config", "")).await;
     assert_eq!(status, 200);
+    assert_eq!(config["authRequired"], json!(true), "{config}");
 
     // Through the JWT authorizer, each subject is its own principal.
     let (status, up) = invoke_http(&lambda, with_jwt("upload", "", "user-1")).await;
@@ -207,9 +217,19 @@ async fn without_tokens_the_file_routes_need_the_jwt_authorizer() {
         "another subject's file does not exist for them"
     );
 
-    // A token whose subject cannot be a principal is refused.
-    let (status, reply) = invoke_http(&lambda, with_jwt("list", "", "")).await;
-    assert_eq!(status, 401, "{reply}");
+    // A token whose subject cannot be a principal is refused, on every route that needs one.
+    for name in ["list", "upload"] {
+        let answer = lambda.handle(with_jwt(name, "", "")).await.unwrap();
+        assert_eq!(answer["statusCode"], json!(401), "{name}: {answer}");
+        assert!(
+            answer["body"]
+                .as_str()
+                .unwrap()
+                .contains("no usable sub claim"),
+            "{name}: {answer}"
+        );
+        assert!(answer["headers"]["x-request-id"].is_string(), "{answer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use keyhole_sign::Policy;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::{AuthError, Principal};
+use crate::auth::{AuthError, Principal, Refused};
 use crate::http::{ApiError, JsonBody, OptionalJsonBody, MAX_COMPLETE_JSON_BYTES};
 use crate::ids;
 use crate::links::{self, Feature, PublicRollout, PublicUrlModes, UrlMode};
@@ -27,8 +27,23 @@ impl FromRequestParts<SharedState> for Principal {
         // A principal already attached to the request was verified by whoever embeds the router
         // (the Lambda, from the claims of API Gateway's JWT authorizer); clients cannot set
         // request extensions.
+        if let Some(Refused(why)) = parts.extensions.get::<Refused>() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                why.clone(),
+            ));
+        }
         let principal = match parts.extensions.get::<Principal>() {
             Some(verified) => verified.clone(),
+            None if !state.auth.enabled() && !state.config.anonymous_when_unconfigured => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this API needs a bearer token: configure KEYHOLE_TOKENS or API Gateway's \
+                     JWT authorizer (docs/deployment.md)",
+                ));
+            }
             None => {
                 let header = parts
                     .headers
@@ -1000,7 +1015,7 @@ pub async fn public_config(State(state): State<SharedState>) -> Json<PublicConfi
         max_upload_bytes: c.effective_max_upload_bytes(),
         multipart_threshold: c.multipart_threshold,
         part_size: c.part_size,
-        auth_required: state.auth.enabled(),
+        auth_required: state.auth.enabled() || !c.anonymous_when_unconfigured,
         url_modes: (&c.url_modes).into(),
     })
 }

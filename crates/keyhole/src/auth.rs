@@ -11,6 +11,13 @@ use crate::config::{RateLimit, TokenEntry};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal(pub String);
 
+/// Attached to a request by whoever embeds the API router (the Lambda) when what authenticated
+/// the caller before the router named no usable principal (a JWT without a usable `sub`): the
+/// routes that need a principal answer 401 with this message. Clients cannot set request
+/// extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused(pub String);
+
 /// The principal used when no tokens and no JWT issuer are configured (loopback only).
 pub const LOCAL_PRINCIPAL: &str = "local";
 

@@ -233,6 +233,11 @@ pub struct Config {
     /// Bearer JWTs of this issuer are accepted too (`jwt_issuer`, `jwt_audiences`,
     /// `jwt_jwks_url`); the principal is their `sub`.
     pub jwt: Option<crate::jwt::JwtSettings>,
+    /// Whether, with no tokens and no `jwt`, a request without credentials acts as
+    /// [`crate::auth::LOCAL_PRINCIPAL`]: `keyhole serve`, which then listens on loopback only.
+    /// Not a setting: the Lambda turns it off, because behind API Gateway there is no loopback,
+    /// and a request that did not pass the JWT authorizer must be refused.
+    pub anonymous_when_unconfigured: bool,
     /// Per-principal API rate limit.
     pub rate_limit: RateLimit,
     /// How often the sweeper looks for expired files.
@@ -501,6 +506,7 @@ impl Config {
             cors_origins: Vec::new(),
             tokens: Vec::new(),
             jwt: None,
+            anonymous_when_unconfigured: true,
             rate_limit: RateLimit {
                 burst: defaults::RATE_BURST,
                 per_second: defaults::RATE_PER_SECOND,
