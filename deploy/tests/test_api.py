@@ -220,8 +220,8 @@ def test_lambda_role_is_least_privilege():
         "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan",
     }
     assert set(by_sid["ObjectsUnderPrefix"]["actions"]) == {
-        "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-        "s3:ListMultipartUploadParts",
+        "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+        "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
     }
     every = {a for st in statements(doc) for a in st["actions"]}
     for unused in ("s3:ListBucketMultipartUploads", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable",

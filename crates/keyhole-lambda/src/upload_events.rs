@@ -55,6 +55,9 @@ pub enum Outcome {
     Marked,
     /// The record was already uploaded: nothing changed.
     AlreadyUploaded,
+    /// A second PUT replaced an uploaded file with other bytes; the version it made was removed,
+    /// so the uploaded file is current again.
+    Restored,
     /// The event no longer describes the object (gone, or replaced since): nothing changed.
     Stale,
     /// An object without a record was deleted.
@@ -75,6 +78,7 @@ impl Outcome {
         match self {
             Outcome::Marked => "committed",
             Outcome::AlreadyUploaded => "event_duplicate",
+            Outcome::Restored => "event_overwrite_undone",
             Outcome::Stale => "event_stale",
             Outcome::DeletedUnrecorded => "event_deleted_unrecorded",
             Outcome::DeletedExpired => "event_deleted_expired",
@@ -133,6 +137,8 @@ struct S3Object {
     key: String,
     size: Option<u64>,
     e_tag: Option<String>,
+    /// The version the write made, in a versioned bucket.
+    version_id: Option<String>,
 }
 
 /// Handles an SQS batch; every message that fails is named in the answer. Once `until` has
@@ -291,6 +297,43 @@ async fn delete(
     Ok(outcome)
 }
 
+/// A PUT through a still-valid upload link wrote an uploaded file again, with bytes of another
+/// size: CloudFront cannot refuse it as Keyhole's edge does (409), so the object no longer is
+/// what the record describes (and may be over the size limit). In the versioned bucket the
+/// event names the version that PUT made; removing it makes the uploaded file current again,
+/// which is what write-once asks. Without a version (an unversioned bucket) nothing can be put
+/// back, and the overwrite is only logged.
+async fn undo_overwrite(
+    state: &SharedState,
+    object_key: &str,
+    file_id: &str,
+    version: Option<&str>,
+    recorded: Option<u64>,
+    size: u64,
+) -> Result<Outcome, UploadEventError> {
+    // "null" is the version of an object written while versioning was off: removing it would
+    // remove the only copy, not bring back an earlier one.
+    if let Some(version) = version.filter(|v| !v.is_empty() && *v != "null") {
+        if state.objects.delete_version(object_key, version).await? {
+            tracing::warn!(
+                file_id,
+                recorded,
+                size,
+                version,
+                "an uploaded file was written again through its upload link: that version was removed and the upload is current again"
+            );
+            return Ok(Outcome::Restored);
+        }
+    }
+    tracing::error!(
+        file_id,
+        recorded,
+        size,
+        "an uploaded file was written again through its upload link and cannot be put back (no object version): its downloads now serve other bytes"
+    );
+    Ok(Outcome::AlreadyUploaded)
+}
+
 async fn object_created(
     state: &SharedState,
     record: &S3Record,
@@ -341,13 +384,10 @@ async fn object_created(
     };
     match current.status {
         Status::Uploaded => {
-            if current.size != Some(size) {
-                tracing::warn!(
-                    file_id,
-                    recorded = ?current.size,
-                    size,
-                    "an uploaded file's object was written again"
-                );
+            if current.size.is_some_and(|recorded| recorded != size) {
+                let version = record.s3.object.version_id.as_deref();
+                return undo_overwrite(state, &object_key, file_id, version, current.size, size)
+                    .await;
             }
             return Ok(Outcome::AlreadyUploaded);
         }

@@ -280,3 +280,106 @@ async fn keys_are_decoded_and_multipart_completion_is_left_to_the_api() {
     assert_eq!(r.status, keyhole::store::Status::Uploaded);
     assert_eq!(r.size, Some(size));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_put_over_an_uploaded_file_is_undone() {
+    let Some(moto) = moto("S3 upload events: an overwrite of an uploaded file") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let s3 = aws.moto.s3.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+    // The bucket is versioned, as the s3-bucket module makes it.
+    let r = http
+        .put(format!("{s3}/{}?versioning", aws.bucket))
+        .body(
+            r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "enable versioning: {}", r.status());
+    let lambda = aws.lambda().await;
+    let body = b"the signed contract";
+    let link = create_upload(&lambda, "contract.pdf", Some(body.len() as u64)).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let etag = put_object(&lambda, &id, body).await;
+    assert!(
+        deliver_created(&lambda, &aws, &id, body.len() as u64, &etag)
+            .await
+            .is_empty()
+    );
+    let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, keyhole::store::Status::Uploaded);
+
+    // The upload link is still valid, and CloudFront forwards a second PUT to S3: other bytes,
+    // another size, a new version.
+    // (Signed as S3 wants it: a presigned PUT, as an `s3-presigned` upload link is.)
+    let put_url = lambda
+        .state()
+        .objects
+        .presign(
+            &format!("uploads/{id}"),
+            &keyhole::store::objects::PresignOp::Put,
+            std::time::SystemTime::now(),
+            std::time::Duration::from_secs(300),
+        )
+        .await
+        .unwrap()
+        .expect("S3 presigns");
+    let other = vec![b'x'; 4096];
+    let r = http.put(&put_url).body(other.clone()).send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    assert!(
+        status.is_success(),
+        "overwrite: {status}: {}",
+        r.text().await.unwrap()
+    );
+    let version = headers["x-amz-version-id"].to_str().unwrap().to_owned();
+    let other_etag = headers["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    assert_eq!(stored(&lambda, &id).await, sha256_hex(&other));
+
+    assert!(deliver_created_version(
+        &lambda,
+        &aws,
+        &id,
+        other.len() as u64,
+        &other_etag,
+        &version
+    )
+    .await
+    .is_empty());
+    // That version is gone: the uploaded file is what S3 serves again, and the record is as it was.
+    assert_eq!(stored(&lambda, &id).await, sha256_hex(body));
+    assert_eq!(lambda.state().meta.get(&id).await.unwrap().unwrap(), record);
+    assert_eq!(upload_count(&lambda, "event_overwrite_undone"), 1);
+
+    // The same event delivered again (SQS is at least once): the version is already gone, the
+    // uploaded file stays.
+    assert!(deliver_created_version(
+        &lambda,
+        &aws,
+        &id,
+        other.len() as u64,
+        &other_etag,
+        &version
+    )
+    .await
+    .is_empty());
+    assert_eq!(stored(&lambda, &id).await, sha256_hex(body));
+}
+
+/// The SHA-256 of the current object of `file_id`, as S3 serves it.
+async fn stored(lambda: &keyhole_lambda::Lambda, file_id: &str) -> String {
+    let key = format!("uploads/{file_id}");
+    let objects = &lambda.state().objects;
+    let size = objects.head(&key).await.unwrap().size;
+    keyhole::store::objects::sha256_of(&**objects, &key, size)
+        .await
+        .unwrap()
+        .0
+}

@@ -452,3 +452,22 @@ pub async fn deliver_created(
         .expect("SQS batch handled");
     failures(&answer)
 }
+
+/// [`deliver_created`] for a write to a versioned bucket, which names the version it made.
+pub async fn deliver_created_version(
+    lambda: &Lambda,
+    aws: &Aws,
+    file_id: &str,
+    size: u64,
+    etag: &str,
+    version: &str,
+) -> Vec<String> {
+    let mut body: Value =
+        serde_json::from_str(&s3_created(&aws.bucket, &aws.s3_key(file_id), size, etag)).unwrap();
+    body["Records"][0]["s3"]["object"]["versionId"] = json!(version);
+    let answer = lambda
+        .handle(sqs_batch(&[(&unique("msg"), &body.to_string())]))
+        .await
+        .expect("SQS batch handled");
+    failures(&answer)
+}

@@ -174,6 +174,13 @@ pub trait ObjectStorage: Send + Sync + 'static {
         key: &str,
         upload_id: &str,
     ) -> Result<Option<Vec<StoredPart>>, ObjectError>;
+    /// Removes the version `version_id` of `key` for good, so the version before it is the
+    /// current one again (S3 with versioning). `Ok(false)` when the backend keeps no versions
+    /// (local disk, where nothing overwrites an object).
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<bool, ObjectError> {
+        let _ = (key, version_id);
+        Ok(false)
+    }
     /// A URL that performs `op` on `key` directly against the backend, signed by the backend's
     /// own scheme (S3: SigV4 query parameters), valid from `start` for `ttl`. `Ok(None)` when
     /// the backend has no such URLs (local disk).

@@ -470,6 +470,11 @@ impl ObjectStorage for S3Storage {
         self.sdk().await.list_parts(key, upload_id).await.map(Some)
     }
 
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<bool, ObjectError> {
+        self.sdk().await.delete_version(key, version_id).await?;
+        Ok(true)
+    }
+
     async fn presign(
         &self,
         key: &str,

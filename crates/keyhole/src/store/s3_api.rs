@@ -208,6 +208,21 @@ impl S3Api {
         Err(sdk_error(e))
     }
 
+    /// Removes one version of `key` for good, in a versioned bucket: the version before it, if
+    /// any, becomes the current one again.
+    pub async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), ObjectError> {
+        let key = self.key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
     /// Every part S3 holds for the multipart upload `upload_id` of `key`, by part number,
     /// following ListParts' pages.
     pub async fn list_parts(

@@ -97,6 +97,8 @@ data "aws_iam_policy_document" "lambda" {
       "s3:GetObject",
       "s3:PutObject",
       "s3:DeleteObject",
+      # Undoes a second PUT over an uploaded file (upload events): removes the version it made.
+      "s3:DeleteObjectVersion",
       "s3:AbortMultipartUpload",
       "s3:ListMultipartUploadParts",
     ]
