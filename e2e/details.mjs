@@ -140,3 +140,26 @@ export async function oddFiles(browser, server) {
     await context.close();
   }
 }
+
+/** A file deleted elsewhere: Download says it is gone, and its row leaves the list. */
+export async function goneElsewhere(browser, server) {
+  const id = await uploadThroughApi(server, 'gone-elsewhere.txt', randomBytes(300));
+  await uploadThroughApi(server, 'still-here.txt', randomBytes(200));
+  const { context, page, problems } = await newPage(browser, server, { viewport: { width: 1200, height: 860 } });
+  try {
+    await page.waitForSelector(sel.ready);
+    await page.locator(sel.uploadedRow('gone-elsewhere.txt')).waitFor();
+    const deleted = await api(server, 'DELETE', `/api/files/${encodeURIComponent(id)}`);
+    assertEqual(deleted.status, 200, 'deleted through the API');
+    await page.locator(sel.uploadedRow('gone-elsewhere.txt')).getByTestId('download-button').click();
+    const banner = page.locator(sel.error);
+    await banner.waitFor({ state: 'visible' });
+    const text = await banner.textContent();
+    assert(/no such file/i.test(text), `error banner says: ${text}`);
+    await page.locator(sel.row('gone-elsewhere.txt')).waitFor({ state: 'detached' });
+    assertEqual(await rowCount(page), 1, 'rows left');
+    await checkClean(page, problems);
+  } finally {
+    await context.close();
+  }
+}

@@ -6,7 +6,7 @@ import {
   desktop, launchChromium, partRetries, phone, serverErrorsInWords, settingsNotUnderstood, storageErrorInWords,
   tokenFlow, tokenRefusedTwice, unsendableToken,
 } from './chromium.mjs';
-import { listInPlace, oddFiles } from './details.mjs';
+import { goneElsewhere, listInPlace, oddFiles } from './details.mjs';
 import { firefox } from './firefox.mjs';
 import {
   cspBlockSaysSo, ipv6PublicUrl, otherOrigin, otherOriginAllowed, storageTimeoutsRetried, transientFailures,
@@ -63,6 +63,8 @@ try {
     (b) => withServer('csp-block', (port) => ['--cors-origin', `http://localhost:${port}`], (s) => cspBlockSaysSo(b, s), { host: '[::1]' }));
   await chromiumTest('the file list keeps focus, an armed delete and opened pages when it refreshes',
     (b) => withServer('list', [], (s) => listInPlace(b, s)));
+  await chromiumTest('a file deleted elsewhere: Download says it is gone and its row leaves the list',
+    (b) => withServer('gone', [], (s) => goneElsewhere(b, s)));
   await chromiumTest('an empty file, a name over 255 bytes, a slow upload\'s speed, a dropped folder',
     (b) => withServer('odd', [], (s) => oddFiles(b, s)));
   await chromiumTest('phone (Pixel 5, then 375 px): upload, no horizontal scroll, download, delete',
