@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -54,6 +55,13 @@ const PART_NUMBERS: &str = "part_numbers";
 /// Attempts at a part transaction that DynamoDB cancels because another transaction on the same
 /// file item (a parallel part) is in flight.
 const TRANSACTION_ATTEMPTS: u32 = 10;
+
+/// The longest one attempt at a DynamoDB call may take (a single item or a page of them).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one DynamoDB call may take, retries included; past it the call fails with
+/// [`StoreError::Backend`] (503, retry later).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Items one `BatchGetItem` / `BatchWriteItem` call may carry.
 const BATCH_GET: usize = 100;
@@ -237,6 +245,7 @@ impl DynamoStore {
     /// DynamoDB Local) instead of AWS. Credentials and region come from the usual AWS sources
     /// (environment, profile, instance or task role); with an endpoint and no region configured,
     /// `us-east-1` is assumed. Does not touch the table: see [`Self::create_table_if_missing`].
+    /// Each attempt at a call is bounded by 5 s and each call, retries included, by 15 s.
     pub async fn connect(table: &str, endpoint: Option<&str>) -> Result<Self, StoreError> {
         // rustls with ring, which the rest of Keyhole already links, rather than the SDK's default
         // aws-lc (a second crypto library with a long C build).
@@ -259,8 +268,18 @@ impl DynamoStore {
                 "no AWS region configured: set AWS_REGION (or a profile's region)",
             ));
         }
+        // Bounded calls: without them a response that never comes (a stalled endpoint, a
+        // black-holed connection) holds the request forever. Only here, not for S3, whose
+        // bodies may take long to stream.
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
+            .timeout_config(timeouts)
+            .build();
         Ok(DynamoStore {
-            client: Client::new(&config),
+            client: Client::from_conf(dynamodb),
             table: table.to_owned(),
         })
     }

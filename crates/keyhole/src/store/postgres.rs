@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
@@ -61,6 +61,23 @@ const MIGRATION_LOCK: i64 = 0x6b_6579_686f_6c65;
 /// Connections kept per replica.
 const POOL_SIZE: usize = 16;
 
+/// The longest one store call may take, from waiting for a connection to the last row. Past it
+/// the call fails with [`StoreError::Backend`] (503, retry later) and its connection is closed.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest start-up migration may take (it may wait for another replica's migration).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Socket-level limits, unless the URL sets its own: a dead peer (a partition, a database host
+/// gone without closing its connections) is noticed within seconds rather than after the
+/// operating system's two hours of keepalive silence.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the kernel drops the connection.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
 const COLUMNS: &str = "file_id, original_filename, content_type, object_key, \
     upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, sha256, etag, \
     status, owner, ttl, upload_id, part_size";
@@ -75,18 +92,58 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Names the server's reason (SQLSTATE and message) rather than tokio-postgres' terse "db error".
+/// A stored row that is not a record this version can read: retrying will not help.
+fn broken(why: impl std::fmt::Display) -> StoreError {
+    StoreError::Broken(format!("postgres: malformed row: {why}"))
+}
+
+/// Whether a server error (by SQLSTATE) may pass when the call is repeated: the connection or
+/// the server is going (class 08 connection exception, 57 operator intervention such as a
+/// shutdown, restart or cancelled statement), out of resources (53: too many connections, disk
+/// full, 58: system I/O), a transaction lost a race (40001 serialisation failure, 40P01
+/// deadlock, 55P03 lock not available), or the server became a read-only standby during a
+/// failover (25006). Those answer 503 with Retry-After. Everything else (42 syntax, undefined
+/// table or missing privilege, 22 data exceptions, 23 constraint violations, XX internal
+/// errors, ...) is a fault of the deployment, the schema or the data that a retry repeats:
+/// [`StoreError::Broken`], 500.
+fn transient_sqlstate(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "53" | "57" | "58"))
+        || matches!(code, "40001" | "40P01" | "55P03" | "25006")
+}
+
+/// Names the server's reason (SQLSTATE and message) rather than tokio-postgres' terse "db error",
+/// and classifies it ([`transient_sqlstate`]). Failures without a server error (I/O, a closed
+/// connection) are transient.
 fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => {
-            StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()))
+            let code = db.code().code();
+            let message = format!("postgres: {} ({code})", db.message());
+            if transient_sqlstate(code) {
+                StoreError::Backend(message)
+            } else {
+                StoreError::Broken(message)
+            }
         }
         None => StoreError::Backend(format!("postgres: {e}")),
     }
 }
 
-fn opt_u64(v: Option<i64>) -> Option<u64> {
-    v.map(|v| v as u64)
+/// A column that does not decode as the schema says (a NULL, a wrong type).
+fn decode_err(e: tokio_postgres::Error) -> StoreError {
+    match std::error::Error::source(&e) {
+        Some(cause) => broken(format!("{e}: {cause}")),
+        None => broken(e),
+    }
+}
+
+/// A stored size: never negative (Keyhole writes only `u64` values that fit an `i64`).
+fn size_u64(name: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| broken(format!("{name} {v} is negative")))
+}
+
+fn opt_u64(name: &str, v: Option<i64>) -> Result<Option<u64>, StoreError> {
+    v.map(|v| size_u64(name, v)).transpose()
 }
 
 fn opt_i64(v: Option<u64>) -> Option<i64> {
@@ -94,39 +151,114 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
 }
 
 fn from_row(row: &Row) -> Result<FileRecord, StoreError> {
-    let get_err = |e: tokio_postgres::Error| backend(format!("postgres: unexpected row: {e}"));
-    let status: String = row.try_get(11).map_err(get_err)?;
+    let status: String = row.try_get(11).map_err(decode_err)?;
     Ok(FileRecord {
-        file_id: row.try_get(0).map_err(get_err)?,
-        original_filename: row.try_get(1).map_err(get_err)?,
-        content_type: row.try_get(2).map_err(get_err)?,
-        object_key: row.try_get(3).map_err(get_err)?,
-        upload_url_generated_at: row.try_get(4).map_err(get_err)?,
-        uploaded_at: row.try_get(5).map_err(get_err)?,
-        size: opt_u64(row.try_get(6).map_err(get_err)?),
-        declared_size: opt_u64(row.try_get(7).map_err(get_err)?),
-        declared_sha256: row.try_get(8).map_err(get_err)?,
-        sha256: row.try_get(9).map_err(get_err)?,
-        etag: row.try_get(10).map_err(get_err)?,
-        status: Status::parse(&status).unwrap_or(Status::Pending),
-        owner: row.try_get(12).map_err(get_err)?,
-        ttl: row.try_get(13).map_err(get_err)?,
-        upload_id: row.try_get(14).map_err(get_err)?,
-        part_size: opt_u64(row.try_get(15).map_err(get_err)?),
+        file_id: row.try_get(0).map_err(decode_err)?,
+        original_filename: row.try_get(1).map_err(decode_err)?,
+        content_type: row.try_get(2).map_err(decode_err)?,
+        object_key: row.try_get(3).map_err(decode_err)?,
+        upload_url_generated_at: row.try_get(4).map_err(decode_err)?,
+        uploaded_at: row.try_get(5).map_err(decode_err)?,
+        size: opt_u64("size", row.try_get(6).map_err(decode_err)?)?,
+        declared_size: opt_u64("declared_size", row.try_get(7).map_err(decode_err)?)?,
+        declared_sha256: row.try_get(8).map_err(decode_err)?,
+        sha256: row.try_get(9).map_err(decode_err)?,
+        etag: row.try_get(10).map_err(decode_err)?,
+        status: Status::parse(&status)
+            .ok_or_else(|| broken(format!("unknown status {status:?}")))?,
+        owner: row.try_get(12).map_err(decode_err)?,
+        ttl: row.try_get(13).map_err(decode_err)?,
+        upload_id: row.try_get(14).map_err(decode_err)?,
+        part_size: opt_u64("part_size", row.try_get(15).map_err(decode_err)?)?,
     })
+}
+
+fn part_from_row(row: &Row) -> Result<PartRecord, StoreError> {
+    let number: i64 = row.try_get(0).map_err(decode_err)?;
+    Ok(PartRecord {
+        part_number: u32::try_from(number)
+            .map_err(|_| broken(format!("part number {number} out of range")))?,
+        size: size_u64("part size", row.try_get(1).map_err(decode_err)?)?,
+        sha256: row.try_get(2).map_err(decode_err)?,
+        etag: row.try_get(3).map_err(decode_err)?,
+    })
+}
+
+/// A pooled connection lent to one operation. Given back with [`Conn::release`] once the
+/// operation has its answer; dropped before that (the operation timed out, or the request that
+/// ran it went away mid-query), the connection is detached from the pool and closed, never handed
+/// to the next caller still owing the reply to a query nobody waits for: on a connection that a
+/// partition or a stalled server holds up, that caller would wait just the same.
+struct Conn(Option<Object>);
+
+impl Conn {
+    fn release(mut self) {
+        // Dropping the object returns it to the pool.
+        drop(self.0.take());
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.0.as_ref().expect("connection present until released")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.0.as_mut().expect("connection present until released")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            // Detached and dropped: the connection's task is aborted and its socket closed.
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// The URL's connection settings, with Keyhole's socket limits where the URL sets none.
+fn with_socket_limits(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    // tokio-postgres' default idle time is the operating system's two hours.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    config
 }
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db` or `host=... user=...`), checks the
     /// server answers and applies pending migrations.
+    ///
+    /// TCP keepalives (10 s idle, 5 s interval, 3 probes), a 15 s TCP user timeout and a 10 s
+    /// connect timeout apply unless the URL sets its own (`keepalives_idle`, `tcp_user_timeout`,
+    /// `connect_timeout`, ...); every store call is bounded by [`OPERATION_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| backend(format!("postgres URL: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            with_socket_limits(config),
             NoTls,
             ManagerConfig {
+                // No round trip per checkout: a connection is recycled only if its last
+                // operation completed (see `Conn`), and a closed one is discarded.
                 recycling_method: RecyclingMethod::Fast,
             },
         );
@@ -142,51 +274,102 @@ impl PostgresStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+    async fn conn(&self) -> Result<Conn, StoreError> {
         self.pool
             .get()
             .await
+            .map(|object| Conn(Some(object)))
             .map_err(|e| backend(format!("postgres: {e}")))
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+    /// Runs `op` (which takes its connection with [`Self::conn`]) within `limit`; past it the
+    /// operation is dropped, with its connection (see [`Conn`]).
+    async fn bounded<T>(
+        what: &str,
+        limit: Duration,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(format!(
+                "postgres: {what} timed out after {} s",
+                limit.as_secs_f32()
+            )))
+        })
+    }
+
+    /// The applied schema version; 0 when there is no version table yet. Reading it needs only
+    /// SELECT on `keyhole_schema_version`, so a role without CREATE on the schema can start.
+    async fn schema_version(client: &tokio_postgres::Client) -> Result<i32, StoreError> {
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass('keyhole_schema_version') IS NOT NULL",
+                &[],
+            )
             .await
-            .map_err(pg)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS keyhole_schema_version (\
-                version INTEGER PRIMARY KEY, \
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(pg)?;
-        let version: i32 = tx
+            .map_err(pg)?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        Ok(client
             .query_one(
                 "SELECT COALESCE(max(version), 0) FROM keyhole_schema_version",
                 &[],
             )
             .await
             .map_err(pg)?
-            .get(0);
-        let known = MIGRATIONS.len() as i32;
-        if version > known {
-            return Err(StoreError::Backend(format!(
-                "database schema version {version} is newer than this keyhole understands \
-                 ({known}); upgrade keyhole"
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.batch_execute(sql).await.map_err(pg)?;
-            tx.execute(
-                "INSERT INTO keyhole_schema_version (version) VALUES ($1)",
-                &[&(i as i32 + 1)],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)
+            .get(0))
+    }
+
+    /// Applies the migrations the database lacks. A current schema is only read: the advisory
+    /// lock and the DDL (which need CREATE on the schema) are taken only when something is
+    /// missing, and the version is read again under the lock, as another replica may have
+    /// migrated meanwhile.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Self::bounded("migration", MIGRATION_TIMEOUT, async {
+            let mut conn = self.conn().await?;
+            let known = MIGRATIONS.len() as i32;
+            let too_new = |version: i32| {
+                StoreError::Broken(format!(
+                    "database schema version {version} is newer than this keyhole understands \
+                     ({known}); upgrade keyhole"
+                ))
+            };
+            let version = Self::schema_version(&conn).await?;
+            if version > known {
+                return Err(too_new(version));
+            }
+            if version < known {
+                let tx = conn.transaction().await.map_err(pg)?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                    .await
+                    .map_err(pg)?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS keyhole_schema_version (\
+                        version INTEGER PRIMARY KEY, \
+                        applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                )
+                .await
+                .map_err(pg)?;
+                let version = Self::schema_version(tx.client()).await?;
+                if version > known {
+                    return Err(too_new(version));
+                }
+                for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                    tx.batch_execute(sql).await.map_err(pg)?;
+                    tx.execute(
+                        "INSERT INTO keyhole_schema_version (version) VALUES ($1)",
+                        &[&(i as i32 + 1)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                tx.commit().await.map_err(pg)?;
+            }
+            conn.release();
+            Ok(())
+        })
+        .await
     }
 
     /// Runs one statement and returns the number of rows it touched.
@@ -195,9 +378,17 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
-        client.execute(&stmt, params).await.map_err(pg)
+        Self::bounded("statement", OPERATION_TIMEOUT, async {
+            let conn = self.conn().await?;
+            let result = async {
+                let stmt = conn.prepare_cached(sql).await?;
+                conn.execute(&stmt, params).await
+            }
+            .await;
+            conn.release();
+            result.map_err(pg)
+        })
+        .await
     }
 
     async fn query(
@@ -205,9 +396,17 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
-        client.query(&stmt, params).await.map_err(pg)
+        Self::bounded("query", OPERATION_TIMEOUT, async {
+            let conn = self.conn().await?;
+            let result = async {
+                let stmt = conn.prepare_cached(sql).await?;
+                conn.query(&stmt, params).await
+            }
+            .await;
+            conn.release();
+            result.map_err(pg)
+        })
+        .await
     }
 }
 
@@ -332,14 +531,22 @@ impl MetaStore for PostgresStore {
         let fetch = (limit + 1) as i64;
         let rows = match &after {
             Some((created, id)) => {
+                // PostgreSQL text cannot hold NUL (binding one fails with 22021), so no stored id
+                // has one; a tampered cursor may. Bytewise (the "C" collation of `file_id`), an id
+                // without NUL sorts before `p\0...` exactly when it sorts at or before `p`: the
+                // same page SQLite, which compares the bytes as they are, gives for that cursor.
+                let (id, op) = match id.split_once('\0') {
+                    Some((prefix, _)) => (prefix, "<="),
+                    None => (id.as_str(), "<"),
+                };
                 self.query(
                     &format!(
                         "SELECT {COLUMNS} FROM files WHERE owner = $1 \
                          AND (ttl IS NULL OR ttl > $2) \
-                         AND (upload_url_generated_at, file_id) < ($3, $4) \
+                         AND (upload_url_generated_at, file_id) {op} ($3, $4) \
                          ORDER BY upload_url_generated_at DESC, file_id DESC LIMIT $5"
                     ),
-                    &[&owner, &now, created, id, &fetch],
+                    &[&owner, &now, created, &id, &fetch],
                 )
                 .await?
             }
@@ -411,19 +618,7 @@ impl MetaStore for PostgresStore {
                 &[&file_id],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let number: i64 = r.try_get(0).map_err(pg)?;
-                Ok(PartRecord {
-                    part_number: u32::try_from(number).map_err(|_| {
-                        backend(format!("stored part number {number} out of range"))
-                    })?,
-                    size: r.try_get::<_, i64>(1).map_err(pg)? as u64,
-                    sha256: r.try_get(2).map_err(pg)?,
-                    etag: r.try_get(3).map_err(pg)?,
-                })
-            })
-            .collect()
+        rows.iter().map(part_from_row).collect()
     }
 
     async fn delete_parts(&self, file_id: &str) -> Result<(), StoreError> {
@@ -444,8 +639,12 @@ impl MetaStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(pg)?;
-        Ok(())
+        Self::bounded("ping", OPERATION_TIMEOUT, async {
+            let conn = self.conn().await?;
+            let result = conn.simple_query("SELECT 1").await;
+            conn.release();
+            result.map(drop).map_err(pg)
+        })
+        .await
     }
 }
