@@ -1,5 +1,20 @@
 # Shell helpers the bench scripts share (sourced, not run; the sourcing script defines `die`).
 
+# keyhole_binary ROOT: the keyhole binary to measure, on stdout. KEYHOLE when set, as it is;
+# otherwise ROOT/target/release/keyhole, brought up to date with the working tree first (cargo
+# does nothing when it is): a binary left from an earlier build would measure other code.
+keyhole_binary() {
+  local root=$1
+  if [[ -n "${KEYHOLE:-}" ]]; then
+    echo "$KEYHOLE"
+    return
+  fi
+  command -v cargo >/dev/null || die "no cargo to build keyhole (or set KEYHOLE to a binary)"
+  echo "[bench] cargo build --release -p keyhole (a no-op when up to date)..." >&2
+  (cd "$root" && cargo build -q --release -p keyhole >&2) || die "cargo build failed"
+  echo "$root/target/release/keyhole"
+}
+
 free_port() { # a port nothing on 127.0.0.1 answers on
   local p
   for _ in $(seq 200); do

@@ -27,7 +27,8 @@
 #   BENCH_INSTALL=1         0: never apt-get install nginx/wrk (missing tools are then skipped)
 #   BENCH_TMPDIR            where the work directory goes (default: ROOT/target, the disk of the
 #                           checkout); needs ~4 x the file size free
-#   KEYHOLE                 keyhole binary (default target/release/keyhole; built if missing)
+#   KEYHOLE                 keyhole binary (default: target/release/keyhole, built from the working
+#                           tree first, a no-op when up to date)
 #
 # The minting runs use a config file that raises the per-principal rate limit to 1,000,000/s so
 # the limiter is not what is measured. wrk, curl, nginx, openssl and keyhole all share the same
@@ -50,7 +51,6 @@ ROUNDS=${BENCH_ROUNDS:-3}
 MINT_ROUNDS=${BENCH_MINT_ROUNDS:-3}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
 STREAMS=${BENCH_STREAMS:-16}
-KEYHOLE=${KEYHOLE:-$ROOT/target/release/keyhole}
 PHASES=" ${BENCH_PHASES:-mint download upload} "
 phase() { [[ "$PHASES" == *" $1 "* ]]; }
 OUT_DIR="$ROOT/bench/out"
@@ -59,6 +59,7 @@ CT=application/octet-stream
 
 log() { printf '[serve.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+KEYHOLE=$(keyhole_binary "$ROOT")
 
 # ----------------------------------------------------------------------------- tools
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -86,11 +87,7 @@ have wrk || log "wrk is not available: the minting phase will be SKIPPED"
 [[ -n "$NGINX" ]] || log "nginx is not available: the nginx references will be SKIPPED"
 have openssl || log "openssl is not available: the openssl reference will be SKIPPED"
 
-if [[ ! -x "$KEYHOLE" ]]; then
-  have cargo || die "no $KEYHOLE and no cargo to build it"
-  log "building keyhole (cargo build --release -p keyhole)..."
-  cargo build -q --release -p keyhole >&2 || die "cargo build failed"
-fi
+[[ -x "$KEYHOLE" ]] || die "no keyhole binary at $KEYHOLE"
 
 # ------------------------------------------------------------------ work dir and cleanup
 TMP_PARENT=${BENCH_TMPDIR:-$ROOT/target}

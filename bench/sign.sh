@@ -11,8 +11,8 @@
 #   BENCH_CRITERION_ARGS   extra criterion args (default: --warm-up-time 1 --measurement-time 3)
 #   BENCH_CLI_URLS=20000   URLs per keyhole CLI --stdin batch
 #   BENCH_VENV / COMPAT_VENV  reuse a venv that has botocore + cryptography
-#   KEYHOLE                keyhole binary (default target/release/keyhole; built if missing
-#                          unless BENCH_BUILD=0)
+#   KEYHOLE                keyhole binary (default target/release/keyhole, built from the
+#                          working tree first unless BENCH_BUILD=0)
 # Every rate is single-threaded. Expect a few percent of noise between runs.
 set -euo pipefail
 
@@ -20,6 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SECS=${BENCH_SECONDS:-3}
 CLI_URLS=${BENCH_CLI_URLS:-20000}
+GIVEN_KEYHOLE=${KEYHOLE:-}
 KEYHOLE=${KEYHOLE:-$ROOT/target/release/keyhole}
 OUT_DIR="$ROOT/bench/out"
 mkdir -p "$OUT_DIR"
@@ -101,8 +102,10 @@ fi
 
 # ------------------------------------------------------------------------ keyhole CLI, batched
 # End to end through the binary: one process signs (then verifies) CLI_URLS URLs from stdin.
-if [[ ! -x "$KEYHOLE" && "${BENCH_BUILD:-1}" == 1 ]]; then
-  log "building keyhole (cargo build --release -p keyhole)..."
+# Brought up to date with the working tree (a no-op when it is) unless KEYHOLE names a binary:
+# one left from an earlier build would measure other code.
+if [[ -z "$GIVEN_KEYHOLE" && "${BENCH_BUILD:-1}" == 1 ]]; then
+  log "cargo build --release -p keyhole (a no-op when up to date)..."
   cargo build -q --release -p keyhole >&2 || true
 fi
 if [[ -x "$KEYHOLE" ]]; then

@@ -11,7 +11,8 @@
 # second per core: user, system, idle, iowait, softirq). Idle ticks while the upload runs mean
 # the work is waiting on itself, not on the cores.
 #
-# Environment: KEYHOLE (binary, default target/release/keyhole), BENCH_ROUNDS (3),
+# Environment: KEYHOLE (binary; default target/release/keyhole, built from the working tree
+# first), BENCH_ROUNDS (3),
 # BENCH_FILE_MIB (1024), BENCH_TMPDIR (default ROOT/target). Needs curl and GNU time (Debian
 # package `time`); nginx is optional.
 set -euo pipefail
@@ -19,7 +20,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-KEYHOLE=${KEYHOLE:-$ROOT/target/release/keyhole}
 ROUNDS=${BENCH_ROUNDS:-3}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
 FILE_BYTES=$((FILE_MIB * 1024 * 1024))
@@ -27,6 +27,7 @@ CT=application/octet-stream
 
 log() { printf '[upload-cpu.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+KEYHOLE=$(keyhole_binary "$ROOT")
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 [[ -x /usr/bin/time ]] || die "GNU time is required for curl's CPU (apt-get install time)"
 [[ -x "$KEYHOLE" ]] || die "no keyhole binary at $KEYHOLE (cargo build --release -p keyhole)"
