@@ -1177,6 +1177,18 @@ async fn extending(ctx: &Ctx) {
         "to the new TTL"
     );
     assert!(
+        store
+            .extend_pending(&r.file_id, now + 60, now)
+            .await
+            .expect("extend"),
+        "a pending upload with a later TTL counts as extended"
+    );
+    assert_eq!(
+        ctx.must_get(&r.file_id).await.ttl,
+        Some(now + 7200),
+        "a TTL is never moved earlier"
+    );
+    assert!(
         !store
             .extend_pending(&r.file_id, now + 9000, now + 7200)
             .await

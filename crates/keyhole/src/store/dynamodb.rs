@@ -920,7 +920,11 @@ impl MetaStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(file_id)))
             .update_expression("SET #ttl = :ttl")
-            .condition_expression(PENDING_UNEXPIRED)
+            // Never earlier than it is: an update expression cannot take a maximum, so a later
+            // TTL fails the condition, and a read tells that case from a record gone or done.
+            .condition_expression(format!(
+                "{PENDING_UNEXPIRED} AND (attribute_not_exists(#ttl) OR #ttl < :ttl)"
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
@@ -930,7 +934,10 @@ impl MetaStore for DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => Ok(self
+                .get(file_id)
+                .await?
+                .is_some_and(|r| r.status == Status::Pending && !r.is_expired(now))),
             Err(e) => Err(sdk(e)),
         }
     }

@@ -270,7 +270,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn parts(&self, file_id: &str) -> Result<Vec<PartRecord>, StoreError>;
     /// Forgets the parts of a file (after assembly or abort).
     async fn delete_parts(&self, file_id: &str) -> Result<(), StoreError>;
-    /// Moves a pending record's TTL to `ttl` (resuming an upload extends it).
+    /// Moves a pending, unexpired record's TTL to `ttl` (resuming an upload extends it, and so
+    /// does a PUT still receiving), unless it is later already: a TTL is never moved earlier, as
+    /// another request may have extended it for the links it handed out. Returns whether the
+    /// record is pending and unexpired at `now`.
     async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

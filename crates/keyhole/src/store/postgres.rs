@@ -630,8 +630,8 @@ impl MetaStore for PostgresStore {
     async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError> {
         let n = self
             .execute(
-                "UPDATE files SET ttl = $2 WHERE file_id = $1 AND status = 'pending' \
-                 AND (ttl IS NULL OR ttl > $3)",
+                "UPDATE files SET ttl = CASE WHEN ttl IS NULL OR ttl < $2 THEN $2 ELSE ttl END \
+                 WHERE file_id = $1 AND status = 'pending' AND (ttl IS NULL OR ttl > $3)",
                 &[&file_id, &ttl, &now],
             )
             .await?;

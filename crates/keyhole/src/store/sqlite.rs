@@ -606,8 +606,8 @@ impl MetaStore for SqliteStore {
         self.durably(move |c| {
             let n = c
                 .execute(
-                    "UPDATE files SET ttl = ?2 WHERE file_id = ?1 AND status = 'pending' \
-                     AND (ttl IS NULL OR ttl > ?3)",
+                    "UPDATE files SET ttl = CASE WHEN ttl IS NULL OR ttl < ?2 THEN ?2 ELSE ttl END \
+                     WHERE file_id = ?1 AND status = 'pending' AND (ttl IS NULL OR ttl > ?3)",
                     params![id, ttl, now],
                 )
                 .map_err(backend)?;
