@@ -213,8 +213,8 @@ struct KeepPending {
     file_id: String,
     /// How far ahead of now a renewal moves the TTL.
     horizon: Duration,
-    /// When to renew next.
-    renew_at: tokio::time::Instant,
+    /// When to renew next; `None` for a record without a TTL (nothing to keep alive).
+    renew_at: Option<tokio::time::Instant>,
 }
 
 impl KeepPending {
@@ -226,17 +226,18 @@ impl KeepPending {
             .config
             .pending_grace
             .max(state.config.client_timeout * 2);
-        // TTLs are whole seconds: one more second keeps the rounding on the safe side.
-        let left = record
-            .ttl
-            .map_or(i64::MAX, |ttl| ttl.saturating_sub(now_secs()));
-        let until_renewal =
-            u64::try_from(left.saturating_sub(half_secs(horizon)).saturating_sub(1)).unwrap_or(0);
+        let renew_at = record.ttl.and_then(|ttl| {
+            // TTLs are whole seconds: one more second keeps the rounding on the safe side.
+            let until = ttl
+                .saturating_sub(now_secs())
+                .saturating_sub(half_secs(horizon))
+                .saturating_sub(1);
+            tokio::time::Instant::now().checked_add(Duration::from_secs(until.max(0) as u64))
+        });
         KeepPending {
             file_id: record.file_id.clone(),
             horizon,
-            renew_at: tokio::time::Instant::now()
-                + Duration::from_secs(until_renewal.min(HUNDRED_YEARS_SECS)),
+            renew_at,
         }
     }
 
@@ -247,7 +248,7 @@ impl KeepPending {
         state: &SharedState,
         at: tokio::time::Instant,
     ) -> Result<(), Response> {
-        if at < self.renew_at {
+        if self.renew_at.is_none_or(|due| at < due) {
             return Ok(());
         }
         let now = now_secs();
@@ -255,32 +256,24 @@ impl KeepPending {
         match state.meta.extend_pending(&self.file_id, ttl, now).await {
             Ok(true) => {
                 tracing::debug!(file_id = %self.file_id, ttl, "pending upload kept alive while its body arrives");
-                self.renew_at = at + self.horizon / 2;
+                self.renew_at = Some(at + self.horizon / 2);
                 Ok(())
             }
             Ok(false) => match state.meta.get(&self.file_id).await {
                 Ok(Some(r)) if r.status == Status::Uploaded && !r.is_expired(now) => {
                     Err(already_uploaded(state))
                 }
-                _ => Err(refuse(
-                    state,
-                    "expired",
-                    StatusCode::NOT_FOUND,
-                    "NoSuchUpload",
-                    "the upload expired or was deleted while in progress",
-                )),
+                _ => Err(FinishError::Gone.response(state)),
             },
             Err(e) => {
                 // The record still has at least a quarter horizon: try again in a while.
                 tracing::warn!(file_id = %self.file_id, error = %e, "cannot extend a pending upload's record; trying again");
-                self.renew_at = at + self.horizon / 16;
+                self.renew_at = Some(at + self.horizon / 16);
                 Ok(())
             }
         }
     }
 }
-
-const HUNDRED_YEARS_SECS: u64 = 100 * 365 * 24 * 3600;
 
 fn half_secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs() / 2).unwrap_or(i64::MAX)
