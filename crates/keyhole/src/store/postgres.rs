@@ -372,21 +372,35 @@ impl PostgresStore {
         .await
     }
 
+    /// Prepares `sql` (cached per connection) and runs it with `run`, on one connection and
+    /// within [`OPERATION_TIMEOUT`]; the connection goes back to the pool once `run` has its
+    /// answer, error or not.
+    async fn prepared<T>(
+        &self,
+        what: &str,
+        sql: &str,
+        run: impl AsyncFnOnce(&Object, &tokio_postgres::Statement) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        Self::bounded(what, OPERATION_TIMEOUT, async {
+            let conn = self.conn().await?;
+            let result = match conn.prepare_cached(sql).await {
+                Ok(stmt) => run(&conn, &stmt).await,
+                Err(e) => Err(e),
+            };
+            conn.release();
+            result.map_err(pg)
+        })
+        .await
+    }
+
     /// Runs one statement and returns the number of rows it touched.
     async fn execute(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        Self::bounded("statement", OPERATION_TIMEOUT, async {
-            let conn = self.conn().await?;
-            let result = async {
-                let stmt = conn.prepare_cached(sql).await?;
-                conn.execute(&stmt, params).await
-            }
-            .await;
-            conn.release();
-            result.map_err(pg)
+        self.prepared("statement", sql, async |conn, stmt| {
+            conn.execute(stmt, params).await
         })
         .await
     }
@@ -396,15 +410,8 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        Self::bounded("query", OPERATION_TIMEOUT, async {
-            let conn = self.conn().await?;
-            let result = async {
-                let stmt = conn.prepare_cached(sql).await?;
-                conn.query(&stmt, params).await
-            }
-            .await;
-            conn.release();
-            result.map_err(pg)
+        self.prepared("query", sql, async |conn, stmt| {
+            conn.query(stmt, params).await
         })
         .await
     }
