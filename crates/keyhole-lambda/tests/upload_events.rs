@@ -342,17 +342,18 @@ async fn a_second_put_over_an_uploaded_file_is_undone() {
         .trim_matches('"')
         .to_owned();
     assert_eq!(stored(&lambda, &id).await, sha256_hex(&other));
+    let overwrite_event = || {
+        deliver_created_version(
+            &lambda,
+            &aws,
+            &id,
+            other.len() as u64,
+            &other_etag,
+            &version,
+        )
+    };
 
-    assert!(deliver_created_version(
-        &lambda,
-        &aws,
-        &id,
-        other.len() as u64,
-        &other_etag,
-        &version
-    )
-    .await
-    .is_empty());
+    assert!(overwrite_event().await.is_empty());
     // That version is gone: the uploaded file is what S3 serves again, and the record is as it was.
     assert_eq!(stored(&lambda, &id).await, sha256_hex(body));
     assert_eq!(lambda.state().meta.get(&id).await.unwrap().unwrap(), record);
@@ -360,16 +361,7 @@ async fn a_second_put_over_an_uploaded_file_is_undone() {
 
     // The same event delivered again (SQS is at least once): the version is already gone, the
     // uploaded file stays.
-    assert!(deliver_created_version(
-        &lambda,
-        &aws,
-        &id,
-        other.len() as u64,
-        &other_etag,
-        &version
-    )
-    .await
-    .is_empty());
+    assert!(overwrite_event().await.is_empty());
     assert_eq!(stored(&lambda, &id).await, sha256_hex(body));
 }
 

@@ -446,8 +446,14 @@ pub async fn deliver_created(
     etag: &str,
 ) -> Vec<String> {
     let body = s3_created(&aws.bucket, &aws.s3_key(file_id), size, etag);
+    deliver(lambda, &body).await
+}
+
+/// Delivers one S3 notification body to the Lambda in an SQS batch of one; returns the failed
+/// message ids.
+async fn deliver(lambda: &Lambda, body: &str) -> Vec<String> {
     let answer = lambda
-        .handle(sqs_batch(&[(&unique("msg"), &body)]))
+        .handle(sqs_batch(&[(&unique("msg"), body)]))
         .await
         .expect("SQS batch handled");
     failures(&answer)
@@ -465,9 +471,5 @@ pub async fn deliver_created_version(
     let mut body: Value =
         serde_json::from_str(&s3_created(&aws.bucket, &aws.s3_key(file_id), size, etag)).unwrap();
     body["Records"][0]["s3"]["object"]["versionId"] = json!(version);
-    let answer = lambda
-        .handle(sqs_batch(&[(&unique("msg"), &body.to_string())]))
-        .await
-        .expect("SQS batch handled");
-    failures(&answer)
+    deliver(lambda, &body.to_string()).await
 }
