@@ -86,6 +86,7 @@ def test_dynamodb_throttling_alarm_counts_table_and_index_throttles():
     assert seen == {
         ("ReadThrottleEvents", None), ("WriteThrottleEvents", None),
         ("ReadThrottleEvents", "owner-index"), ("WriteThrottleEvents", "owner-index"),
+        ("ReadThrottleEvents", "expiry-index"), ("WriteThrottleEvents", "expiry-index"),
     }
     summed = [q for q in block(alarm, "metric_query") if q.get("return_data")]
     assert all(f"FILL({key}, 0)" in summed[0]["expression"] for key in queries)

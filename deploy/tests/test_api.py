@@ -217,7 +217,7 @@ def test_lambda_role_is_least_privilege():
     assert set(by_sid["ReadSigningKey"]["actions"]) == {"secretsmanager:GetSecretValue"}
     assert set(by_sid["FileRecords"]["actions"]) == {
         "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan",
+        "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Query",
     }
     assert set(by_sid["ObjectsUnderPrefix"]["actions"]) == {
         "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
@@ -250,9 +250,16 @@ def test_metadata_table_matches_the_file_record_schema():
     assert table["billing_mode"] == "PAY_PER_REQUEST"
     assert table["hash_key"] == "file_id"
     attributes = {a["name"]: a["type"] for a in block(table, "attribute")}
-    assert attributes == {"file_id": "S", "owner": "S", "upload_url_generated_at": "N"}
-    index = one(table, "global_secondary_index")
-    assert (index["name"], index["hash_key"], index["range_key"]) == ("owner-index", "owner", "upload_url_generated_at")
+    assert attributes == {
+        "file_id": "S", "owner": "S", "upload_url_generated_at": "N", "expiry_shard": "N", "ttl": "N",
+    }
+    indexes = {i["name"]: (i["hash_key"], i["range_key"], i["projection_type"])
+               for i in block(table, "global_secondary_index")}
+    # Their names and key attributes are what crates/keyhole/src/store/dynamodb.rs queries.
+    assert indexes == {
+        "owner-index": ("owner", "upload_url_generated_at", "ALL"),
+        "expiry-index": ("expiry_shard", "ttl", "ALL"),
+    }
     assert one(table, "ttl") == {"attribute_name": "ttl", "enabled": True}
     sse = one(table, "server_side_encryption")
     assert sse["enabled"] is True and sse["kms_key_arn"] == "${var.kms_key_arn}"

@@ -9,6 +9,12 @@
 //! - GSI `owner-index`: hash `owner` (S), range `upload_url_generated_at` (N), all attributes
 //!   projected. [`MetaStore::list`] reads it newest first. A GSI is eventually consistent, so a
 //!   record created a moment ago may be missing from a listing for a moment on AWS.
+//! - GSI `expiry-index`: hash `expiry_shard` (N, 0 to 15, from a hash of the file id), range
+//!   `ttl` (N), all attributes projected. [`MetaStore::expired`] queries each shard for `ttl <=
+//!   now`, so a sweep reads what has expired and nothing else, whatever the table's size. Only
+//!   file items with a TTL are in it (part items have neither attribute). Sixteen shards spread
+//!   the index's writes over sixteen partition keys; the sweep's sixteen small queries a pass
+//!   cost next to nothing.
 //! - parts of a multipart upload are items of their own, keyed `{file_id}#part#{nnnnn}` (file
 //!   ids never contain `#`), carrying `part_number`, `size`, `sha256`, `etag` and `upload_id`.
 //!   The file item keeps the set of stored part numbers in `part_numbers` (NS). A part is
@@ -35,10 +41,11 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem,
-    Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
+    DeleteRequest, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
@@ -48,6 +55,21 @@ use super::{Completion, FileRecord, MetaStore, Page, PartRecord, Status, StoreEr
 
 /// The GSI that lists a principal's files newest first.
 pub const OWNER_INDEX: &str = "owner-index";
+
+/// The GSI that finds expired records: hash [`EXPIRY_SHARD`], range `ttl`.
+pub const EXPIRY_INDEX: &str = "expiry-index";
+
+/// Attribute of every file item naming its shard of [`EXPIRY_INDEX`].
+const EXPIRY_SHARD: &str = "expiry_shard";
+
+/// Shards of [`EXPIRY_INDEX`]: each value of [`EXPIRY_SHARD`] is one partition key of the index.
+const EXPIRY_SHARDS: u32 = 16;
+
+/// Queries one listing may make past expired records not yet swept before it answers with a
+/// shorter page (and a cursor to go on), and the items each such query reads at least: a
+/// listing examines at most about a thousand items.
+const LIST_QUERIES: usize = 10;
+const LIST_READ: usize = 100;
 
 /// Attribute on the file item holding the numbers of the stored parts.
 const PART_NUMBERS: &str = "part_numbers";
@@ -105,9 +127,61 @@ fn part_key(file_id: &str, part_number: u32) -> Item {
     key(&format!("{file_id}#part#{part_number:05}"))
 }
 
+fn attribute(name: &str, ty: ScalarAttributeType) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ty)
+        .build()
+        .map_err(backend)
+}
+
+fn key_element(name: &str, ty: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(ty)
+        .build()
+        .map_err(backend)
+}
+
+fn all_attributes() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
+}
+
+/// A GSI of a new table, with all attributes projected.
+fn index(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key_element(hash, KeyType::Hash)?)
+        .key_schema(key_element(range, KeyType::Range)?)
+        .projection(all_attributes())
+        .build()
+        .map_err(backend)
+}
+
+/// The paging cursor for a position in [`OWNER_INDEX`] (a query's last evaluated key): the same
+/// encoding as a record's, which [`MetaStore::list`] turns back into that key.
+fn resume_cursor(position: &Item) -> Result<String, StoreError> {
+    Ok(super::encode_cursor(
+        req_num(position, "upload_url_generated_at")?,
+        &req_str(position, "file_id")?,
+    ))
+}
+
+/// The [`EXPIRY_INDEX`] shard of a file id: FNV-1a of its bytes. Stable across versions, as the
+/// value is stored in the item.
+fn expiry_shard(file_id: &str) -> u32 {
+    let hash = file_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % EXPIRY_SHARDS
+}
+
 fn to_item(r: &FileRecord) -> Item {
     let mut item = HashMap::from([
         ("file_id".to_owned(), s(&r.file_id)),
+        (EXPIRY_SHARD.to_owned(), n(expiry_shard(&r.file_id))),
         ("original_filename".to_owned(), s(&r.original_filename)),
         ("content_type".to_owned(), s(&r.content_type)),
         ("object_key".to_owned(), s(&r.object_key)),
@@ -225,6 +299,39 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// Whether a single-item write failed because a transaction on the same item (a part being
+/// recorded) was in flight: DynamoDB refuses it, and the SDK does not retry that by itself.
+fn transaction_conflict<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "TransactionConflictException")
+}
+
+/// Sends a single-item write, again after a pause while it meets a transaction in flight on its
+/// item ([`transaction_conflict`]), up to [`TRANSACTION_ATTEMPTS`] times. Parts of an upload are
+/// recorded by transactions on the file item, so a completion, renewal or delete arriving
+/// meanwhile would otherwise fail with 503.
+async fn send_past_transactions<T, E, R, F, Fut>(mut send: F) -> Result<T, SdkError<E, R>>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+{
+    let mut attempt = 0;
+    loop {
+        match send().await {
+            Err(e) if transaction_conflict(&e) && attempt + 1 < TRANSACTION_ATTEMPTS => {
+                attempt += 1;
+                back_off(attempt).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A short pause before retrying, growing with `attempt` and jittered so parallel writers spread.
 async fn back_off(attempt: u32) {
     let nanos = std::time::SystemTime::now()
@@ -289,71 +396,104 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table (on-demand, key `file_id`, GSI [`OWNER_INDEX`]) if it does not exist,
-    /// waits until it is active and turns DynamoDB TTL on for `ttl`. For tests and self-hosting;
-    /// on AWS the table comes from the deployment's infrastructure code.
+    /// The SDK client the store calls DynamoDB with (for maintenance and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A failed query of `index`: when the table lacks the index, [`StoreError::Broken`] saying
+    /// so and how to add it (retrying cannot help); otherwise as any failed call.
+    fn index_error<E, R>(&self, index: &str, e: SdkError<E, R>) -> StoreError
+    where
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        // DynamoDB says ValidationException ("The table does not have the specified index"),
+        // moto ResourceNotFoundException ("Invalid index").
+        let missing = e.as_service_error().and_then(|se| {
+            matches!(
+                se.code(),
+                Some("ValidationException" | "ResourceNotFoundException")
+            )
+            .then(|| se.message())
+            .flatten()
+            .filter(|m| m.contains(index))
+        });
+        if let Some(message) = missing {
+            return StoreError::Broken(format!(
+                "dynamodb: table {} has no index {index} ({message}): apply the Terraform \
+                 module metadata-table, or start `keyhole serve` once with \
+                 --dynamodb-create-table, which adds it",
+                self.table,
+            ));
+        }
+        sdk(e)
+    }
+
+    /// Creates the table (on-demand, key `file_id`, GSIs [`OWNER_INDEX`] and [`EXPIRY_INDEX`]) if
+    /// it does not exist, waits until it is active and turns DynamoDB TTL on for `ttl`. A table
+    /// made before [`EXPIRY_INDEX`] existed gets it, and its file items their shard (see
+    /// [`Self::backfill_expiry_shards`]). For tests and self-hosting; on AWS the table comes from
+    /// the deployment's infrastructure code.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        let exists = match self
+        let existing = match self
             .client
             .describe_table()
             .table_name(&self.table)
             .send()
             .await
         {
-            Ok(_) => true,
+            Ok(out) => Some(out),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                false
+                None
             }
             Err(e) => return Err(sdk(e)),
         };
-        if !exists {
-            let attr = |name: &str, ty| {
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ty)
-                    .build()
-                    .map_err(backend)
-            };
-            let key_elem = |name: &str, ty| {
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(ty)
-                    .build()
-                    .map_err(backend)
-            };
-            let index = GlobalSecondaryIndex::builder()
-                .index_name(OWNER_INDEX)
-                .key_schema(key_elem("owner", KeyType::Hash)?)
-                .key_schema(key_elem("upload_url_generated_at", KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .map_err(backend)?;
-            let created = self
-                .client
-                .create_table()
-                .table_name(&self.table)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(attr("file_id", ScalarAttributeType::S)?)
-                .attribute_definitions(attr("owner", ScalarAttributeType::S)?)
-                .attribute_definitions(attr("upload_url_generated_at", ScalarAttributeType::N)?)
-                .key_schema(key_elem("file_id", KeyType::Hash)?)
-                .global_secondary_indexes(index)
-                .send()
-                .await;
-            match created {
-                Ok(_) => {}
-                // Another replica created it meanwhile.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-                Err(e) => return Err(sdk(e)),
+        match existing {
+            None => {
+                let created = self
+                    .client
+                    .create_table()
+                    .table_name(&self.table)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .attribute_definitions(attribute("file_id", ScalarAttributeType::S)?)
+                    .attribute_definitions(attribute("owner", ScalarAttributeType::S)?)
+                    .attribute_definitions(attribute(
+                        "upload_url_generated_at",
+                        ScalarAttributeType::N,
+                    )?)
+                    .attribute_definitions(attribute(EXPIRY_SHARD, ScalarAttributeType::N)?)
+                    .attribute_definitions(attribute("ttl", ScalarAttributeType::N)?)
+                    .key_schema(key_element("file_id", KeyType::Hash)?)
+                    .global_secondary_indexes(index(
+                        OWNER_INDEX,
+                        "owner",
+                        "upload_url_generated_at",
+                    )?)
+                    .global_secondary_indexes(index(EXPIRY_INDEX, EXPIRY_SHARD, "ttl")?)
+                    .send()
+                    .await;
+                match created {
+                    Ok(_) => {}
+                    // Another replica created it meanwhile.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+                    Err(e) => return Err(sdk(e)),
+                }
+            }
+            Some(out) => {
+                let has_expiry_index = out.table().is_some_and(|t| {
+                    t.global_secondary_indexes()
+                        .iter()
+                        .any(|i| i.index_name() == Some(EXPIRY_INDEX))
+                });
+                if !has_expiry_index {
+                    self.add_expiry_index().await?;
+                }
             }
         }
         self.wait_active().await?;
@@ -388,6 +528,91 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Adds [`EXPIRY_INDEX`] to a table made before it existed: first gives the file items
+    /// written before their shard, then creates the index, which DynamoDB builds from them. In
+    /// that order, a start that fails halfway (the index can take long to build on a large
+    /// table) runs the backfill again at the next start, as the index is still missing.
+    async fn add_expiry_index(&self) -> Result<(), StoreError> {
+        let updated = self.backfill_expiry_shards().await?;
+        tracing::info!(table = %self.table, index = EXPIRY_INDEX, updated, "adding the expiry index");
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(EXPIRY_INDEX)
+            .key_schema(key_element(EXPIRY_SHARD, KeyType::Hash)?)
+            .key_schema(key_element("ttl", KeyType::Range)?)
+            .projection(all_attributes())
+            .build()
+            .map_err(backend)?;
+        let added = self
+            .client
+            .update_table()
+            .table_name(&self.table)
+            .attribute_definitions(attribute(EXPIRY_SHARD, ScalarAttributeType::N)?)
+            .attribute_definitions(attribute("ttl", ScalarAttributeType::N)?)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await;
+        match added {
+            Ok(_) => {}
+            // Another replica is adding it (the table is being updated), or has added it.
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_resource_in_use_exception()
+                        || aws_sdk_dynamodb::error::ProvideErrorMetadata::message(se)
+                            .is_some_and(|m| m.contains("already exists"))
+                }) => {}
+            Err(e) => return Err(sdk(e)),
+        }
+        Ok(())
+    }
+
+    /// Gives every file item that lacks it its [`EXPIRY_SHARD`], so records written before
+    /// [`EXPIRY_INDEX`] existed are found by [`MetaStore::expired`]. Reads the whole table once
+    /// (a Scan); each update is conditional, so running it twice, or on two replicas at once,
+    /// changes nothing more. Returns how many items it updated.
+    pub async fn backfill_expiry_shards(&self) -> Result<u64, StoreError> {
+        let mut updated = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(#owner) AND attribute_not_exists(#shard)")
+                .projection_expression("file_id")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#shard", EXPIRY_SHARD)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            for item in out.items() {
+                let file_id = req_str(item, "file_id")?;
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&file_id)))
+                    .update_expression("SET #shard = :shard")
+                    .condition_expression("attribute_exists(#owner)")
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_names("#shard", EXPIRY_SHARD)
+                    .expression_attribute_values(":shard", n(expiry_shard(&file_id)));
+                match send_past_transactions(|| req.clone().send()).await {
+                    Ok(_) => updated += 1,
+                    // Deleted meanwhile.
+                    Err(e) if condition_failed(&e) => {}
+                    Err(e) => return Err(sdk(e)),
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok(updated),
+            }
+        }
+    }
+
     async fn wait_active(&self) -> Result<(), StoreError> {
         for _ in 0..240 {
             let out = self
@@ -413,7 +638,8 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(backend(format!(
-            "table {} did not become active within two minutes",
+            "table {} and its indexes did not become active within two minutes (an index added \
+             to a large table takes longer to build): start again once they are",
             self.table
         )))
     }
@@ -505,7 +731,7 @@ impl DynamoStore {
         for (k, v) in values {
             req = req.expression_attribute_values(*k, v.clone());
         }
-        match req.send().await {
+        match send_past_transactions(|| req.clone().send()).await {
             Ok(out) => {
                 self.delete_parts_of_deleted(file_id, out.attributes())
                     .await;
@@ -540,7 +766,8 @@ impl DynamoStore {
                 req = req.expression_attribute_values(*k, v.clone());
             }
         }
-        match req.condition_expression(condition).send().await {
+        let req = req.condition_expression(condition);
+        match send_past_transactions(|| req.clone().send()).await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk(e)),
@@ -622,7 +849,8 @@ impl MetaStore for DynamoStore {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        match req.update_expression(expr).send().await {
+        let req = req.update_expression(expr);
+        match send_past_transactions(|| req.clone().send()).await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk(e)),
@@ -683,9 +911,20 @@ impl MetaStore for DynamoStore {
             });
         // DynamoDB applies `Limit` before the TTL filter, so a page can come back short while
         // more records follow: keep reading until there is one record past the page (then a
-        // next page exists) or the index is exhausted.
+        // next page exists) or the index is exhausted. Expired records the sweeper has not
+        // removed yet are read and dropped; past LIST_QUERIES queries of them, the page is
+        // answered as it is, with a cursor where the reading stopped.
         let mut records = Vec::with_capacity(limit + 1);
+        let mut queries = 0;
         loop {
+            if queries == LIST_QUERIES {
+                let resume = start.as_ref().map(resume_cursor).transpose()?;
+                return Ok(Page {
+                    records,
+                    next_cursor: resume,
+                });
+            }
+            queries += 1;
             let want = limit + 1 - records.len();
             let out = self
                 .client
@@ -699,11 +938,11 @@ impl MetaStore for DynamoStore {
                 .expression_attribute_values(":owner", s(owner))
                 .expression_attribute_values(":now", n(now))
                 .scan_index_forward(false)
-                .limit(want.max(32) as i32)
+                .limit(want.max(LIST_READ) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(sdk)?;
+                .map_err(|e| self.index_error(OWNER_INDEX, e))?;
             for item in out.items() {
                 if let Some(record) = from_item(item)? {
                     records.push(record);
@@ -719,34 +958,43 @@ impl MetaStore for DynamoStore {
         Ok(Page::from_overfetch(records, limit))
     }
 
-    /// A filtered Scan, read until `limit` records are found or the table ends. On AWS,
-    /// DynamoDB's TTL deletes expired items by itself and the sweeper calls this with bounded
-    /// batches; a Scan reads the whole table in the worst case, which is fine at those sizes
-    /// but is not an index lookup. The records come in no particular order.
+    /// Queries [`EXPIRY_INDEX`], shard by shard, for items whose `ttl` is at or before `now`,
+    /// oldest first within a shard, until `limit` records are found: a pass reads the expired
+    /// items and nothing else. The index is eventually consistent, so a record may show here a
+    /// moment after it was renewed; the sweeper's [`MetaStore::claim_expired`] checks the TTL
+    /// again on the item itself.
     async fn expired(&self, now: i64, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
         let mut records = Vec::new();
-        let mut start = None;
-        while records.len() < limit {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("attribute_exists(#owner) AND #ttl <= :now")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
-            for item in out.items() {
-                if let Some(record) = from_item(item)? {
-                    records.push(record);
+        for shard in 0..EXPIRY_SHARDS {
+            let mut start = None;
+            while records.len() < limit {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(EXPIRY_INDEX)
+                    .key_condition_expression("#shard = :shard AND #ttl <= :now")
+                    .expression_attribute_names("#shard", EXPIRY_SHARD)
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":shard", n(shard))
+                    .expression_attribute_values(":now", n(now))
+                    .limit((limit - records.len()).min(1000) as i32)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| self.index_error(EXPIRY_INDEX, e))?;
+                for item in out.items() {
+                    if let Some(record) = from_item(item)? {
+                        records.push(record);
+                    }
+                }
+                match out.last_evaluated_key() {
+                    Some(last) if !last.is_empty() => start = Some(last.clone()),
+                    _ => break,
                 }
             }
-            match out.last_evaluated_key() {
-                Some(last) if !last.is_empty() => start = Some(last.clone()),
-                _ => break,
+            if records.len() >= limit {
+                break;
             }
         }
         records.truncate(limit);
@@ -889,7 +1137,7 @@ impl MetaStore for DynamoStore {
         }
         // Forget the numbers first, then the items: a part stored meanwhile keeps its number
         // (DELETE removes only these), and a reader never sees a number without its item.
-        let res = self
+        let req = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -901,10 +1149,8 @@ impl MetaStore for DynamoStore {
             .expression_attribute_values(
                 ":numbers",
                 AttributeValue::Ns(numbers.iter().map(u32::to_string).collect()),
-            )
-            .send()
-            .await;
-        match res {
+            );
+        match send_past_transactions(|| req.clone().send()).await {
             Ok(_) => {}
             // The record went meanwhile; its delete took care of the parts it knew.
             Err(e) if condition_failed(&e) => {}
@@ -914,7 +1160,7 @@ impl MetaStore for DynamoStore {
     }
 
     async fn extend_pending(&self, file_id: &str, ttl: i64, now: i64) -> Result<bool, StoreError> {
-        let res = self
+        let req = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -929,10 +1175,8 @@ impl MetaStore for DynamoStore {
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":ttl", n(ttl))
-            .send()
-            .await;
-        match res {
+            .expression_attribute_values(":ttl", n(ttl));
+        match send_past_transactions(|| req.clone().send()).await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(self
                 .get(file_id)

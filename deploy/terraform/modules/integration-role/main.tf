@@ -66,7 +66,7 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   # What the DynamoDB store calls (crates/keyhole/src/store/dynamodb.rs): items, their batches,
-  # the owner-index query, the sweep's scan, and TransactWriteItems of an Update and a Put (a
+  # the owner-index and expiry-index queries, and TransactWriteItems of an Update and a Put (a
   # part and its record), which needs UpdateItem and PutItem. No DescribeTable or
   # DescribeTimeToLive: the store reads the table's description only when it is asked to create
   # the table (KEYHOLE_DYNAMODB_CREATE_TABLE), which Terraform, the table's owner, never sets.
@@ -80,7 +80,6 @@ data "aws_iam_policy_document" "lambda" {
       "dynamodb:DeleteItem",
       "dynamodb:BatchWriteItem",
       "dynamodb:Query",
-      "dynamodb:Scan",
     ]
     resources = [var.table_arn, "${var.table_arn}/index/*"]
 

@@ -2,7 +2,9 @@
 # (epoch seconds). DynamoDB deletes expired items lazily, often days late, so Keyhole's scheduled
 # sweep deletes object and record together on time; TTL is the backstop.
 #
-# owner-index lists a principal's files newest first (GET /api/files).
+# owner-index lists a principal's files newest first (GET /api/files). expiry-index finds what has
+# expired for the sweep: hash `expiry_shard` (0-15, from the file id, set on every file item),
+# range `ttl`, so a sweep queries sixteen shards for `ttl <= now` instead of scanning the table.
 
 resource "aws_dynamodb_table" "this" {
   name                        = var.table_name
@@ -25,10 +27,27 @@ resource "aws_dynamodb_table" "this" {
     type = "N"
   }
 
+  attribute {
+    name = "expiry_shard"
+    type = "N"
+  }
+
+  attribute {
+    name = "ttl"
+    type = "N"
+  }
+
   global_secondary_index {
     name            = "owner-index"
     hash_key        = "owner"
     range_key       = "upload_url_generated_at"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "expiry-index"
+    hash_key        = "expiry_shard"
+    range_key       = "ttl"
     projection_type = "ALL"
   }
 

@@ -12,3 +12,8 @@ output "owner_index_name" {
   description = "Name of the owner GSI."
   value       = "owner-index"
 }
+
+output "expiry_index_name" {
+  description = "Name of the GSI the sweep reads expired records from."
+  value       = "expiry-index"
+}

@@ -271,7 +271,7 @@ resource "aws_cloudwatch_metric_alarm" "cloudfront_403_surge" {
 
 resource "aws_cloudwatch_metric_alarm" "dynamodb_throttles" {
   alarm_name          = "${var.name}-dynamodb-throttles"
-  alarm_description   = "Keyhole metadata: DynamoDB throttled requests (table or owner-index) in 5 minutes"
+  alarm_description   = "Keyhole metadata: DynamoDB throttled requests (table, owner-index or expiry-index) in 5 minutes"
   evaluation_periods  = 1
   threshold           = var.dynamodb_throttle_threshold
   comparison_operator = "GreaterThanThreshold"
@@ -281,7 +281,7 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb_throttles" {
 
   metric_query {
     id          = "throttles"
-    expression  = "FILL(tr, 0) + FILL(tw, 0) + FILL(ir, 0) + FILL(iw, 0)"
+    expression  = "FILL(tr, 0) + FILL(tw, 0) + FILL(ir, 0) + FILL(iw, 0) + FILL(er, 0) + FILL(ew, 0)"
     label       = "Throttle events"
     return_data = true
   }
@@ -292,6 +292,8 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb_throttles" {
       tw = { metric = "WriteThrottleEvents", dimensions = { TableName = var.table_name } }
       ir = { metric = "ReadThrottleEvents", dimensions = { TableName = var.table_name, GlobalSecondaryIndexName = "owner-index" } }
       iw = { metric = "WriteThrottleEvents", dimensions = { TableName = var.table_name, GlobalSecondaryIndexName = "owner-index" } }
+      er = { metric = "ReadThrottleEvents", dimensions = { TableName = var.table_name, GlobalSecondaryIndexName = "expiry-index" } }
+      ew = { metric = "WriteThrottleEvents", dimensions = { TableName = var.table_name, GlobalSecondaryIndexName = "expiry-index" } }
     }
     content {
       id = metric_query.key
