@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use keyhole_sign::Policy;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AuthError, Principal, Refused};
@@ -754,7 +755,7 @@ pub async fn complete_upload(
     let record = pending_multipart(&state, &principal, &file_id).await?;
     // The parts listed are the parts joined: no part PUT may store one meanwhile (nor run while
     // they are being joined), nor another completion run.
-    let Some(_completing) = crate::state::Receiving::claim_completion(&state, &record.object_key)
+    let Some(completing) = crate::state::Receiving::claim_completion(&state, &record.object_key)
     else {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -818,8 +819,23 @@ pub async fn complete_upload(
             Some(_) => {}
         }
     }
-    let done = crate::edge::assemble(&state, &record, &stored)
+    // Joining a large file takes long; a client (or proxy) that stops waiting drops this
+    // handler. The join runs as a task of its own, holding the claim until it ends, so it is not
+    // cut off halfway to start again from nothing: meanwhile a retry is told `in_progress`, and
+    // after it `already_uploaded`.
+    let joining = {
+        let state = state.clone();
+        tokio::spawn(
+            async move {
+                let _completing = completing;
+                crate::edge::assemble(&state, &record, &stored).await
+            }
+            .in_current_span(),
+        )
+    };
+    let done = joining
         .await
+        .map_err(ApiError::internal)?
         .map_err(assemble_failure)?;
     Ok(Json(Completed::of(file_id, done)))
 }

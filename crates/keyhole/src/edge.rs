@@ -767,13 +767,7 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
         .await
     {
         Ok(w) => w,
-        Err(ObjectError::NoSuchUpload) => {
-            return xml_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchUpload",
-                "no such multipart upload",
-            )
-        }
+        Err(ObjectError::NoSuchUpload) => return no_such_upload(),
         Err(ObjectError::Busy) => return slow_down(state),
         Err(e) => return storage_failure(e),
     };
@@ -794,11 +788,23 @@ async fn upload_part(state: &SharedState, record: &FileRecord, n: u32, req: Requ
     commit_detached(receiving, async move {
         let backend_etag = match writer.commit().await {
             Ok(e) => e,
+            // The multipart upload ended while the part arrived: the file was deleted,
+            // swept, or completed by another replica.
+            Err(ObjectError::NoSuchUpload) => return no_such_upload(),
             Err(e) => return storage_failure(e),
         };
         record_part(&state, &record, &upload_id, n, received, backend_etag).await
     })
     .await
+}
+
+/// 404 `NoSuchUpload`: the multipart upload a part was sent to has ended.
+fn no_such_upload() -> Response {
+    xml_error(
+        StatusCode::NOT_FOUND,
+        "NoSuchUpload",
+        "no such multipart upload",
+    )
 }
 
 /// Records part `n` of `record`'s multipart upload `upload_id`, just stored, and answers the PUT.
@@ -928,11 +934,57 @@ pub async fn recover_assembled(
     }
     // Local disk hashes what it assembles, so the object read back gets the same checks; S3
     // joins parts without a hash.
-    let assembled = recover_stored(state, record, state.objects.single_writer())
-        .await
-        .map_err(assemble_error)?;
+    let assembled = keeping_pending(
+        state,
+        record,
+        recover_stored(state, record, state.objects.single_writer()),
+    )
+    .await
+    .map_err(assemble_error)?;
     let _ = state.meta.delete_parts(&record.file_id).await;
+    // The completion that assembled the object was cut off before it freed the parts (local
+    // disk frees them after the object is in place): they would stay on disk for good, a
+    // second copy of the file. S3 used them up when it joined them; nothing is left there.
+    if let Some(upload_id) = &record.upload_id {
+        match state
+            .objects
+            .abort_multipart(&record.object_key, upload_id)
+            .await
+        {
+            Ok(()) | Err(ObjectError::NoSuchUpload | ObjectError::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(file_id = %record.file_id, error = %e, "cannot free the parts of a recovered upload; the sweeper will when the file goes");
+            }
+        }
+    }
     Ok(assembled)
+}
+
+/// Runs `work` (joining a multipart upload's parts, or reading back what was joined: minutes
+/// for a large file) while keeping `record` pending ([`KeepPending`]): a record that expired
+/// meanwhile would be swept with the parts being read, or refuse the completion at the end and
+/// have the joined file removed. Renewal stops once the record is no longer pending; what
+/// `work` then finds is what it answers.
+async fn keeping_pending<T>(
+    state: &SharedState,
+    record: &FileRecord,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut keep = KeepPending::new(state, record);
+    let mut work = std::pin::pin!(work);
+    loop {
+        let Some(due) = keep.renew_at else {
+            return work.await;
+        };
+        tokio::select! {
+            out = &mut work => return out,
+            () = tokio::time::sleep_until(due) => {
+                if keep.renew_if_due(state, due).await.is_err() {
+                    keep.renew_at = None;
+                }
+            }
+        }
+    }
 }
 
 /// Joins the stored parts of `record` (all present and checked by the caller) into its object,
@@ -951,16 +1003,13 @@ pub async fn assemble(
             etag: p.etag.clone(),
         })
         .collect();
-    let done = match state
-        .objects
-        .complete_multipart(
-            &record.object_key,
-            upload_id,
-            &stored,
-            record.declared_sha256.as_deref(),
-        )
-        .await
-    {
+    let joined = state.objects.complete_multipart(
+        &record.object_key,
+        upload_id,
+        &stored,
+        record.declared_sha256.as_deref(),
+    );
+    let done = match keeping_pending(state, record, joined).await {
         Ok(d) => d,
         Err(ObjectError::Exists) => return recover_assembled(state, record).await,
         // Used up by an earlier completion that assembled the object and could not record it.

@@ -36,7 +36,10 @@ pub async fn remove(state: &SharedState, record: &FileRecord, now: i64) -> Resul
         .delete(&record.object_key)
         .await
         .map_err(|e| e.to_string())?;
-    if let (Some(upload_id), crate::store::Status::Pending) = (&record.upload_id, record.status) {
+    // Whatever the status: a completion cut short after joining the parts (local disk frees
+    // them only once the file is in place) leaves them behind an uploaded record. Parts already
+    // freed, or used up by S3's join, are no error.
+    if let Some(upload_id) = &record.upload_id {
         state
             .objects
             .abort_multipart(&record.object_key, upload_id)

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{part_url, pseudo_random, sha256_hex, TestServer};
+use keyhole::store::Status;
 use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
@@ -178,7 +179,16 @@ async fn an_interrupted_part_is_resumed_from_the_parts_listing() {
     // Resume with the re-issued URLs, as another machine would.
     for m in parts["missing"].as_array().unwrap() {
         let n = m["partNumber"].as_u64().unwrap() as usize;
-        let r = put_part(&s, m["url"].as_str().unwrap(), chunk(&bytes, ps, n)).await;
+        // The dropped PUT's handler may still be ending (its staged bytes go before its claim
+        // on the part): 503 "in progress" until it has, which a client retries.
+        let mut r = put_part(&s, m["url"].as_str().unwrap(), chunk(&bytes, ps, n)).await;
+        for _ in 0..50 {
+            if r.status() != 503 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            r = put_part(&s, m["url"].as_str().unwrap(), chunk(&bytes, ps, n)).await;
+        }
         assert_eq!(r.status(), 200);
     }
     let (status, done) = complete(&s, &id, None).await;
@@ -401,8 +411,51 @@ async fn a_completion_whose_record_update_was_lost_is_recorded_by_the_retry() {
     assert_eq!(done["sha256"], sha256_hex(&bytes));
     assert_eq!(done["size"], bytes.len());
     assert_eq!(s.download(&id).await, bytes);
+    assert!(
+        !parts_dir(&s, &id).exists(),
+        "the parts the cut-off completion left are freed: no second copy of the file stays"
+    );
     let (status, _) = complete(&s, &id, None).await;
     assert_eq!(status, 409, "completing again is refused");
+}
+
+/// Where local disk keeps the parts of a file's multipart uploads.
+fn parts_dir(s: &TestServer, file_id: &str) -> std::path::PathBuf {
+    s.data().join("objects/parts").join(file_id)
+}
+
+/// Parts left behind an uploaded file (a completion cut off after the file was in place, by a
+/// build that did not free them on retry) go with the file when it is deleted.
+#[tokio::test]
+async fn deleting_an_uploaded_file_frees_parts_left_behind() {
+    let s = start().await;
+    let bytes = pseudo_random(9 * MIB + 3, 43);
+    let link = create(&s, &bytes, None).await;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    for n in 1..=2 {
+        let r = put_part(
+            &s,
+            &part_url(&link, "parts", n),
+            chunk(&bytes, 5 * MIB, n as usize),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let (status, done) = complete(&s, &id, None).await;
+    assert_eq!(status, 200, "{done}");
+    let left = parts_dir(&s, &id).join("0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("00001"), chunk(&bytes, 5 * MIB, 1)).unwrap();
+
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!s.object_path(&id).exists(), "the file is gone");
+    assert!(!parts_dir(&s, &id).exists(), "and so are its parts");
 }
 
 #[tokio::test]
@@ -549,4 +602,300 @@ async fn a_part_arriving_past_its_records_expiry_is_kept() {
     let (status, v) = complete(&s, &id, None).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(sha256_hex(&s.download(&id).await), sha256_hex(&bytes));
+}
+
+/// Local storage whose joins wait at a gate: a join of parts that takes as long as the test
+/// says (a file of hundreds of GB), on the real local disk.
+struct SlowJoin {
+    inner: std::sync::Arc<dyn keyhole::store::objects::ObjectStorage>,
+    joining: std::sync::Arc<tokio::sync::Notify>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl keyhole::store::objects::ObjectStorage for SlowJoin {
+    async fn begin_write(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn keyhole::store::objects::ObjectWriter>, keyhole::store::objects::ObjectError>
+    {
+        self.inner.begin_write(key).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<keyhole::store::objects::ObjectMeta, keyhole::store::objects::ObjectError> {
+        self.inner.head(key).await
+    }
+    async fn read(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        etag: Option<&str>,
+    ) -> Result<keyhole::store::objects::ByteStream, keyhole::store::objects::ObjectError> {
+        self.inner.read(key, offset, len, etag).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, keyhole::store::objects::ObjectError> {
+        self.inner.delete(key).await
+    }
+    async fn create_multipart(
+        &self,
+        key: &str,
+    ) -> Result<String, keyhole::store::objects::ObjectError> {
+        self.inner.create_multipart(key).await
+    }
+    async fn begin_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        size: u64,
+    ) -> Result<Box<dyn keyhole::store::objects::ObjectWriter>, keyhole::store::objects::ObjectError>
+    {
+        self.inner.begin_part(key, upload_id, number, size).await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[keyhole::store::objects::StoredPart],
+        expected_sha256: Option<&str>,
+    ) -> Result<keyhole::store::objects::Assembled, keyhole::store::objects::ObjectError> {
+        self.joining.notify_one();
+        let _pass = self.gate.acquire().await.expect("gate open");
+        self.inner
+            .complete_multipart(key, upload_id, parts, expected_sha256)
+            .await
+    }
+    async fn abort_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), keyhole::store::objects::ObjectError> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+    fn single_writer(&self) -> bool {
+        self.inner.single_writer()
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, keyhole::store::objects::ObjectError> {
+        self.inner.list(prefix).await
+    }
+    async fn ping(&self) -> Result<(), keyhole::store::objects::ObjectError> {
+        self.inner.ping().await
+    }
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<
+        Option<Vec<keyhole::store::objects::StoredPart>>,
+        keyhole::store::objects::ObjectError,
+    > {
+        self.inner.list_parts(key, upload_id).await
+    }
+}
+
+/// A server state over `dir` (configured by `adjust`) whose joins wait at the returned gate
+/// (one permit per join), telling the returned `Notify` when one is waiting.
+async fn slow_join_state(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut keyhole::config::Config),
+) -> (
+    keyhole::state::SharedState,
+    std::sync::Arc<tokio::sync::Notify>,
+    std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    use std::sync::Arc;
+    let mut config = common::test_config(dir);
+    adjust(&mut config);
+    let (state, _) = keyhole::server::build_state(config).await.expect("state");
+    let mut state = Arc::try_unwrap(state).ok().expect("the only reference");
+    let joining = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    state.objects = Arc::new(SlowJoin {
+        inner: state.objects.clone(),
+        joining: joining.clone(),
+        gate: gate.clone(),
+    });
+    (Arc::new(state), joining, gate)
+}
+
+/// A completion whose client stops waiting (a proxy's read timeout during the join of a large
+/// file) goes on to the end: the file is uploaded, and the client's retry is told so, rather
+/// than the join being cut off halfway, to start over from nothing on every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_goes_on_when_its_client_stops_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, joining, gate) = slow_join_state(dir.path(), |c| {
+        c.part_size = 5 * MIB as u64;
+        c.multipart_threshold = 8 * MIB as u64;
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = keyhole::server::router(state.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::new();
+    let local = |signed: &str| signed.replace(common::PUBLIC, &base);
+
+    let bytes = pseudo_random(9 * MIB + 5, 53);
+    let link: Value = client
+        .post(format!("{base}/api/files/upload"))
+        .json(&json!({"filename": "big.bin", "contentType": "application/octet-stream", "size": bytes.len()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = link["fileId"].as_str().expect("a file id").to_owned();
+    for n in 1..=2 {
+        let r = client
+            .put(local(&part_url(&link, "parts", n)))
+            .body(chunk(&bytes, 5 * MIB, n as usize))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let complete_url = format!("{base}/api/files/{id}/complete");
+    let gave_up = client
+        .post(&complete_url)
+        .timeout(std::time::Duration::from_millis(500))
+        .send();
+    let (gave_up, ()) = tokio::join!(gave_up, joining.notified());
+    assert!(
+        gave_up.unwrap_err().is_timeout(),
+        "the client stopped waiting"
+    );
+    // The client is gone; a retry while the join runs is told to come back.
+    let r = client
+        .post(&complete_url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the retry is answered at once");
+    assert_eq!(r.status(), 503, "in progress");
+
+    gate.add_permits(1);
+    let mut status = Status::Pending;
+    for _ in 0..100 {
+        status = state.meta.get(&id).await.unwrap().expect("record").status;
+        if status == Status::Uploaded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status,
+        Status::Uploaded,
+        "the join went on without its client"
+    );
+    let r = client.post(&complete_url).send().await.unwrap();
+    assert_eq!(r.status(), 409, "the retry finds it uploaded");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "already_uploaded", "{v}");
+}
+
+/// A join that outlasts its record's remaining life (seconds here; a large file's join on a
+/// slow disk takes minutes) keeps the record pending while it runs: the sweeper, running all
+/// along, neither frees the parts being read nor has the joined file refused and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_outlasting_its_records_expiry_completes() {
+    use keyhole::store::{FileRecord, PartRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (state, joining, gate) = slow_join_state(dir.path(), |c| {
+        c.pending_grace = std::time::Duration::from_secs(2);
+        c.client_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+
+    let bytes = pseudo_random(2 * MIB + 9, 47);
+    let file_id = keyhole::ids::new_file_id("slow.bin").unwrap();
+    let object_key = keyhole::ids::object_key(&file_id);
+    let upload_id = state.objects.create_multipart(&object_key).await.unwrap();
+    let now = common::now() as i64;
+    let record = FileRecord {
+        file_id: file_id.clone(),
+        original_filename: "slow.bin".into(),
+        content_type: "application/octet-stream".into(),
+        object_key: object_key.clone(),
+        upload_url_generated_at: now * 1000,
+        uploaded_at: None,
+        size: None,
+        declared_size: Some(bytes.len() as u64),
+        declared_sha256: Some(sha256_hex(&bytes)),
+        sha256: None,
+        etag: None,
+        status: Status::Pending,
+        owner: "alice".into(),
+        // One second left.
+        ttl: Some(now + 1),
+        upload_id: Some(upload_id.clone()),
+        part_size: Some(MIB as u64),
+    };
+    state.meta.create(&record).await.unwrap();
+    let mut parts = Vec::new();
+    for (i, piece) in bytes.chunks(MIB).enumerate() {
+        let n = i as u32 + 1;
+        let mut w = state
+            .objects
+            .begin_part(&object_key, &upload_id, n, piece.len() as u64)
+            .await
+            .unwrap();
+        w.write(bytes::Bytes::copy_from_slice(piece)).await.unwrap();
+        let etag = w
+            .commit()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| format!("\"{n}\""));
+        let part = PartRecord {
+            part_number: n,
+            size: piece.len() as u64,
+            sha256: sha256_hex(piece),
+            etag,
+        };
+        assert!(state
+            .meta
+            .put_part(&file_id, &upload_id, &part, now)
+            .await
+            .unwrap());
+        parts.push(part);
+    }
+
+    let join = {
+        let (state, record) = (state.clone(), record.clone());
+        tokio::spawn(async move { keyhole::edge::assemble(&state, &record, &parts).await })
+    };
+    joining.notified().await;
+    // Well past the record's expiry, sweeping all the while.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        keyhole::sweeper::sweep_once(&state).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    gate.add_permits(1);
+    let done = join.await.unwrap();
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => panic!("the join completes: {e:?}"),
+    };
+    assert_eq!(done.size, bytes.len() as u64);
+    let stored = state
+        .meta
+        .get(&file_id)
+        .await
+        .unwrap()
+        .expect("record kept");
+    assert_eq!(stored.status, Status::Uploaded);
+    assert!(
+        dir.path().join("objects").join(&object_key).exists(),
+        "the joined file is in place"
+    );
 }

@@ -524,30 +524,39 @@ impl ObjectWriter for LocalWriter {
         let result: Result<(), ObjectError> = async {
             written?;
             tokio::task::spawn_blocking(move || -> Result<(), ObjectError> {
-                file.sync_all()?;
-                drop(file);
-                let parent = dest.parent().ok_or(ObjectError::InvalidKey)?;
-                create_dir_durable(parent)?;
-                if replace {
-                    std::fs::rename(&temp, &dest)?;
-                    sync_dir(parent)?;
-                    return Ok(());
-                }
-                match std::fs::hard_link(&temp, &dest) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        return Err(ObjectError::Exists)
+                let put = || -> Result<(), ObjectError> {
+                    file.sync_all()?;
+                    drop(file);
+                    let parent = dest.parent().ok_or(ObjectError::InvalidKey)?;
+                    create_dir_durable(parent)?;
+                    if replace {
+                        std::fs::rename(&temp, &dest)?;
+                        sync_dir(parent)?;
+                        return Ok(());
                     }
-                    Err(e) => return Err(e.into()),
-                }
-                sync_dir(parent)?;
-                Ok(())
+                    match std::fs::hard_link(&temp, &dest) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            return Err(ObjectError::Exists)
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    sync_dir(parent)?;
+                    Ok(())
+                };
+                let result = put();
+                // Here, not after the await: a caller dropped meanwhile (a client gone) would
+                // leave the staged name, a second link holding the file's space after the
+                // file is deleted, until the next start clears the staging directory.
+                let _ = std::fs::remove_file(&temp);
+                result
             })
             .await
             .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?
         }
         .await;
-        // The staged name is removed whether or not the commit succeeded.
+        // The staged name is removed whether or not the commit succeeded (again, for a write
+        // that failed before the closure above ran).
         let _ = tokio::fs::remove_file(&self.temp).await;
         result.map(|()| None)
     }
