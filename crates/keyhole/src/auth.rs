@@ -191,20 +191,29 @@ impl Drop for LinkCharge<'_> {
 
 struct Bucket {
     tokens: f64,
+    /// Up to when it has been refilled. It never goes back: callers read the clock before they
+    /// take the lock, so an earlier instant can arrive after a later one, and going back to it
+    /// would refill the time between them a second time.
     updated: Instant,
 }
 
 impl Bucket {
-    /// The tokens it holds at `now`, refilled for the time since its last use.
+    /// The tokens it holds at `now`, refilled for the time since its last use (none for an
+    /// instant before it).
     fn tokens_at(&self, now: Instant, burst: f64, rate: f64) -> f64 {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         (self.tokens + elapsed * rate).min(burst)
     }
 
+    /// Refills up to `now` and moves the bucket's clock there, never back.
+    fn refill(&mut self, now: Instant, burst: f64, rate: f64) {
+        self.tokens = self.tokens_at(now, burst, rate);
+        self.updated = self.updated.max(now);
+    }
+
     /// Refills for the time since the last call, then takes one token or says how long to wait.
     fn take(&mut self, now: Instant, burst: f64, rate: f64) -> Result<(), Duration> {
-        self.tokens = self.tokens_at(now, burst, rate);
-        self.updated = now;
+        self.refill(now, burst, rate);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
@@ -217,8 +226,7 @@ impl Bucket {
     /// then it says how long to wait for the debt and the request's own token. Below zero, the
     /// next [`Bucket::take`] waits until the debt is refilled.
     fn reserve(&mut self, now: Instant, burst: f64, rate: f64, n: f64) -> Result<(), Duration> {
-        self.tokens = self.tokens_at(now, burst, rate);
-        self.updated = now;
+        self.refill(now, burst, rate);
         if self.tokens < 0.0 {
             return Err(Duration::from_secs_f64((1.0 - self.tokens) / rate));
         }
@@ -228,8 +236,8 @@ impl Bucket {
 
     /// Refills, then gives back `n` tokens reserved and not used (never past `burst`).
     fn refund(&mut self, now: Instant, burst: f64, rate: f64, n: f64) {
-        self.tokens = (self.tokens_at(now, burst, rate) + n).min(burst);
-        self.updated = now;
+        self.refill(now, burst, rate);
+        self.tokens = (self.tokens + n).min(burst);
     }
 }
 
@@ -460,6 +468,36 @@ mod tests {
         assert!(wait <= Duration::from_millis(100));
         assert!(rl.check_at("b", t0).is_ok());
         assert!(rl.check_at("a", t0 + Duration::from_millis(150)).is_ok());
+    }
+
+    #[test]
+    fn an_earlier_instant_arriving_late_does_not_refill_twice() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 10,
+            per_second: 10,
+        });
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        for _ in 0..10 {
+            assert!(rl.check_at("a", t0).is_ok());
+        }
+        // 500 ms refill 5 tokens: 4 left.
+        assert!(rl.check_at("a", t0 + ms(500)).is_ok());
+        // A request that read the clock earlier and got the lock later: 3 left, and the bucket
+        // stays refilled up to t0 + 500 ms.
+        assert!(rl.check_at("a", t0 + ms(100)).is_ok());
+        let admitted = (0..20)
+            .filter(|_| rl.check_at("a", t0 + ms(500)).is_ok())
+            .count();
+        assert_eq!(admitted, 3, "t0+100ms..t0+500ms was refilled twice");
+        // The same for a charge and a refund arriving late.
+        assert!(rl.check_at("a", t0 + ms(1_000)).is_ok()); // 5 - 1 = 4
+        rl.charge_at("a", 2.0, t0 + ms(600)).unwrap(); // 2
+        rl.refund_at("a", 1.0, t0 + ms(700)); // 3
+        let admitted = (0..20)
+            .filter(|_| rl.check_at("a", t0 + ms(1_000)).is_ok())
+            .count();
+        assert_eq!(admitted, 3);
     }
 
     #[test]

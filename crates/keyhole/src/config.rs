@@ -57,11 +57,18 @@ pub struct TokenEntry {
 }
 
 /// What a token's principal may be.
-pub const PRINCIPAL_RULE: &str = "principal must be 1 to 128 printable characters";
+pub const PRINCIPAL_RULE: &str =
+    "principal must be 1 to 128 printable characters, not starting or ending with whitespace";
 
-/// Whether `principal` is a name a token may act as ([`PRINCIPAL_RULE`]).
+/// Whether `principal` is a name a token may act as ([`PRINCIPAL_RULE`]). Surrounding whitespace
+/// is refused, not trimmed: `--token` trims it, as pins and audiences are, so `" bob"` in a file
+/// would be another principal than the `bob` of the same token given as a flag (and than a pin
+/// for `bob`), owning other files.
 pub fn valid_principal(principal: &str) -> bool {
-    !principal.is_empty() && principal.len() <= 128 && !principal.chars().any(char::is_control)
+    !principal.is_empty()
+        && principal.len() <= 128
+        && !principal.chars().any(char::is_control)
+        && principal.trim() == principal
 }
 
 /// Per-principal request rate limit (token bucket).
@@ -681,6 +688,17 @@ impl Config {
                 ));
             }
             if !valid_principal(&t.principal) {
+                let trimmed = t.principal.trim();
+                if trimmed != t.principal && valid_principal(trimmed) {
+                    return Err(invalid(
+                        "tokens",
+                        format!(
+                            "principal {:?} starts or ends with whitespace, which would make it \
+                             another principal than {trimmed:?}; write {trimmed:?}",
+                            t.principal
+                        ),
+                    ));
+                }
                 return Err(invalid("tokens", PRINCIPAL_RULE));
             }
         }
@@ -1201,9 +1219,11 @@ impl ServeArgs {
                             "expected PRINCIPAL:SHA256HEX (keyhole tokens generate prints it)",
                         )
                     })?;
+                    // Trimmed: `KEYHOLE_TOKENS="alice:H1, bob:H2"` means `bob`, as pins and
+                    // audiences are trimmed (a principal `" bob"` would own other files).
                     Ok(TokenEntry {
-                        principal: principal.to_owned(),
-                        sha256: sha256.to_ascii_lowercase(),
+                        principal: principal.trim().to_owned(),
+                        sha256: sha256.trim().to_ascii_lowercase(),
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?
@@ -1876,6 +1896,59 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("\"alice\" and \"bob\""), "{err}");
+    }
+
+    #[test]
+    fn token_principals_are_trimmed_from_flags_and_refused_with_spaces_in_the_file() {
+        // `KEYHOLE_TOKENS="alice:H1, bob:H2"`: `bob`, as a pin for bob and the file's `"bob"`.
+        let (h1, h2) = ("a".repeat(64), "b".repeat(64));
+        let tokens = |tokens: Vec<String>| {
+            let c = ServeArgs {
+                tokens,
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap();
+            c.tokens
+                .into_iter()
+                .map(|t| (t.principal, t.sha256))
+                .collect::<Vec<_>>()
+        };
+        let expected = vec![
+            ("alice".to_owned(), h1.clone()),
+            ("bob".to_owned(), h2.clone()),
+        ];
+        assert_eq!(
+            tokens(vec![format!("alice:{h1}"), format!(" bob:{h2}")]),
+            expected
+        );
+        assert_eq!(
+            tokens(vec![format!("alice:{h1}"), format!(" bob : {h2} ")]),
+            expected
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        for principal in [" bob", "bob ", "\\tbob"] {
+            std::fs::write(
+                &path,
+                format!("[[tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{h2}\"\n"),
+            )
+            .unwrap();
+            let err = ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("whitespace") && err.contains("write \"bob\""),
+                "{principal:?}: {err}"
+            );
+        }
+        assert!(!valid_principal(" bob") && !valid_principal("bob\u{a0}"));
+        assert!(valid_principal("bob") && valid_principal("Bob Smith"));
     }
 
     #[test]

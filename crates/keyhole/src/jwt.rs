@@ -35,6 +35,13 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 const LEEWAY_SECS: u64 = 60;
 /// Longest token considered (a JWT with a few claims is under 2 KiB).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest `kid` looked up: issuers' key ids are short (Cognito's are 44 characters), and a
+/// longer one is refused before the key lookup and the fetch an unknown one may cause.
+const MAX_KID_BYTES: usize = 256;
+/// Most bytes of a token's `kid` written into a refusal's reason, which is logged per request.
+const MAX_REASON_KID: usize = 64;
+/// Most bytes of a parser's error written into a refusal's reason (it may quote the token).
+const MAX_REASON_ERROR: usize = 256;
 
 /// What `keyhole serve` is configured with (`jwt_issuer`, `jwt_audiences`, `jwt_jwks_url`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,8 +294,18 @@ impl JwtVerifier {
                 "longer than any JWT Keyhole accepts".into(),
             ));
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| JwtError::Invalid(format!("not a JWT: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            JwtError::Invalid(format!("not a JWT: {}", clipped(&e, MAX_REASON_ERROR)))
+        })?;
+        if header
+            .kid
+            .as_ref()
+            .is_some_and(|kid| kid.len() > MAX_KID_BYTES)
+        {
+            return Err(JwtError::Invalid(format!(
+                "kid is longer than {MAX_KID_BYTES} bytes"
+            )));
+        }
         if !ALGORITHMS.contains(&header.alg) {
             return Err(JwtError::Invalid(format!(
                 "algorithm {:?} is not accepted",
@@ -327,7 +344,11 @@ impl JwtVerifier {
                     }
                     None => {
                         return Err(JwtError::Invalid(match header.kid {
-                            Some(kid) => format!("the issuer publishes no key {kid:?}"),
+                            Some(kid) => {
+                                let shown = crate::http::clip(&kid, MAX_REASON_KID);
+                                let cut = if shown.len() < kid.len() { "..." } else { "" };
+                                format!("the issuer publishes no key {shown:?}{cut}")
+                            }
                             None => "no kid, and the issuer publishes more than one key".into(),
                         }))
                     }
@@ -347,7 +368,7 @@ impl JwtVerifier {
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
-            .map_err(|e| JwtError::Invalid(format!("rejected: {e}")))?
+            .map_err(|e| JwtError::Invalid(format!("rejected: {}", clipped(&e, MAX_REASON_ERROR))))?
             .claims;
         let audiences: Vec<&str> = match &claims.aud {
             Some(Audience::One(a)) => vec![a.as_str()],
@@ -400,6 +421,18 @@ impl JwtVerifier {
                 .cloned(),
             None => None,
         }
+    }
+}
+
+/// `text` for a refusal's reason: at most `max` bytes of it ([`crate::http::clip`]), `...` marking
+/// a cut. Tokens are the client's: what they carry must not make every log line about them long.
+fn clipped(text: &impl std::fmt::Display, max: usize) -> String {
+    let text = text.to_string();
+    let kept = crate::http::clip(&text, max);
+    if kept.len() == text.len() {
+        text
+    } else {
+        format!("{kept}...")
     }
 }
 

@@ -607,3 +607,55 @@ async fn stale_keys_are_fetched_again_after_a_failed_fetch_without_a_background_
         Ok("bob")
     );
 }
+
+/// What a token carries reaches the log only bounded: a made-up `kid` (or `alg`) of thousands of
+/// bytes is refused with a short reason, and a `kid` longer than any issuer's is refused before
+/// it is looked up, so it causes no fetch of the keys either.
+#[tokio::test]
+async fn huge_key_ids_are_refused_with_a_short_reason_and_fetch_nothing() {
+    use keyhole::jwt::JwtError;
+    let rsa = rsa_key("rsa-1");
+    let issuer = Issuer::start(vec![rsa.jwk.clone()], false).await;
+    let settings = issuer.settings();
+    let spacing = settings.refetch_spacing;
+    let verifier = Arc::new(keyhole::jwt::JwtVerifier::new(settings).unwrap());
+    verifier.refresh().await.unwrap();
+    // Past the spacing: an unknown key id of an acceptable length would cause a fetch now.
+    tokio::time::sleep(spacing + Duration::from_millis(100)).await;
+    let fetches = || issuer.state.lock().unwrap().fetches;
+    let before = fetches();
+    let with_kid = |kid: String| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(&header, &issuer.claims("alice"), &rsa.encoding).unwrap()
+    };
+    let refusal = |answer: Result<String, JwtError>| match answer {
+        Err(JwtError::Invalid(why)) => why,
+        other => panic!("not refused as invalid: {other:?}"),
+    };
+
+    for kid in ["k".repeat(10_000), "\u{1b}".repeat(300)] {
+        let why = refusal(verifier.verify(&with_kid(kid)).await);
+        assert!(why.len() < 512, "{} bytes: {why:.600}", why.len());
+        assert!(why.contains("kid"), "{why}");
+    }
+    assert_eq!(
+        fetches(),
+        before,
+        "an oversized kid caused a fetch of the keys"
+    );
+
+    // Short enough to look up, unknown: the fetch happens, the reason quotes a bounded part.
+    let why = refusal(verifier.verify(&with_kid("\u{1b}".repeat(256))).await);
+    assert!(why.len() < 512, "{} bytes: {why:.600}", why.len());
+    assert!(why.contains("publishes no key"), "{why}");
+
+    // An invented `alg` of 10,000 bytes is quoted by the parser's error: bounded too.
+    let header = b64(json!({"alg": "X".repeat(10_000), "typ": "JWT"})
+        .to_string()
+        .as_bytes());
+    let token = format!("{header}.{}.c2ln", b64(b"{}"));
+    let why = refusal(verifier.verify(&token).await);
+    assert!(why.len() < 512, "{} bytes: {why:.600}", why.len());
+    assert!(why.starts_with("not a JWT"), "{why}");
+}

@@ -87,7 +87,7 @@ fn parse_principal(text: &str) -> Result<String, String> {
     if crate::config::valid_principal(text) && !text.contains([':', ',']) {
         Ok(text.to_owned())
     } else {
-        Err("the principal must be 1 to 128 printable characters, without ':' or ','".into())
+        Err("the principal must be 1 to 128 printable characters, without ':' or ',' and without whitespace at either end".into())
     }
 }
 
