@@ -1,7 +1,9 @@
 //! Failure behaviour of the shared metadata backends, beyond the conformance suite: a network
 //! partition to PostgreSQL or a stalled DynamoDB endpoint fails calls as transient within a
-//! deadline (and the PostgreSQL pool recovers), a least-privilege PostgreSQL role can start,
-//! malformed stored rows are [`StoreError::Broken`], and a tampered cursor pages like SQLite.
+//! deadline (and the PostgreSQL pool recovers), PostgreSQL ends on the server a statement the
+//! store abandoned (`statement_timeout`, unless the URL sets its own) while a long migration
+//! still completes, a least-privilege PostgreSQL role can start, malformed stored rows are
+//! [`StoreError::Broken`], and a tampered cursor pages like SQLite.
 //!
 //! PostgreSQL tests run when `KEYHOLE_TEST_POSTGRES_URL` names a server where that user may
 //! create databases and roles (each test works in a database of its own and removes it); the
@@ -73,6 +75,17 @@ fn with_db(url: &str, db: &str) -> String {
     let start = rest.find('/').unwrap_or(rest.len());
     let query = rest[start..].find('?').map_or("", |i| &rest[start + i..]);
     format!("{scheme}://{}/{db}{query}", &rest[..start])
+}
+
+/// `url` with `options` (a PostgreSQL `options` value, such as `-c search_path=x`) added to its
+/// query.
+fn with_options(url: &str, options: &str) -> String {
+    let encoded = options
+        .replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('=', "%3D");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options={encoded}")
 }
 
 async fn admin(url: &str) -> tokio_postgres::Client {
@@ -277,6 +290,167 @@ async fn postgres_partition_fails_fast_and_recovers() {
         );
     }
     store.ping().await.expect("ping after the partition");
+}
+
+/// The store's connections carry server-side limits: a statement ends 2 s after the store's own
+/// 10 s bound (so one the store abandoned does not run on), an idle transaction after 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_have_a_statement_timeout() {
+    let Some(url) = postgres_url() else { return };
+    let db = TempDb::new(&url).await;
+    let store = PostgresStore::connect(&db.url()).await.unwrap();
+    assert_eq!(
+        store.server_setting("statement_timeout").await.unwrap(),
+        "12s"
+    );
+    assert_eq!(
+        store
+            .server_setting("idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+        "30s"
+    );
+    drop(store);
+}
+
+/// A URL whose `options` set a statement timeout keeps it; the limit it does not set is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_url_statement_timeout_wins() {
+    let Some(url) = postgres_url() else { return };
+    let db = TempDb::new(&url).await;
+    let store = PostgresStore::connect(&with_options(&db.url(), "-c statement_timeout=3s"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.server_setting("statement_timeout").await.unwrap(),
+        "3s"
+    );
+    assert_eq!(
+        store
+            .server_setting("idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+        "30s"
+    );
+    drop(store);
+}
+
+/// A URL whose `options` set something else (a schema of Keyhole's own) keeps it, and gets the
+/// limits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_url_options_keep_search_path() {
+    let Some(url) = postgres_url() else { return };
+    let db = TempDb::new(&url).await;
+    let sql = admin(&db.url()).await;
+    sql.batch_execute("CREATE SCHEMA keyhole_own")
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(&with_options(&db.url(), "-c search_path=keyhole_own"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.server_setting("search_path").await.unwrap(),
+        "keyhole_own"
+    );
+    assert_eq!(
+        store.server_setting("statement_timeout").await.unwrap(),
+        "12s"
+    );
+    let migrated: bool = sql
+        .query_one("SELECT to_regclass('keyhole_own.files') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(migrated, "the tables are created in the URL's schema");
+    drop(store);
+}
+
+/// How many backends of the current database, other than the asking one, wait for a lock.
+async fn lock_waiters(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A statement the store abandoned (here its caller went away while it waited for a lock) is
+/// ended by the server shortly after the store's own bound, rather than waiting on: closing the
+/// socket alone does not stop a backend that is not talking to its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_abandoned_statement_ends_on_the_server() {
+    let Some(url) = postgres_url() else { return };
+    let db = TempDb::new(&url).await;
+    let store = PostgresStore::connect(&db.url()).await.unwrap();
+    let holder = admin(&db.url()).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE files IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), store.get("f1"))
+            .await
+            .is_err(),
+        "a query on a locked table waits"
+    );
+    let watcher = admin(&db.url()).await;
+    assert_eq!(
+        lock_waiters(&watcher).await,
+        1,
+        "the abandoned statement still waits on the server"
+    );
+    // The server's statement timeout is 12 s from the statement's start.
+    while lock_waiters(&watcher).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the abandoned statement still runs on the server after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10),
+        "ended after {elapsed:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert!(store.get("f1").await.unwrap().is_none());
+    drop(store);
+}
+
+/// A migration may outlast the per-call statement timeout: here it waits 13 s for the migration
+/// lock another replica holds, and still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_outlasts_the_statement_timeout() {
+    let Some(url) = postgres_url() else { return };
+    let db = TempDb::new(&url).await;
+    let holder = admin(&db.url()).await;
+    // The store's migration lock (`MIGRATION_LOCK`, 0x6b6579686f6c65: "keyhole" in ASCII).
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(30229394625621093)")
+        .await
+        .unwrap();
+    let connecting = tokio::spawn({
+        let url = db.url();
+        async move { PostgresStore::connect(&url).await }
+    });
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert!(
+        !connecting.is_finished(),
+        "the migration waits for the lock"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let store = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .expect("the migration ends once the lock is free")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("a migration that waited 13 s for the lock: {e}"));
+    store.create(&record("f1", "erin", 1)).await.unwrap();
+    drop(store);
 }
 
 /// An application role with only SELECT, INSERT, UPDATE and DELETE on the tables (no CREATE on

@@ -78,6 +78,22 @@ const KEEPALIVES_RETRIES: u32 = 3;
 /// How long sent data may stay unacknowledged before the kernel drops the connection.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Server-side limits, passed in the connection's `options` unless the URL's `options` set their
+/// own. A call the client abandons ([`OPERATION_TIMEOUT`], or a request that went away) closes
+/// its connection, but a backend busy with a statement (waiting for a lock, scanning) notices the
+/// closed socket only when it next talks to the client, which may be never; the statement timeout
+/// ends it soon after the client gave up. It is a little longer than the client's bound, so the
+/// client always reports its own timeout first and the server never cancels a statement someone
+/// still waits for.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(OPERATION_TIMEOUT.as_secs() + 2);
+/// A transaction left open by a client that went silent (a partition during a migration) gives
+/// back its locks, the migration lock included, after this long instead of holding them until
+/// the server's keepalives notice.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The statement timeout inside the migration transaction, mirroring [`MIGRATION_TIMEOUT`] as
+/// [`STATEMENT_TIMEOUT`] mirrors [`OPERATION_TIMEOUT`].
+const MIGRATION_STATEMENT_TIMEOUT: Duration = Duration::from_secs(MIGRATION_TIMEOUT.as_secs() + 2);
+
 const COLUMNS: &str = "file_id, original_filename, content_type, object_key, \
     upload_url_generated_at, uploaded_at, size, declared_size, declared_sha256, sha256, etag, \
     status, owner, ttl, upload_id, part_size";
@@ -242,19 +258,107 @@ fn with_socket_limits(mut config: tokio_postgres::Config) -> tokio_postgres::Con
     config
 }
 
+/// The arguments the server reads from a connection's `options`, split as it splits them
+/// (`pg_split_opts`): at whitespace, unless a backslash escapes it; a backslash escapes the next
+/// character.
+fn split_options(options: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current: Option<String> = None;
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        if matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r') {
+            args.extend(current.take());
+            continue;
+        }
+        let c = match c {
+            '\\' => match chars.next() {
+                Some(escaped) => escaped,
+                None => break,
+            },
+            c => c,
+        };
+        current.get_or_insert_with(String::new).push(c);
+    }
+    args.extend(current);
+    args
+}
+
+/// Whether a connection's `options` set the server setting `name`, read as the server reads its
+/// switches: `-c name=value`, `-cname=value` or `--name=value` (switches may be grouped, `--`
+/// ends them); setting names are case-insensitive and `-` in them stands for `_`.
+fn options_set(options: &str, name: &str) -> bool {
+    // The switches that take a value, from the server's getopt string
+    // (`process_postgres_switches`: "B:bC:c:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:").
+    const WITH_VALUE: &str = "BcCDdfhkNprStvW-";
+    let same = |given: &str| given.replace('-', "_").eq_ignore_ascii_case(name);
+    let args = split_options(options);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        let Some(switches) = arg.strip_prefix('-') else {
+            continue;
+        };
+        for (i, switch) in switches.char_indices() {
+            if !WITH_VALUE.contains(switch) {
+                continue;
+            }
+            let rest = &switches[i + switch.len_utf8()..];
+            let value = if rest.is_empty() {
+                args.next().map(String::as_str)
+            } else {
+                Some(rest)
+            };
+            if let (Some(value), 'c' | '-') = (value, switch) {
+                if value.split_once('=').is_some_and(|(given, _)| same(given)) {
+                    return true;
+                }
+            }
+            break;
+        }
+    }
+    false
+}
+
+/// The URL's connection settings, with Keyhole's server-side limits ([`STATEMENT_TIMEOUT`],
+/// [`IDLE_IN_TRANSACTION_TIMEOUT`]) added to its `options` where they set none: the URL's own
+/// value wins, and its other options (`-c search_path=...`) are kept.
+fn with_statement_limits(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut options = config.get_options().unwrap_or_default().to_owned();
+    for (name, limit) in [
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+    ] {
+        if !options_set(&options, name) {
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!("-c {name}={}ms", limit.as_millis()));
+        }
+    }
+    config.options(options);
+    config
+}
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db` or `host=... user=...`), checks the
     /// server answers and applies pending migrations.
     ///
     /// TCP keepalives (10 s idle, 5 s interval, 3 probes), a 15 s TCP user timeout and a 10 s
     /// connect timeout apply unless the URL sets its own (`keepalives_idle`, `tcp_user_timeout`,
-    /// `connect_timeout`, ...); every store call is bounded by [`OPERATION_TIMEOUT`].
+    /// `connect_timeout`, ...); every store call is bounded by [`OPERATION_TIMEOUT`], and on the
+    /// server by a 12 s `statement_timeout` and a 30 s `idle_in_transaction_session_timeout`
+    /// unless the URL's `options` set their own (`options=-c statement_timeout=...`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| backend(format!("postgres URL: {e}")))?;
         let manager = Manager::from_config(
-            with_socket_limits(config),
+            with_statement_limits(with_socket_limits(config)),
             NoTls,
             ManagerConfig {
                 // No round trip per checkout: a connection is recycled only if its last
@@ -341,6 +445,17 @@ impl PostgresStore {
             }
             if version < known {
                 let tx = conn.transaction().await.map_err(pg)?;
+                // The migration's statements are bounded by the migration's own limit rather than
+                // by the per-call STATEMENT_TIMEOUT (or the URL's): waiting for the lock while
+                // another replica migrates, or a migration rewriting a large table, may rightly
+                // take longer than one call, and start-up would fail on a healthy database. Not
+                // exempt (0): a migration this replica abandoned must not keep its locks.
+                tx.batch_execute(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    MIGRATION_STATEMENT_TIMEOUT.as_millis()
+                ))
+                .await
+                .map_err(pg)?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                     .await
                     .map_err(pg)?;
@@ -403,6 +518,17 @@ impl PostgresStore {
             conn.execute(stmt, params).await
         })
         .await
+    }
+
+    /// A server setting as a connection of this store's pool sees it (`SHOW name`). For tests.
+    #[doc(hidden)]
+    pub async fn server_setting(&self, name: &str) -> Result<String, StoreError> {
+        self.prepared("query", "SELECT current_setting($1)", async |conn, stmt| {
+            conn.query_one(stmt, &[&name]).await
+        })
+        .await?
+        .try_get(0)
+        .map_err(decode_err)
     }
 
     async fn query(
@@ -653,5 +779,76 @@ impl MetaStore for PostgresStore {
             result.map(drop).map_err(pg)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_as_the_server_splits_them() {
+        assert_eq!(
+            split_options("  -c a=b\t-c\\ d=e\\ f --g=h\\\\ "),
+            ["-c", "a=b", "-c d=e f", "--g=h\\"]
+        );
+        assert!(split_options(" ").is_empty());
+    }
+
+    #[test]
+    fn a_setting_is_found_in_every_spelling() {
+        for options in [
+            "-c statement_timeout=5s",
+            "-cstatement_timeout=5s",
+            "--statement_timeout=5s",
+            "--statement-timeout=5s",
+            "-c Statement_Timeout=0",
+            "-c search_path=x -c statement_timeout=1",
+            "-B 100 -c statement_timeout=1",
+            "-ec statement_timeout=1",
+        ] {
+            assert!(options_set(options, "statement_timeout"), "{options:?}");
+        }
+        for options in [
+            "",
+            "-c search_path=statement_timeout",
+            "-c statement_timeout_x=1",
+            "-c lock_timeout=1",
+            "-B statement_timeout=1",
+            "-- -c statement_timeout=1",
+            "-c\\ statement_timeout=1",
+            "-c",
+        ] {
+            assert!(!options_set(options, "statement_timeout"), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_added_unless_the_url_sets_them() {
+        let options = |url: &str| {
+            with_statement_limits(url.parse().unwrap())
+                .get_options()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            options("postgres://u@h/db"),
+            "-c statement_timeout=12000ms -c idle_in_transaction_session_timeout=30000ms"
+        );
+        assert_eq!(
+            options("postgres://u@h/db?options=-c%20search_path%3Dx"),
+            "-c search_path=x -c statement_timeout=12000ms \
+             -c idle_in_transaction_session_timeout=30000ms"
+        );
+        assert_eq!(
+            options("postgres://u@h/db?options=-c%20statement_timeout%3D3s"),
+            "-c statement_timeout=3s -c idle_in_transaction_session_timeout=30000ms"
+        );
+        assert_eq!(
+            options(
+                "host=h user=u options='--statement-timeout=0 -c idle_in_transaction_session_timeout=0'"
+            ),
+            "--statement-timeout=0 -c idle_in_transaction_session_timeout=0"
+        );
     }
 }
