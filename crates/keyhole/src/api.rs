@@ -529,7 +529,20 @@ pub async fn create_upload(
     // written (`join` polls in order), so the store's round trip overlaps the signing instead of
     // following it. A record whose links then fail to sign stays pending until it expires.
     let (created, signed) = futures_util::future::join(state.meta.create(&record), signing).await;
-    created?;
+    if let Err(e) = created {
+        // No record will ever name the multipart upload made above, so nothing would abort it:
+        // S3 would keep it (and bill its parts) until a lifecycle rule ends it.
+        if let Some(upload_id) = &record.upload_id {
+            if let Err(abort) = state
+                .objects
+                .abort_multipart(&record.object_key, upload_id)
+                .await
+            {
+                tracing::warn!(file_id = %file_id, error = %abort, "cannot abort the multipart upload of a record that was not created");
+            }
+        }
+        return Err(e.into());
+    }
     let (upload_url, parts) = signed?;
     charge.signed();
     Ok(Json(UploadLink {

@@ -3,7 +3,10 @@
 //! items through the expiry index and never scans the table; a listing past many expired records
 //! not yet swept answers after a bounded number of queries; a table from before the expiry index
 //! gets it, and its items their shard; single-item writes wait out a transaction in flight on
-//! their item. Skipped (with a SKIPPED line) without `KEYHOLE_TEST_DYNAMODB_ENDPOINT`.
+//! their item; and, with S3 storage (moto), a multipart upload whose record the store refused is
+//! aborted. Skipped (with a SKIPPED line) without `KEYHOLE_TEST_DYNAMODB_ENDPOINT`.
+
+mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -454,5 +457,68 @@ async fn writes_wait_out_a_transaction_in_flight_on_their_item() {
         3,
         "two refused deletes and the one that went through: {ops:?}"
     );
+    drop_table(&store).await;
+}
+
+/// A multipart upload whose record the metadata store refuses to create is aborted: S3 would
+/// otherwise keep an upload no record names, which nothing would ever end. DynamoDB (through the
+/// proxy, refusing the record's PutItem) and S3 (moto) as `keyhole serve` uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_without_its_record_is_aborted() {
+    let Some(endpoint) = endpoint("multipart upload without a record") else {
+        return;
+    };
+    let Ok(s3) = std::env::var("KEYHOLE_TEST_S3_ENDPOINT") else {
+        eprintln!("SKIPPED: multipart upload without a record (set KEYHOLE_TEST_S3_ENDPOINT)");
+        return;
+    };
+    let proxy = Proxy::start(&endpoint).await;
+    let bucket = format!("keyhole-orphan-{}", common::run_id());
+    let base = s3.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+    let r = http.put(format!("{base}/{bucket}")).send().await.unwrap();
+    assert!(r.status().is_success(), "create bucket: {}", r.status());
+    let table = table_name();
+    let s = common::TestServer::start_with(|c| {
+        c.storage = keyhole::config::Storage::S3 {
+            bucket: bucket.clone(),
+            prefix: "keyhole".into(),
+            endpoint: Some(s3.clone()),
+        };
+        c.metadata = keyhole::config::Metadata::DynamoDb {
+            table: table.clone(),
+            endpoint: Some(proxy.url()),
+            create: true,
+        };
+        c.part_size = 5 * 1024 * 1024;
+        c.multipart_threshold = 6 * 1024 * 1024;
+    })
+    .await;
+    let uploads = || async {
+        let listing = http
+            .get(format!("{base}/{bucket}?uploads"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        listing.matches("<UploadId>").count()
+    };
+
+    proxy.conflict("PutItem", 1);
+    let (status, v) = s
+        .create_upload(serde_json::json!({"filename": "big.bin", "contentType": "application/octet-stream", "size": 12 * 1024 * 1024}))
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(uploads().await, 0, "the multipart upload was aborted");
+
+    // The same request once the store takes the record: one upload, named by it.
+    let (status, v) = s
+        .create_upload(serde_json::json!({"filename": "big.bin", "contentType": "application/octet-stream", "size": 12 * 1024 * 1024}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(uploads().await, 1);
+    let store = DynamoStore::connect(&table, Some(&endpoint)).await.unwrap();
     drop_table(&store).await;
 }
