@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the servers the backend test suites talk to, on 127.0.0.1 only:
-#   - PostgreSQL in a throw-away cluster (metadata store suite),
+#   - PostgreSQL in a throw-away cluster (metadata store suite), and PgBouncer in front of it
+#     (Debian package pgbouncer, installed when missing; without it its one test is skipped),
 #   - moto_server (DynamoDB, S3, Secrets Manager and Cognito stand-in),
 #   - s3s-fs (an S3 server over a directory that checks SigV4 signatures, presigned URLs
 #     included, which moto does not; for the s3-presigned link mode's tests).
@@ -25,6 +26,7 @@ PG_SOCK=$DIR/pg/sock
 PG_LOG=$DIR/pg/log
 PG_USER=keyhole
 PG_DB=keyhole_test
+PGB_DIR=$DIR/pgbouncer
 MOTO_LOG=$DIR/moto.log
 MOTO_PID=$DIR/moto.pid
 MOTO_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/keyhole/moto-venv
@@ -164,6 +166,55 @@ start_postgres() {
   as_pg "$(pg_bin psql)" -h 127.0.0.1 -p "$port" -U "$PG_USER" -d postgres -Atqc "CREATE DATABASE $PG_DB" >&2
 }
 
+pgbouncer_running() {
+  [[ -f $PGB_DIR/pid ]] && kill -0 "$(cat "$PGB_DIR/pid")" 2>/dev/null
+}
+
+# PgBouncer (session pooling, trust) in front of the cluster: the store must start behind a
+# pooler that refuses startup options it does not know.
+start_pgbouncer() {
+  local bin port pg_port i
+  bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  if [[ ! -x $bin ]] && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing PgBouncer (Debian package pgbouncer)"
+    apt-get install -y -qq pgbouncer >&2 || { apt-get update -qq >&2 && apt-get install -y -qq pgbouncer >&2; } || true
+  fi
+  if [[ ! -x $bin ]]; then
+    say "PgBouncer is not available: its test will be skipped"
+    return 0
+  fi
+  port=$(free_port)
+  pg_port=$(cat "$DIR/pg.port")
+  mkdir -p "$PGB_DIR"
+  printf '%s\n' \
+    '[databases]' \
+    "* = host=127.0.0.1 port=$pg_port" \
+    '' \
+    '[pgbouncer]' \
+    'listen_addr = 127.0.0.1' \
+    "listen_port = $port" \
+    'unix_socket_dir =' \
+    'auth_type = trust' \
+    "auth_file = $PGB_DIR/users.txt" \
+    'pool_mode = session' \
+    "logfile = $PGB_DIR/log" \
+    "pidfile = $PGB_DIR/pid" >"$PGB_DIR/pgbouncer.ini"
+  printf '"%s" ""\n' "$PG_USER" >"$PGB_DIR/users.txt"
+  if [[ $(id -u) == 0 ]]; then
+    chown -R postgres: "$PGB_DIR"
+  fi
+  say "starting PgBouncer on 127.0.0.1:$port"
+  as_pg "$bin" -d "$PGB_DIR/pgbouncer.ini" </dev/null >&2 || die "PgBouncer did not start (log: $PGB_DIR/log)"
+  for i in $(seq 1 40); do
+    if as_pg "$(pg_bin psql)" -h 127.0.0.1 -p "$port" -U "$PG_USER" -d "$PG_DB" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+      echo "$port" >"$DIR/pgbouncer.port"
+      return 0
+    fi
+    sleep 0.25
+  done
+  die "PgBouncer does not answer on port $port (log: $PGB_DIR/log)"
+}
+
 moto_bin() {
   if command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1; then
     command -v moto_server
@@ -218,6 +269,9 @@ export AWS_REGION='us-east-1'
 export AWS_DEFAULT_REGION='us-east-1'
 export AWS_EC2_METADATA_DISABLED='true'
 EOF
+  if [[ -f $DIR/pgbouncer.port ]]; then
+    echo "export KEYHOLE_TEST_PGBOUNCER_URL='postgres://$PG_USER@127.0.0.1:$(cat "$DIR/pgbouncer.port")/$PG_DB'" >>"$ENV_FILE"
+  fi
 }
 
 start() {
@@ -230,6 +284,7 @@ start() {
   stop_services
   mkdir -p "$DIR"
   start_postgres
+  start_pgbouncer
   start_moto
   start_s3s
   write_env
@@ -238,6 +293,10 @@ start() {
 }
 
 stop_services() {
+  if pgbouncer_running; then
+    say "stopping PgBouncer"
+    kill "$(cat "$PGB_DIR/pid")" 2>/dev/null || true
+  fi
   if [[ -f $PG_DATA/postmaster.pid ]]; then
     say "stopping PostgreSQL"
     as_pg "$(pg_bin pg_ctl)" -D "$PG_DATA" -m fast -w stop >&2 || true
@@ -263,7 +322,7 @@ stop_services() {
     s3s_running && kill -9 "$(cat "$S3S_PID")" 2>/dev/null || true
   fi
   # Only what `start` made, in case the directory was pointed somewhere shared.
-  rm -rf "$DIR/pg" "$MOTO_LOG" "$MOTO_PID" "$DIR/moto.port" "$DIR/pg.port" "$ENV_FILE" \
+  rm -rf "$DIR/pg" "$PGB_DIR" "$DIR/pgbouncer.port" "$MOTO_LOG" "$MOTO_PID" "$DIR/moto.port" "$DIR/pg.port" "$ENV_FILE" \
     "$S3S_DATA" "$S3S_LOG" "$S3S_PID" "$DIR/s3s.port"
   rmdir "$DIR" 2>/dev/null || true
 }

@@ -313,6 +313,32 @@ async fn postgres_connections_have_a_statement_timeout() {
     drop(store);
 }
 
+/// Behind PgBouncer, which refuses startup options it does not know, the store connects without
+/// its server-side limits (and logs how to set them for the role), as it did before it sent
+/// them: an upgrade does not stop a replica behind a pooler from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_behind_pgbouncer_connects_without_the_limits() {
+    let Some(url) = env("KEYHOLE_TEST_PGBOUNCER_URL") else {
+        eprintln!(
+            "SKIPPED: PostgreSQL behind PgBouncer (set KEYHOLE_TEST_PGBOUNCER_URL; \
+             `eval \"$(bash scripts/test-services.sh start)\"` does)"
+        );
+        return;
+    };
+    let store = PostgresStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect through PgBouncer at {url}: {e}"));
+    let id = format!("pgbouncer-{}", random_suffix());
+    store.create(&record(&id, "alice", 1)).await.unwrap();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().file_id, id);
+    assert_ne!(
+        store.server_setting("statement_timeout").await.unwrap(),
+        "12s",
+        "PgBouncer 1.18 refuses the option: not sent"
+    );
+    assert!(store.delete(&id).await.unwrap());
+}
+
 /// A URL whose `options` set a statement timeout keeps it; the limit it does not set is added.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_url_statement_timeout_wins() {

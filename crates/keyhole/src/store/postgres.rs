@@ -352,13 +352,38 @@ impl PostgresStore {
     /// connect timeout apply unless the URL sets its own (`keepalives_idle`, `tcp_user_timeout`,
     /// `connect_timeout`, ...); every store call is bounded by [`OPERATION_TIMEOUT`], and on the
     /// server by a 12 s `statement_timeout` and a 30 s `idle_in_transaction_session_timeout`
-    /// unless the URL's `options` set their own (`options=-c statement_timeout=...`).
+    /// unless the URL's `options` set their own (`options=-c statement_timeout=...`). Where the
+    /// endpoint refuses startup options (PgBouncer), it connects without them and warns.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| backend(format!("postgres URL: {e}")))?;
+        let limited = Self::with_pool(with_statement_limits(with_socket_limits(config.clone())))?;
+        match limited.migrate().await {
+            Ok(()) => Ok(limited),
+            // A pooler in front (PgBouncer) refuses startup options it does not know. Keyhole
+            // worked behind one before it sent them: go on without them, and say how to get the
+            // same bound there.
+            Err(e) if e.to_string().contains("unsupported startup parameter") => {
+                tracing::warn!(
+                    error = %e,
+                    "the PostgreSQL endpoint (a pooler such as PgBouncer) refuses connection options: \
+                     connecting without the server-side statement_timeout and \
+                     idle_in_transaction_session_timeout; set them for Keyhole's role instead \
+                     (ALTER ROLE ... SET statement_timeout = '12s')"
+                );
+                let plain = Self::with_pool(with_socket_limits(config))?;
+                plain.migrate().await?;
+                Ok(plain)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A store on a pool of connections made with `config` (not yet connected).
+    fn with_pool(config: tokio_postgres::Config) -> Result<Self, StoreError> {
         let manager = Manager::from_config(
-            with_statement_limits(with_socket_limits(config)),
+            config,
             NoTls,
             ManagerConfig {
                 // No round trip per checkout: a connection is recycled only if its last
@@ -373,9 +398,7 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(backend)?;
-        let store = PostgresStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PostgresStore { pool })
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
@@ -383,7 +406,15 @@ impl PostgresStore {
             .get()
             .await
             .map(|object| Conn(Some(object)))
-            .map_err(|e| backend(format!("postgres: {e}")))
+            .map_err(|e| match e {
+                // The server's own words (an authentication failure, a refused option), not
+                // only "db error".
+                deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
+                    Some(db) => backend(format!("postgres: cannot connect: {}", db.message())),
+                    None => backend(format!("postgres: cannot connect: {e}")),
+                },
+                e => backend(format!("postgres: {e}")),
+            })
     }
 
     /// Runs `op` (which takes its connection with [`Self::conn`]) within `limit`; past it the
