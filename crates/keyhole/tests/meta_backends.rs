@@ -299,18 +299,18 @@ async fn postgres_connections_have_a_statement_timeout() {
     let Some(url) = postgres_url() else { return };
     let db = TempDb::new(&url).await;
     let store = PostgresStore::connect(&db.url()).await.unwrap();
-    assert_eq!(
-        store.server_setting("statement_timeout").await.unwrap(),
-        "12s"
-    );
-    assert_eq!(
-        store
-            .server_setting("idle_in_transaction_session_timeout")
-            .await
-            .unwrap(),
-        "30s"
-    );
+    assert_eq!(limits(&store).await, ["12s", "30s"]);
     drop(store);
+}
+
+/// `statement_timeout` and `idle_in_transaction_session_timeout` as the store's connections see
+/// them.
+async fn limits(store: &PostgresStore) -> [String; 2] {
+    let mut values = Vec::new();
+    for name in ["statement_timeout", "idle_in_transaction_session_timeout"] {
+        values.push(store.server_setting(name).await.unwrap());
+    }
+    [values[0].clone(), values[1].clone()]
 }
 
 /// Behind PgBouncer, which refuses startup options it does not know, the store connects without
@@ -347,17 +347,7 @@ async fn postgres_url_statement_timeout_wins() {
     let store = PostgresStore::connect(&with_options(&db.url(), "-c statement_timeout=3s"))
         .await
         .unwrap();
-    assert_eq!(
-        store.server_setting("statement_timeout").await.unwrap(),
-        "3s"
-    );
-    assert_eq!(
-        store
-            .server_setting("idle_in_transaction_session_timeout")
-            .await
-            .unwrap(),
-        "30s"
-    );
+    assert_eq!(limits(&store).await, ["3s", "30s"]);
     drop(store);
 }
 
@@ -378,10 +368,7 @@ async fn postgres_url_options_keep_search_path() {
         store.server_setting("search_path").await.unwrap(),
         "keyhole_own"
     );
-    assert_eq!(
-        store.server_setting("statement_timeout").await.unwrap(),
-        "12s"
-    );
+    assert_eq!(limits(&store).await, ["12s", "30s"]);
     let migrated: bool = sql
         .query_one("SELECT to_regclass('keyhole_own.files') IS NOT NULL", &[])
         .await
