@@ -66,8 +66,8 @@ const EXPIRY_SHARD: &str = "expiry_shard";
 const EXPIRY_SHARDS: u32 = 16;
 
 /// Queries one listing may make past expired records not yet swept before it answers with a
-/// shorter page (and a cursor to go on), and the items each such query reads at least: a
-/// listing examines at most about a thousand items.
+/// shorter page (and a cursor to go on), and the items each query after the first reads at
+/// least: a listing examines at most about a thousand items.
 const LIST_QUERIES: usize = 10;
 const LIST_READ: usize = 100;
 
@@ -938,7 +938,9 @@ impl MetaStore for DynamoStore {
                 .expression_attribute_values(":owner", s(owner))
                 .expression_attribute_values(":now", n(now))
                 .scan_index_forward(false)
-                .limit(want.max(LIST_READ) as i32)
+                // The first query reads about the page; once records are being dropped, more
+                // at a time.
+                .limit(want.max(if queries == 1 { 32 } else { LIST_READ }) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
