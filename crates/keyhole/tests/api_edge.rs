@@ -266,12 +266,7 @@ async fn twenty_concurrent_uploads_list_and_delete() {
     assert_eq!(one["file"]["sha256"], sha256_hex(bytes));
     assert_eq!(one["file"]["filename"], "file-0.bin");
     let (_, dl) = s.download_link(victim).await;
-    let r = s
-        .client
-        .delete(s.url(&format!("/api/files/{victim}")))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete_file(victim).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap(),
@@ -289,12 +284,7 @@ async fn twenty_concurrent_uploads_list_and_delete() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let r = s
-        .client
-        .delete(s.url(&format!("/api/files/{victim}")))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete_file(victim).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -1230,8 +1220,8 @@ async fn a_metadata_store_outage_is_a_503_that_calling_again_gets_past() {
     let id = s.upload("kept.txt", b"kept".to_vec()).await;
     let lock = rusqlite::Connection::open(s.data().join("metadata.db")).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let delete = || s.client.delete(s.url(&format!("/api/files/{id}"))).send();
-    let r = delete().await.unwrap();
+    let delete = || s.delete_file(&id);
+    let r = delete().await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let v: serde_json::Value = r.json().await.unwrap();
@@ -1239,7 +1229,7 @@ async fn a_metadata_store_outage_is_a_503_that_calling_again_gets_past() {
     assert!(s.object_path(&id).exists(), "nothing deleted");
 
     lock.execute_batch("ROLLBACK").unwrap();
-    let r = delete().await.unwrap();
+    let r = delete().await;
     assert_eq!(r.status(), 200);
     assert!(!s.object_path(&id).exists());
 }
@@ -1256,12 +1246,7 @@ async fn a_delete_whose_removal_fails_is_finished_by_the_sweeper() {
     std::fs::remove_file(&object).unwrap();
     std::fs::create_dir(&object).unwrap();
     std::fs::write(object.join("in-the-way"), b"x").unwrap();
-    let r = s
-        .client
-        .delete(s.url(&format!("/api/files/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete_file(&id).await;
     assert_eq!(r.status(), 200);
     assert_eq!(s.download_link(&id).await.0, 404);
     assert!(s.list_all().await.is_empty());

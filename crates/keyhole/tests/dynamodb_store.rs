@@ -474,10 +474,9 @@ async fn a_multipart_upload_without_its_record_is_aborted() {
     };
     let proxy = Proxy::start(&endpoint).await;
     let bucket = format!("keyhole-orphan-{}", common::run_id());
+    common::create_bucket(&s3, &bucket).await;
     let base = s3.trim_end_matches('/').to_owned();
     let http = reqwest::Client::new();
-    let r = http.put(format!("{base}/{bucket}")).send().await.unwrap();
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
     let table = table_name();
     let s = common::TestServer::start_with(|c| {
         c.storage = keyhole::config::Storage::S3 {

@@ -293,16 +293,11 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
             .status(),
         200
     );
-    let parts_dir = s.data().join("objects/parts").join(&id);
-    assert!(parts_dir.exists());
-    let r = s
-        .client
-        .delete(s.url(&format!("/api/files/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let parts = parts_dir(&s, &id);
+    assert!(parts.exists());
+    let r = s.delete_file(&id).await;
     assert_eq!(r.status(), 200);
-    assert!(!parts_dir.exists(), "aborted upload's parts removed");
+    assert!(!parts.exists(), "aborted upload's parts removed");
     assert_eq!(
         put_part(&s, &part_url(&link, "parts", 2), chunk(&bytes, ps, 2))
             .await
@@ -319,13 +314,13 @@ async fn aborted_and_expired_uploads_leave_no_parts() {
             .status(),
         200
     );
-    let parts_dir = s.data().join("objects/parts").join(&id);
+    let parts = parts_dir(&s, &id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while parts_dir.exists() && std::time::Instant::now() < deadline {
+    while parts.exists() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(
-        !parts_dir.exists(),
+        !parts.exists(),
         "expired upload's parts removed by the sweeper"
     );
     assert!(s.list_all().await.is_empty());
@@ -447,12 +442,7 @@ async fn deleting_an_uploaded_file_frees_parts_left_behind() {
     std::fs::create_dir_all(&left).unwrap();
     std::fs::write(left.join("00001"), chunk(&bytes, 5 * MIB, 1)).unwrap();
 
-    let r = s
-        .client
-        .delete(s.url(&format!("/api/files/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete_file(&id).await;
     assert_eq!(r.status(), 200);
     assert!(!s.object_path(&id).exists(), "the file is gone");
     assert!(!parts_dir(&s, &id).exists(), "and so are its parts");

@@ -2,35 +2,18 @@
 //! `KEYHOLE_TEST_S3_ENDPOINT` names an S3-compatible server (CI starts moto; see
 //! scripts/test-services.sh).
 
+mod common;
+
+use common::{create_bucket, run_id};
 use keyhole::store::conformance_objects;
 use keyhole::store::objects::LocalDisk;
 use keyhole::store::s3::{S3Settings, S3Storage};
-
-fn run_id() -> String {
-    let mut b = [0u8; 6];
-    openssl::rand::rand_bytes(&mut b).unwrap();
-    hex::encode(b)
-}
 
 #[tokio::test]
 async fn local_disk() {
     let dir = tempfile::tempdir().unwrap();
     let disk = LocalDisk::open(dir.path().join("objects"), dir.path().join("staging")).unwrap();
     conformance_objects::run(&disk, &run_id()).await;
-}
-
-/// Creates `bucket` on an S3-compatible test server (moto accepts unsigned bucket creation).
-pub async fn create_bucket(endpoint: &str, bucket: &str) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("S3 endpoint reachable");
-    assert!(
-        r.status().is_success() || r.status() == 409,
-        "create bucket: {}",
-        r.status()
-    );
 }
 
 #[tokio::test]

@@ -5,23 +5,10 @@
 
 mod common;
 
-use common::{pseudo_random, run_id, sha256_hex, TestServer};
+use common::{create_bucket, pseudo_random, run_id, sha256_hex, TestServer};
 use keyhole::config::{Config, Metadata, Storage};
 use keyhole::keys::KeySource;
 use serde_json::json;
-
-async fn create_bucket(endpoint: &str, bucket: &str) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("S3 endpoint reachable");
-    assert!(
-        r.status().is_success() || r.status() == 409,
-        "create bucket: {}",
-        r.status()
-    );
-}
 
 fn shared(config: &mut Config, s3: &str, bucket: &str, metadata: &Metadata, key: &std::path::Path) {
     config.storage = Storage::S3 {
@@ -124,12 +111,7 @@ async fn two_replicas(metadata: Metadata) {
             .collect();
         assert!(ids.contains(&id) && ids.contains(&mid), "{ids:?}");
     }
-    let r = a
-        .client
-        .delete(a.url(&format!("/api/files/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = a.delete_file(&id).await;
     assert_eq!(r.status(), 200);
     assert_eq!(b.download_link(&id).await.0, 404);
 }

@@ -238,6 +238,15 @@ impl TestServer {
         }
     }
 
+    /// `DELETE /api/files/{file_id}`.
+    pub async fn delete_file(&self, file_id: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/api/files/{file_id}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The object file of a file id.
     pub fn object_path(&self, file_id: &str) -> PathBuf {
         self.data().join("objects/uploads").join(file_id)
@@ -306,6 +315,20 @@ pub fn run_id() -> String {
     let mut b = [0u8; 5];
     openssl::rand::rand_bytes(&mut b).unwrap();
     hex::encode(b)
+}
+
+/// Creates `bucket` on an S3-compatible test server (moto accepts unsigned bucket creation).
+pub async fn create_bucket(endpoint: &str, bucket: &str) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("S3 endpoint reachable");
+    assert!(
+        r.status().is_success() || r.status() == 409,
+        "create bucket: {}",
+        r.status()
+    );
 }
 
 /// The s3s-fs server scripts/test-services.sh starts: an S3 that checks SigV4 signatures,
