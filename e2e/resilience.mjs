@@ -90,6 +90,34 @@ export async function transientFailures(browser, server) {
     assertEqual(lostAnswers.join(), '200,409', 'answers to the PUTs (the first one never reached the page)');
     await storedIntact(server, lost);
 
+    // The same behind CloudFront, which makes every whole-file PUT a conditional write: S3
+    // refuses the retry with 412 PreconditionFailed (answered here as S3 words it), and that too
+    // is the earlier attempt's file.
+    const conditional = makeFile(dir, 'answer-lost-cloudfront.txt', 6500);
+    const conditionalAnswers = [];
+    await page.route(putOf(conditional.name), async (route) => {
+      if (conditionalAnswers.length) {
+        conditionalAnswers.push(412);
+        await route.fulfill({
+          status: 412,
+          contentType: 'application/xml',
+          body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>' +
+            '<Message>At least one of the pre-conditions you specified did not hold</Message>' +
+            '<Condition>If-None-Match</Condition></Error>',
+        });
+        return;
+      }
+      const r = await fetch(route.request().url(), {
+        method: 'PUT', headers: { 'Content-Type': 'text/plain' }, body: fs.readFileSync(conditional.path),
+      });
+      conditionalAnswers.push(r.status);
+      await route.abort('connectionreset');
+    });
+    await page.setInputFiles(sel.input, [conditional.path]);
+    await waitUploaded(page, [conditional]);
+    assertEqual(conditionalAnswers.join(), '200,412', 'answers to the PUTs (the first one never reached the page)');
+    await storedIntact(server, conditional);
+
     // Throttled with Retry-After: 1: the page waits a second, not its own half second.
     const throttled = makeFile(dir, 'throttled.txt', 700);
     const mints = [];

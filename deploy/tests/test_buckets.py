@@ -83,6 +83,25 @@ def test_files_bucket_policy_admits_only_the_distribution_through_oac():
     assert STACK.modules["files_bucket"]["cloudfront_distribution_arn"] == "${module.cdn.distribution_arn}"
 
 
+def test_files_bucket_refuses_the_distribution_an_unconditional_whole_file_put():
+    # Write-once on CloudFront: the function adds `If-None-Match: *` to whole-file PUTs, and the
+    # bucket refuses the distribution any object-creating PUT without it, so an upload link used
+    # twice can never replace the stored file. Parts (ObjectCreationOperation false) stay allowed.
+    doc = FILES.data["aws_iam_policy_document"]["bucket"]
+    denies = [
+        s for s in statements(doc)
+        if s.get("effect") == "Deny" and principals(s) == [("Service", ["cloudfront.amazonaws.com"])]
+    ]
+    assert len(denies) == 1, "one Deny for the distribution's unconditional writes"
+    deny = denies[0]
+    assert deny["actions"] == ["s3:PutObject"]
+    assert deny["resources"] == ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
+    assert sorted(conditions(deny)) == [
+        ("Bool", "s3:ObjectCreationOperation", ["true"]),
+        ("Null", "s3:if-none-match", ["true"]),
+    ]
+
+
 def test_no_acl_or_website_on_the_files_bucket():
     for rtype in ("aws_s3_bucket_acl", "aws_s3_bucket_website_configuration", "aws_s3_bucket_object_lock_configuration"):
         assert rtype not in FILES.resources

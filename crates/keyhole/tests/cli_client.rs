@@ -1387,6 +1387,114 @@ async fn a_stalled_upload_is_retried_on_a_new_connection() {
     assert_eq!(file["file"]["sha256"], sha256_hex(&bytes));
 }
 
+/// An edge that stands where CloudFront and S3 do, where every whole-file PUT is a conditional
+/// write (`If-None-Match: *`): the first connection's request goes on to `upstream`, which
+/// stores and records the file, but its answer is dropped with the connection; every later
+/// request is read whole and answered as S3 answers a conditional write onto an object already
+/// there. Counts the connections.
+fn conditional_write_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                if first {
+                    let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let (mut from_client, _to_client) = socket.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                    });
+                    // The server answers once the file is stored: that answer is lost.
+                    let mut answer = [0u8; 1];
+                    let _ = from_server.read(&mut answer).await;
+                    return;
+                }
+                let mut request = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let head_end = loop {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the request ended before its head");
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                let mut body = request.len() - head_end;
+                while body < length {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the request ended before its body");
+                    body += n;
+                }
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-None-Match</Condition></Error>";
+                let answer = format!(
+                    "HTTP/1.1 412 Precondition Failed\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{xml}",
+                    xml.len()
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    connections
+}
+
+/// Behind CloudFront, a retried whole-file PUT whose first attempt stored the file but lost its
+/// answer is refused by S3 with `412 PreconditionFailed` (the distribution makes the PUT
+/// conditional): that is the earlier attempt's file, which the API then records, not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_write_refusing_a_retry_means_the_first_attempt_stored_it() {
+    use keyhole::client::api::ApiClient;
+    use keyhole::client::progress::Ui;
+    use keyhole::client::upload::{UploadOptions, Uploader};
+    use keyhole::client::Backoff;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge = listener.local_addr().unwrap();
+    let server = serve(|c| c.public_url = format!("http://{edge}")).await;
+    let connections = conditional_write_proxy(listener, server.running().addr);
+    let backoff = Backoff {
+        retries: 3,
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
+    let api = ApiClient::new(&server.base, None, backoff).unwrap();
+    let config = api.config().await.unwrap();
+    let options = UploadOptions {
+        parallel: 1,
+        content_type: None,
+        backoff,
+        part_delay: None,
+    };
+    let uploader = Uploader::new(api, config, options, None, Ui::new(true));
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(300 * 1024, 92);
+    let path = write(dir.path(), "answer-lost.bin", &bytes);
+    let id = tokio::time::timeout(Duration::from_secs(60), uploader.upload(&path))
+        .await
+        .expect("the upload hung")
+        .expect("a 412 on the retry is the earlier attempt's file");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the PUT whose answer was lost, then the refused retry"
+    );
+    let file = server.get_json(&format!("/api/files/{id}")).await;
+    assert_eq!(file["file"]["status"], "uploaded", "{file}");
+    assert_eq!(file["file"]["sha256"], sha256_hex(&bytes));
+}
+
 /// `keyhole sign --cookies` checks the URL it is given as it checks one it signs: with
 /// `--resource`, the URL must be one the pattern covers; a canned cookie "for" a pattern is
 /// signed (a URL may hold `*`) with a warning that it covers that one URL.

@@ -340,13 +340,13 @@ impl Uploader {
                 Err(e) => e,
             };
             bar.dec(sent.load(Ordering::Relaxed));
-            if attempt > 0 && error.code() == Some("ObjectAlreadyExists") {
-                // An earlier attempt stored the file but its answer was lost. The server keeps
-                // and records such an object only if it matches the declared SHA-256, which is
-                // this file's.
+            if attempt > 0 && already_stored(&error) {
+                // An earlier attempt stored the file but its answer was lost. Keyhole's edge
+                // keeps and records such an object only if it matches the declared SHA-256,
+                // which is this file's; behind CloudFront the API checks and records it.
                 self.ui
                     .note(format!("{name}: the earlier attempt had stored it"));
-                return Ok(file_id);
+                return self.complete_whole(file, name, request, file_id).await;
             }
             if matches!(error.status(), Some(403 | 404)) && renewals < 2 {
                 // The link expired (or its pending record did): a new link, a new file id.
@@ -776,6 +776,16 @@ fn edge_error(url: &str, what: &str, e: &reqwest::Error) -> ClientError {
             reason: reason(e),
         }
     }
+}
+
+/// A whole-file PUT refused because its link already stored an object: Keyhole's edge answers
+/// `409 ObjectAlreadyExists`; CloudFront makes every whole-file PUT a conditional write
+/// (`If-None-Match: *`), so S3 behind it answers `412 PreconditionFailed`.
+fn already_stored(error: &ClientError) -> bool {
+    matches!(
+        (error.status(), error.code()),
+        (Some(409), Some("ObjectAlreadyExists")) | (Some(412), Some("PreconditionFailed"))
+    )
 }
 
 /// `<Code>` and `<Message>` of an S3/CloudFront XML error body.

@@ -3,10 +3,17 @@
 // CloudFront has already checked the signed URL against the trusted key group when this runs;
 // this function binds methods to paths, as Keyhole's own edge does:
 //   GET, HEAD      /files/{fileId}    -> rewritten to the object key /uploads/{fileId}
-//   PUT, OPTIONS   /uploads/{fileId}  -> passed on unchanged (single PUT, part PUT, CORS preflight)
+//   PUT            /uploads/{fileId}  -> a whole-file PUT (no uploadId) gets `If-None-Match: *`
+//                                        and loses any `If-Match`, so S3 stores it only if the
+//                                        object is not there yet: write-once, as Keyhole's edge
+//                                        (S3 answers 412 PreconditionFailed where the edge says
+//                                        409); a part PUT (uploadId) passes unchanged
+//   OPTIONS        /uploads/{fileId}  -> passed on unchanged (CORS preflight)
 //   another method on either path     -> 405 with Allow
 //   any other path                    -> 403, as CloudFront answers a link it refuses
-// The query string (signature, partNumber, uploadId) is never touched, and nothing else is.
+// The query string (signature, partNumber, uploadId) is never touched, nor anything else. The
+// bucket policy refuses a whole-file PUT from the distribution without `If-None-Match`, so an
+// overwrite stays impossible if this function is ever detached.
 // A file id is one path segment that does not start with a dot, like Keyhole's object keys.
 
 var FILES = /^\/files\/([^\/.][^\/]*)$/;
@@ -47,6 +54,13 @@ function handler(event) {
   }
 
   if (UPLOADS.test(request.uri)) {
+    if (method === 'PUT' && !request.querystring.uploadId) {
+      // S3's conditional write: UploadPart takes no conditional headers, CompleteMultipartUpload
+      // is the Lambda's (with the same header), and a whole-file PUT creates, never replaces.
+      request.headers['if-none-match'] = { value: '*' };
+      delete request.headers['if-match'];
+      return request;
+    }
     if (method === 'PUT' || method === 'OPTIONS') {
       return request;
     }

@@ -80,14 +80,31 @@ test('percent-encoded ids are rewritten byte for byte', () => {
   assert.equal(result.uri, '/uploads/k3v_na%C3%AFve%20file.txt');
 });
 
-test('PUT /uploads/{id} passes unchanged, query string included', () => {
+test('a whole-file PUT gets If-None-Match: * and nothing else changes', () => {
   const e = event('PUT', `/uploads/${ID}`, signed());
   const before = clone(e.request);
-  const result = handler(e);
-  assert.deepEqual(result, before);
+  const result = clone(handler(e));
+  assert.ok(isRequest(result));
+  assert.deepEqual(result.headers['if-none-match'], { value: '*' });
+  assert.deepEqual(
+    { ...result, headers: { ...result.headers, 'if-none-match': undefined } },
+    { ...before, headers: { ...before.headers, 'if-none-match': undefined } },
+  );
+  assert.deepEqual(result.querystring, before.querystring);
 });
 
-test('PUT of one part (partNumber, uploadId) passes unchanged', () => {
+test("a whole-file PUT cannot opt out of write-once with the viewer's own conditions", () => {
+  const e = event('PUT', `/uploads/${ID}`, signed());
+  e.request.headers['if-none-match'] = { value: '"0123456789abcdef0123456789abcdef"' };
+  e.request.headers['if-match'] = { value: '"0123456789abcdef0123456789abcdef"' };
+  const result = clone(handler(e));
+  assert.deepEqual(result.headers['if-none-match'], { value: '*' });
+  assert.equal(result.headers['if-match'], undefined);
+  assert.equal(result.method, 'PUT');
+  assert.equal(result.uri, `/uploads/${ID}`);
+});
+
+test('PUT of one part (partNumber, uploadId) passes unchanged: UploadPart takes no conditions', () => {
   const e = event('PUT', `/uploads/${ID}`, {
     partNumber: { value: '3' },
     uploadId: { value: 'VXBsb2FkIElEIGZvciBlbHZpbmc' },

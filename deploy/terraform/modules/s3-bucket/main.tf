@@ -183,6 +183,35 @@ data "aws_iam_policy_document" "bucket" {
     }
   }
 
+  # Write-once for what the distribution writes: its function gives every whole-file PUT
+  # `If-None-Match: *`, so S3 refuses one onto an object already there (412) instead of replacing
+  # it. This makes that hold even without the function: a PutObject that would create the object
+  # (not CreateMultipartUpload or UploadPart, which take no conditions) must carry the header.
+  # Only the distribution is held to it, so an operator can still copy a previous version back.
+  statement {
+    sid       = "CloudFrontCreatesOnly"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudfront.amazonaws.com"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["true"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "s3:ObjectCreationOperation"
+      values   = ["true"]
+    }
+  }
+
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
