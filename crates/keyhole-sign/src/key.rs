@@ -3,7 +3,9 @@
 //!
 //! Keys are parsed once into OpenSSL objects; signing and verifying then use the low-level RSA and
 //! ECDSA primitives directly, which avoids a per-call EVP context and keeps throughput at the level
-//! of `openssl speed`.
+//! of `openssl speed`. A P-256 key also gets a `ring` key pair when it is parsed, and ECDSA-SHA256
+//! signatures (the only kind CloudFront uses with ECDSA) come from it: ring's P-256 signing does
+//! without OpenSSL 3's per-call parameter lookups and allocations, and is about 1.3 times as fast.
 
 use std::fmt;
 
@@ -14,6 +16,11 @@ use openssl::error::ErrorStack;
 use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa, RsaRef};
+
+use std::sync::Arc;
+
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 
 use crate::error::KeyError;
 use zeroize::Zeroizing;
@@ -204,7 +211,9 @@ pub struct PrivateKey {
 #[derive(Clone)]
 enum PrivateInner {
     Rsa(Rsa<Private>),
-    Ec(EcKey<Private>),
+    /// The OpenSSL key (encoding, the public half, ECDSA-SHA1) and the same key in ring
+    /// (ECDSA-SHA256 signing).
+    Ec(EcKey<Private>, Arc<EcdsaKeyPair>),
 }
 
 impl fmt::Debug for PrivateKey {
@@ -263,33 +272,49 @@ impl PrivateKey {
                         .and_then(|key| key.check_key().map(|()| key))
                         .map_err(|_| KeyError::Unparsable)?,
                 };
-                Ok(PrivateKey {
-                    inner: PrivateInner::Ec(ec),
-                })
+                Self::ec(ec)
             }
             _ => Err(KeyError::UnsupportedType),
         }
     }
 
+    /// A P-256 key, also loaded into ring (from its PKCS#8 encoding, which ring checks against
+    /// the public point).
+    fn ec(ec: EcKey<Private>) -> Result<Self, KeyError> {
+        let pkcs8 = PKey::from_ec_key(ec.clone())
+            .and_then(|p| p.private_key_to_pkcs8())
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::Unparsable)?;
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(|_| KeyError::Unparsable)?;
+        Ok(PrivateKey {
+            inner: PrivateInner::Ec(ec, Arc::new(pair)),
+        })
+    }
+
     /// Generates a fresh key: RSA-2048 or ECDSA P-256.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
-        let inner = match algorithm {
-            KeyAlgorithm::Rsa => {
-                PrivateInner::Rsa(Rsa::generate(2048).map_err(|_| KeyError::Generate)?)
-            }
+        match algorithm {
+            KeyAlgorithm::Rsa => Ok(PrivateKey {
+                inner: PrivateInner::Rsa(Rsa::generate(2048).map_err(|_| KeyError::Generate)?),
+            }),
             KeyAlgorithm::EcdsaP256 => {
                 let group = p256().map_err(|_| KeyError::Generate)?;
-                PrivateInner::Ec(EcKey::generate(&group).map_err(|_| KeyError::Generate)?)
+                Self::ec(EcKey::generate(&group).map_err(|_| KeyError::Generate)?)
+                    .map_err(|_| KeyError::Generate)
             }
-        };
-        Ok(PrivateKey { inner })
+        }
     }
 
     /// The key's algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
         match self.inner {
             PrivateInner::Rsa(_) => KeyAlgorithm::Rsa,
-            PrivateInner::Ec(_) => KeyAlgorithm::EcdsaP256,
+            PrivateInner::Ec(..) => KeyAlgorithm::EcdsaP256,
         }
     }
 
@@ -297,7 +322,7 @@ impl PrivateKey {
     pub fn bits(&self) -> u32 {
         match &self.inner {
             PrivateInner::Rsa(rsa) => modulus_bits(rsa),
-            PrivateInner::Ec(_) => 256,
+            PrivateInner::Ec(..) => 256,
         }
     }
 
@@ -312,7 +337,7 @@ impl PrivateKey {
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
         let pem = match &self.inner {
             PrivateInner::Rsa(rsa) => rsa.private_key_to_pem(),
-            PrivateInner::Ec(ec) => {
+            PrivateInner::Ec(ec, _) => {
                 PKey::from_ec_key(ec.clone()).and_then(|p| p.private_key_to_pem_pkcs8())
             }
         }
@@ -328,7 +353,7 @@ impl PrivateKey {
                 let e = rsa.e().to_owned().map_err(|_| KeyError::Encode)?;
                 PublicInner::Rsa(Rsa::from_public_components(n, e).map_err(|_| KeyError::Encode)?)
             }
-            PrivateInner::Ec(ec) => PublicInner::Ec(
+            PrivateInner::Ec(ec, _) => PublicInner::Ec(
                 EcKey::from_public_key(ec.group(), ec.public_key())
                     .map_err(|_| KeyError::Encode)?,
             ),
@@ -339,6 +364,12 @@ impl PrivateKey {
     /// Signs `message` with the given digest: PKCS#1 v1.5 for RSA (deterministic, so identical to
     /// every other correct signer), a DER-encoded ECDSA signature for P-256.
     pub fn sign(&self, message: &[u8], hash: HashAlgorithm) -> Result<Vec<u8>, KeyError> {
+        if let (PrivateInner::Ec(_, pair), HashAlgorithm::Sha256) = (&self.inner, hash) {
+            return pair
+                .sign(&SystemRandom::new(), message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign);
+        }
         let digest = hash.digest(message);
         match &self.inner {
             PrivateInner::Rsa(rsa) => {
@@ -349,7 +380,7 @@ impl PrivateKey {
                 out.truncate(n);
                 Ok(out)
             }
-            PrivateInner::Ec(ec) => EcdsaSig::sign(digest.bytes(), ec)
+            PrivateInner::Ec(ec, _) => EcdsaSig::sign(digest.bytes(), ec)
                 .and_then(|s| s.to_der())
                 .map_err(|_| KeyError::Sign),
         }
@@ -594,6 +625,41 @@ mod tests {
             let der = Rsa::generate(bits).unwrap().private_key_to_der().unwrap();
             let key = PrivateKey::from_der(&der).unwrap();
             assert_eq!((key.bits(), key.cloudfront_compatible()), (bits, false));
+        }
+    }
+
+    /// ECDSA-SHA256 signatures come from ring, ECDSA-SHA1 from OpenSSL: both are DER signatures
+    /// of the message's digest that OpenSSL verifies with the key's public point, for a key
+    /// generated here and for one parsed from each PEM form.
+    #[test]
+    fn ecdsa_signatures_of_both_digests_verify_with_openssl() {
+        let generated = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = generated.to_pem().unwrap();
+        let PrivateInner::Ec(ec, _) = &generated.inner else {
+            unreachable!()
+        };
+        let sec1 = String::from_utf8(ec.private_key_to_pem().unwrap()).unwrap();
+        let keys = [
+            generated.clone(),
+            PrivateKey::from_pem(std::str::from_utf8(&pem).unwrap()).unwrap(),
+            PrivateKey::from_pem(&sec1).unwrap(),
+        ];
+        let message = br#"{"Statement":[{"Resource":"https://files.example.com/a","Condition":{"DateLessThan":{"AWS:EpochTime":1767225600}}}]}"#;
+        for key in &keys {
+            let PrivateInner::Ec(ec, _) = &key.inner else {
+                unreachable!()
+            };
+            let public = EcKey::from_public_key(ec.group(), ec.public_key()).unwrap();
+            for hash in [HashAlgorithm::Sha256, HashAlgorithm::Sha1] {
+                let signature = key.sign(message, hash).unwrap();
+                let parsed = EcdsaSig::from_der(&signature).unwrap();
+                let digest = hash.digest(message);
+                assert!(parsed.verify(digest.bytes(), &public).unwrap(), "{hash:?}");
+                let other = hash.digest(b"another message");
+                assert!(!parsed.verify(other.bytes(), &public).unwrap(), "{hash:?}");
+                // Randomised: two signatures of one message differ, and both verify.
+                assert_ne!(signature, key.sign(message, hash).unwrap(), "{hash:?}");
+            }
         }
     }
 
