@@ -1298,6 +1298,38 @@ async fn download_targets_are_checked_before_the_transfer() {
     );
 }
 
+/// The client's uploader in this process, asking `server`'s API directly (links lead wherever
+/// its public URL says): one file at a time, `retries` quick retries, and an idle timeout on its
+/// connections when given.
+async fn direct_uploader(
+    server: &TestServer,
+    retries: u32,
+    idle_timeout: Option<Duration>,
+) -> keyhole::client::upload::Uploader {
+    use keyhole::client::api::ApiClient;
+    use keyhole::client::progress::Ui;
+    use keyhole::client::upload::{UploadOptions, Uploader};
+    use keyhole::client::Backoff;
+
+    let backoff = Backoff {
+        retries,
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
+    let mut api = ApiClient::new(&server.base, None, backoff).unwrap();
+    if let Some(idle) = idle_timeout {
+        api = api.with_idle_timeout(idle);
+    }
+    let config = api.config().await.unwrap();
+    let options = UploadOptions {
+        parallel: 1,
+        content_type: None,
+        backoff,
+        part_delay: None,
+    };
+    Uploader::new(api, config, options, None, Ui::new(true))
+}
+
 /// Passes TCP connections on to `upstream`, except the first: of that one it reads a little,
 /// then neither reads more nor answers, keeping it open (a connection stalled mid-upload).
 /// Counts the connections.
@@ -1331,11 +1363,6 @@ fn stalling_proxy(
 /// and retried on a new connection, instead of waiting as long as the connection stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_is_retried_on_a_new_connection() {
-    use keyhole::client::api::ApiClient;
-    use keyhole::client::progress::Ui;
-    use keyhole::client::upload::{UploadOptions, Uploader};
-    use keyhole::client::Backoff;
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge = listener.local_addr().unwrap();
     // Links lead to the proxy; the client asks the API directly. One PUT for the whole file,
@@ -1346,22 +1373,7 @@ async fn a_stalled_upload_is_retried_on_a_new_connection() {
     })
     .await;
     let connections = stalling_proxy(listener, server.running().addr);
-    let backoff = Backoff {
-        retries: 2,
-        base: Duration::from_millis(10),
-        max: Duration::from_millis(50),
-    };
-    let api = ApiClient::new(&server.base, None, backoff)
-        .unwrap()
-        .with_idle_timeout(Duration::from_secs(8));
-    let config = api.config().await.unwrap();
-    let options = UploadOptions {
-        parallel: 1,
-        content_type: None,
-        backoff,
-        part_delay: None,
-    };
-    let uploader = Uploader::new(api, config, options, None, Ui::new(true));
+    let uploader = direct_uploader(&server, 2, Some(Duration::from_secs(8))).await;
     let dir = tempfile::tempdir().unwrap();
     let bytes = pseudo_random(24 * MIB, 91);
     let path = write(dir.path(), "stalled.bin", &bytes);
@@ -1455,29 +1467,11 @@ fn conditional_write_proxy(
 /// conditional): that is the earlier attempt's file, which the API then records, not a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conditional_write_refusing_a_retry_means_the_first_attempt_stored_it() {
-    use keyhole::client::api::ApiClient;
-    use keyhole::client::progress::Ui;
-    use keyhole::client::upload::{UploadOptions, Uploader};
-    use keyhole::client::Backoff;
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge = listener.local_addr().unwrap();
     let server = serve(|c| c.public_url = format!("http://{edge}")).await;
     let connections = conditional_write_proxy(listener, server.running().addr);
-    let backoff = Backoff {
-        retries: 3,
-        base: Duration::from_millis(10),
-        max: Duration::from_millis(50),
-    };
-    let api = ApiClient::new(&server.base, None, backoff).unwrap();
-    let config = api.config().await.unwrap();
-    let options = UploadOptions {
-        parallel: 1,
-        content_type: None,
-        backoff,
-        part_delay: None,
-    };
-    let uploader = Uploader::new(api, config, options, None, Ui::new(true));
+    let uploader = direct_uploader(&server, 3, None).await;
     let dir = tempfile::tempdir().unwrap();
     let bytes = pseudo_random(300 * 1024, 92);
     let path = write(dir.path(), "answer-lost.bin", &bytes);
