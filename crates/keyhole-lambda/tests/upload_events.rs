@@ -375,3 +375,130 @@ async fn stored(lambda: &keyhole_lambda::Lambda, file_id: &str) -> String {
         .unwrap()
         .0
 }
+
+/// The S3 event sees an object's size, never its bytes, so it records a single-part upload
+/// without checking a declared SHA-256. `/complete` checks it then: other bytes of the declared
+/// size are removed, object and record, and the client hears 400 (before, `409
+/// already_uploaded`, which clients take as success); the declared bytes get `409` as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_checks_the_declared_sha256_of_an_upload_its_event_recorded() {
+    let Some(moto) = moto("S3 upload events: declared SHA-256 checked by /complete") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let declared = b"the declared bytes";
+    let mut wrong = declared.to_vec();
+    wrong[0] ^= 1;
+
+    for (name, sent, accepted) in [
+        ("right.txt", &declared[..], true),
+        ("wrong.txt", &wrong[..], false),
+    ] {
+        let mut event = api_event("upload", "");
+        event["body"] = json!(json!({
+            "filename": name,
+            "contentType": "application/octet-stream",
+            "size": declared.len(),
+            "sha256": sha256_hex(declared),
+        })
+        .to_string());
+        let (status, link) = invoke_http(&lambda, event).await;
+        assert_eq!(status, 200, "{link}");
+        let id = link["fileId"].as_str().unwrap().to_owned();
+
+        let etag = put_object(&lambda, &id, sent).await;
+        assert!(
+            deliver_created(&lambda, &aws, &id, sent.len() as u64, &etag)
+                .await
+                .is_empty()
+        );
+        let record = lambda.state().meta.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, keyhole::store::Status::Uploaded, "{name}");
+        assert_eq!(
+            record.sha256, None,
+            "{name}: the event never sees the bytes"
+        );
+
+        let (status, reply) = invoke_http(&lambda, api_event("complete", &id)).await;
+        if accepted {
+            assert_eq!(status, 409, "{name}: {reply}");
+            assert_eq!(
+                reply["error"]["code"], "already_uploaded",
+                "{name}: {reply}"
+            );
+            assert!(object_exists(&lambda, &id).await, "{name}");
+            let (status, reply) = invoke_http(&lambda, api_event("download", &id)).await;
+            assert_eq!(status, 200, "{name}: {reply}");
+        } else {
+            assert_eq!(status, 400, "{name}: {reply}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("SHA-256"),
+                "{name}: {reply}"
+            );
+            assert!(
+                !object_exists(&lambda, &id).await,
+                "{name}: the wrong bytes are gone"
+            );
+            assert!(
+                lambda.state().meta.get(&id).await.unwrap().is_none(),
+                "{name}: and so is the record"
+            );
+            let (status, reply) = invoke_http(&lambda, api_event("download", &id)).await;
+            assert_eq!(status, 404, "{name}: {reply}");
+        }
+    }
+}
+
+/// `/complete` read a pending record, then found other bytes than the declared SHA-256 and
+/// deleted them, while the S3 event recorded the same object as uploaded: the record, naming
+/// bytes now gone, goes too, instead of staying an uploaded file without an object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_object_recorded_meanwhile_by_its_event_takes_the_record_with_it() {
+    let Some(moto) = moto("S3 upload events: /complete refusing what the event recorded") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let declared = b"the declared bytes";
+    let mut wrong = declared.to_vec();
+    wrong[0] ^= 1;
+    let mut event = api_event("upload", "");
+    event["body"] = json!(json!({
+        "filename": "raced.txt",
+        "contentType": "application/octet-stream",
+        "size": declared.len(),
+        "sha256": sha256_hex(declared),
+    })
+    .to_string());
+    let (status, link) = invoke_http(&lambda, event).await;
+    assert_eq!(status, 200, "{link}");
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    // What `/complete` read before the event came: the record still pending.
+    let pending = lambda.state().meta.get(&id).await.unwrap().unwrap();
+    assert_eq!(pending.status, keyhole::store::Status::Pending);
+
+    let etag = put_object(&lambda, &id, &wrong).await;
+    assert!(
+        deliver_created(&lambda, &aws, &id, wrong.len() as u64, &etag)
+            .await
+            .is_empty()
+    );
+    let result = keyhole::direct::complete_single(lambda.state(), &pending).await;
+    assert!(
+        matches!(result, Err(keyhole::direct::DirectError::Checksum)),
+        "{:?}",
+        result.err()
+    );
+    assert!(
+        !object_exists(&lambda, &id).await,
+        "the wrong bytes are gone"
+    );
+    assert!(
+        lambda.state().meta.get(&id).await.unwrap().is_none(),
+        "and so is the record that named them"
+    );
+}

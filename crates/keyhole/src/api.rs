@@ -765,6 +765,12 @@ pub async fn complete_upload(
         // A single-part upload whose bytes may have gone straight to the storage.
         return Ok(Json(crate::direct::complete_single(&state, &record).await?));
     }
+    if record.status == Status::Uploaded && record.upload_id.is_none() {
+        // Recorded from the storage's event before this call: its declared SHA-256 is checked
+        // here, as it would have been had this call come first.
+        crate::direct::check_marked(&state, &record).await?;
+        return Err(already_uploaded());
+    }
     let record = pending_multipart(&state, &principal, &file_id).await?;
     // The parts listed are the parts joined: no part PUT may store one meanwhile (nor run while
     // they are being joined), nor another completion run.

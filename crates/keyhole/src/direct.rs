@@ -34,6 +34,10 @@ pub enum DirectError {
     /// The object's SHA-256 differs from the declared one; the object was deleted.
     #[error("the SHA-256 of the stored file differs from the declared one; it was deleted: PUT the file again to its upload URL, then complete again")]
     Checksum,
+    /// The SHA-256 of a file already recorded from its storage event differs from the declared
+    /// one: the file was removed, record and all.
+    #[error("the SHA-256 of the stored file differs from the declared one; the file was removed: upload it again with a new upload link")]
+    ChecksumRemoved,
     /// Completed already (by the edge or an earlier call).
     #[error("the upload is already complete")]
     AlreadyUploaded,
@@ -74,6 +78,13 @@ pub async fn complete_single(
     let reject = |e: DirectError| async move {
         let _ = state.objects.delete(key).await;
         tracing::warn!(file_id = %record.file_id, error = %e, "direct upload refused; object deleted");
+        // The storage's event (AWS) may have marked the record uploaded while this call read the
+        // object: that record now names bytes that are gone, so the file goes with them.
+        if let Ok(Some(now)) = state.meta.get(&record.file_id).await {
+            if now.status == Status::Uploaded {
+                remove_file(state, &now).await;
+            }
+        }
         Err(e)
     };
     if let Some(declared) = record.declared_size {
@@ -128,6 +139,50 @@ pub async fn complete_single(
             let _ = state.objects.delete(key).await;
             Err(DirectError::Gone)
         }
+    }
+}
+
+/// `/complete` of a single-part upload that the storage's event marked uploaded first (on AWS
+/// the S3 event checks the object's size, never its bytes, so the record has no SHA-256): when
+/// a SHA-256 was declared, the stored object is read back and checked now, as
+/// [`complete_single`] would have. Returns `Ok` when the bytes are the declared ones (or there is
+/// nothing to check); otherwise the file is removed, object and record, since a refused upload
+/// keeps nothing, and the answer is [`DirectError::ChecksumRemoved`]: the client uploads again.
+pub async fn check_marked(state: &SharedState, record: &FileRecord) -> Result<(), DirectError> {
+    let (Some(expected), None) = (&record.declared_sha256, &record.sha256) else {
+        return Ok(());
+    };
+    if record.upload_id.is_some() || record.status != Status::Uploaded {
+        return Ok(());
+    }
+    let key = &record.object_key;
+    let meta = state.objects.head(key).await?;
+    let (actual, _) = crate::store::objects::sha256_of(&*state.objects, key, meta.size).await?;
+    if openssl::memcmp::eq(expected.as_bytes(), actual.as_bytes()) {
+        return Ok(());
+    }
+    tracing::warn!(
+        file_id = %record.file_id,
+        "an upload recorded from its storage event is not the declared SHA-256; file removed"
+    );
+    remove_file(state, record).await;
+    Err(DirectError::ChecksumRemoved)
+}
+
+/// Removes a file as `DELETE /api/files/{id}` does: expired first (gone for every reader at
+/// once), then object and record; what fails now the sweeper finishes.
+async fn remove_file(state: &SharedState, record: &FileRecord) {
+    let now = now_secs();
+    if let Err(e) = state
+        .meta
+        .expire(&record.file_id, crate::store::GONE_TTL)
+        .await
+    {
+        tracing::warn!(file_id = %record.file_id, error = %e, "refused file not expired; its record stays until it is");
+        return;
+    }
+    if let Err(e) = crate::sweeper::remove(state, record, now).await {
+        tracing::warn!(file_id = %record.file_id, error = %e, "refused file not removed yet; the sweeper will");
     }
 }
 

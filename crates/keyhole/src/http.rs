@@ -171,7 +171,9 @@ impl From<crate::direct::DirectError> for ApiError {
         let message = e.to_string();
         match e {
             E::NotArrived => ApiError::new(StatusCode::CONFLICT, "not_arrived", message),
-            E::SizeMismatch { .. } | E::Checksum => ApiError::bad_request(message),
+            E::SizeMismatch { .. } | E::Checksum | E::ChecksumRemoved => {
+                ApiError::bad_request(message)
+            }
             E::TooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
