@@ -273,7 +273,12 @@ pub async fn upload_url(
             );
             sign_canned(state, url, expires).await?
         }
-        UrlMode::S3Presigned => presign(state, record, &PresignOp::Put, expires).await?,
+        UrlMode::S3Presigned => {
+            let op = PresignOp::Put {
+                content_length: record.declared_size,
+            };
+            presign(state, record, &op, expires).await?
+        }
     };
     Metrics::count(&state.metrics.links, "upload");
     count(state, "upload", mode);
@@ -301,6 +306,7 @@ pub async fn part_links(
         let op = PresignOp::UploadPart {
             upload_id,
             part_number: n,
+            content_length: record.expected_part_size(n),
         };
         let url = presign(state, record, &op, expires).await?;
         Metrics::count(&state.metrics.links, "upload_part");

@@ -135,7 +135,9 @@ async fn find_presigned_upload_origin(state: &SharedState) -> (Option<String>, b
     }
     let probe = state.objects.presign(
         "uploads/page",
-        &PresignOp::Put,
+        &PresignOp::Put {
+            content_length: None,
+        },
         SystemTime::now(),
         Duration::from_secs(60),
     );

@@ -141,8 +141,15 @@ async fn completion_refuses_a_wrong_size_and_accepts_the_retry() {
     let url = link["uploadUrl"].as_str().unwrap();
     let key = link["objectKey"].as_str().unwrap().to_owned();
 
-    let r = plain_put(url, bytes[..9_999].to_vec()).await;
-    assert_eq!(r.status(), 200);
+    // Bytes of another size, stored as a path that signs no length stores them (CloudFront in
+    // front of S3): a presigned PUT of another length is refused by S3 itself
+    // (`presigned_puts_take_only_the_declared_length`).
+    let mut writer = s.running().state.objects.begin_write(&key).await.unwrap();
+    writer
+        .write(bytes::Bytes::copy_from_slice(&bytes[..9_999]))
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
     let (status, v) = complete(&s, &id).await;
     assert_eq!(status, 400, "{v}");
     let message = v["error"]["message"].as_str().unwrap();
@@ -294,6 +301,73 @@ async fn s3s_refuses_tampered_expired_and_foreign_presigned_urls() {
         .await
         .unwrap();
     assert_eq!(plain_get(&fresh).await.status(), 200);
+}
+
+/// A presigned PUT signs the declared length as its `Content-Length`, as Keyhole's edge checks
+/// it: S3 refuses a body of another length (before, it stored up to 5 GiB per PUT, part or whole
+/// file, which only `/complete` refused, and not at all while nobody called it).
+#[tokio::test]
+async fn presigned_puts_take_only_the_declared_length() {
+    let Some(s3s) = S3sEnv::from_env("presigned PUTs of another length on s3s-fs") else {
+        return;
+    };
+    let s = presigned_server(&s3s).await;
+    let bytes = pseudo_random(4096, 21);
+    let link = s.upload_link("sized.bin", Some(4096), None).await;
+    let url = link["uploadUrl"].as_str().unwrap().to_owned();
+    let key = link["objectKey"].as_str().unwrap().to_owned();
+    assert!(
+        query_value(&url, "X-Amz-SignedHeaders").contains("content-length"),
+        "{url}"
+    );
+    for wrong in [
+        bytes[..4095].to_vec(),
+        [&bytes[..], b"x"].concat(),
+        vec![b'y'; 1 << 20],
+    ] {
+        refused(&url, wrong).await;
+        assert!(s.running().state.objects.head(&key).await.is_err());
+    }
+    assert_eq!(plain_put(&url, bytes.clone()).await.status(), 200);
+    let (status, v) = complete(&s, &link["fileId"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 200, "{v}");
+
+    // Parts: each URL takes its own part's length (the last one is shorter).
+    let big = pseudo_random(11 * MIB + 3, 22);
+    let link = s
+        .upload_link("parts.bin", Some(big.len() as u64), None)
+        .await;
+    let ps = link["partSize"].as_u64().unwrap() as usize;
+    let id = link["fileId"].as_str().unwrap().to_owned();
+    let last = part_url(&link, "parts", 3);
+    let first = part_url(&link, "parts", 1);
+    refused(&last, big[..ps].to_vec()).await;
+    refused(&first, big[2 * ps..].to_vec()).await;
+    let parts = s.get_json(&format!("/api/files/{id}/parts")).await;
+    assert_eq!(parts["parts"], serde_json::json!([]), "{parts}");
+    let r = plain_put(&last, big[2 * ps..].to_vec()).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A PUT S3 refuses: `403`, or, for a body it will not read, the connection closed while the
+/// body was still being sent.
+async fn refused(url: &str, body: Vec<u8>) {
+    let len = body.len();
+    match reqwest::Client::new().put(url).body(body).send().await {
+        Ok(r) => assert_eq!(r.status(), 403, "a body of {len} bytes: {url}"),
+        Err(e) => assert!(e.is_request(), "a body of {len} bytes: {e}"),
+    }
+}
+
+/// The query parameter `name` of `url`, as it appears there.
+fn query_value(url: &str, name: &str) -> String {
+    url.split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]

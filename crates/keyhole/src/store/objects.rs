@@ -60,13 +60,19 @@ pub struct ObjectMeta {
 #[derive(Clone, Copy, Debug)]
 pub enum PresignOp<'a> {
     /// PUT the whole object.
-    Put,
+    Put {
+        /// The declared size: signed as the request's `Content-Length`, so S3 refuses a body of
+        /// any other length (as Keyhole's edge does) instead of storing it until `/complete`.
+        content_length: Option<u64>,
+    },
     /// PUT one part of a multipart upload (S3's UploadPart).
     UploadPart {
         /// The multipart upload id.
         upload_id: &'a str,
         /// 1-based part number.
         part_number: u32,
+        /// The part's size, signed as `Content-Length` likewise.
+        content_length: Option<u64>,
     },
     /// GET the object; the response carries these headers so browsers save the right name.
     Get {

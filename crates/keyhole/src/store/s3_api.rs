@@ -106,17 +106,19 @@ impl S3Api {
             .build()
             .map_err(presign_error)?;
         let request = match *op {
-            PresignOp::Put => self
+            PresignOp::Put { content_length } => self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .set_content_length(signed_length(content_length)?)
                 .presigned(config)
                 .await
                 .map_err(presign_error)?,
             PresignOp::UploadPart {
                 upload_id,
                 part_number,
+                content_length,
             } => self
                 .client
                 .upload_part()
@@ -124,6 +126,7 @@ impl S3Api {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(i32::try_from(part_number).map_err(presign_error)?)
+                .set_content_length(signed_length(content_length)?)
                 .presigned(config)
                 .await
                 .map_err(presign_error)?,
@@ -267,4 +270,12 @@ impl S3Api {
         parts.dedup_by_key(|p| p.number);
         Ok(parts)
     }
+}
+
+/// A declared length as the SDK's `Content-Length`, which a presigned request signs: the body
+/// must then be exactly that long.
+fn signed_length(length: Option<u64>) -> Result<Option<i64>, ObjectError> {
+    length
+        .map(|n| i64::try_from(n).map_err(presign_error))
+        .transpose()
 }
