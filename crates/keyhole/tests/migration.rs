@@ -329,7 +329,7 @@ async fn presigned_puts_take_only_the_declared_length() {
         assert!(s.running().state.objects.head(&key).await.is_err());
     }
     assert_eq!(plain_put(&url, bytes.clone()).await.status(), 200);
-    let (status, v) = complete(&s, &link["fileId"].as_str().unwrap().to_owned()).await;
+    let (status, v) = complete(&s, link["fileId"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{v}");
 
     // Parts: each URL takes its own part's length (the last one is shorter).
