@@ -188,7 +188,15 @@ pub struct PublicUrlModes {
 
 impl From<&Rollout> for PublicRollout {
     fn from(r: &Rollout) -> Self {
-        let pinned = |mode| r.pins.iter().filter(|(_, m)| *m == mode).count();
+        // Principals, not pins: the same pin given twice (flag and file) is one principal.
+        let pinned = |mode| {
+            r.pins
+                .iter()
+                .filter(|(_, m)| *m == mode)
+                .map(|(p, _)| p.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
         PublicRollout {
             cloudfront_percent: r.cloudfront_percent,
             pinned_cloudfront: pinned(UrlMode::CloudFront),
@@ -386,6 +394,24 @@ pub async fn download_url(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn api_config_counts_pinned_principals_once() {
+        let rollout = Rollout {
+            cloudfront_percent: 50,
+            pins: vec![
+                ("acme".into(), UrlMode::S3Presigned),
+                ("acme".into(), UrlMode::S3Presigned),
+                ("globex".into(), UrlMode::S3Presigned),
+                ("initech".into(), UrlMode::CloudFront),
+            ],
+        };
+        let public = PublicRollout::from(&rollout);
+        assert_eq!(
+            (public.pinned_s3_presigned, public.pinned_cloudfront),
+            (2, 1)
+        );
+    }
+
     use super::*;
 
     fn names() -> Vec<String> {
