@@ -278,16 +278,25 @@ impl PrivateKey {
         }
     }
 
-    /// A P-256 key, also loaded into ring (from its PKCS#8 encoding, which ring checks against
-    /// the public point).
+    /// A P-256 key, also loaded into ring from its private scalar and public point (which ring
+    /// checks against each other). Not from its PKCS#8 form: ring requires the optional public
+    /// key there, and keys written without it (`openssl ec -no_public`) load here, as OpenSSL
+    /// derives the point.
     fn ec(ec: EcKey<Private>) -> Result<Self, KeyError> {
-        let pkcs8 = PKey::from_ec_key(ec.clone())
-            .and_then(|p| p.private_key_to_pkcs8())
+        let scalar = ec
+            .private_key()
+            .to_vec_padded(32)
             .map(Zeroizing::new)
             .map_err(|_| KeyError::Unparsable)?;
-        let pair = EcdsaKeyPair::from_pkcs8(
+        let mut ctx = BigNumContext::new().map_err(|_| KeyError::Unparsable)?;
+        let point = ec
+            .public_key()
+            .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .map_err(|_| KeyError::Unparsable)?;
+        let pair = EcdsaKeyPair::from_private_key_and_public_key(
             &ECDSA_P256_SHA256_ASN1_SIGNING,
-            &pkcs8,
+            &scalar,
+            &point,
             &SystemRandom::new(),
         )
         .map_err(|_| KeyError::Unparsable)?;
@@ -625,6 +634,32 @@ mod tests {
             let der = Rsa::generate(bits).unwrap().private_key_to_der().unwrap();
             let key = PrivateKey::from_der(&der).unwrap();
             assert_eq!((key.bits(), key.cloudfront_compatible()), (bits, false));
+        }
+    }
+
+    /// A P-256 key written without its optional public key (`openssl ec -no_public`: SEC1
+    /// without `[1] publicKey`) loads, OpenSSL deriving the point, and signs.
+    #[test]
+    fn a_p256_key_without_its_public_key_loads_and_signs() {
+        let full = EcKey::generate(&p256().unwrap()).unwrap();
+        let scalar = full.private_key().to_vec_padded(32).unwrap();
+        // ECPrivateKey ::= SEQUENCE { version 1, privateKey OCTET STRING, [0] prime256v1 }
+        let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
+        der.extend_from_slice(&scalar);
+        der.extend_from_slice(&[
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ]);
+        let key = PrivateKey::from_der(&der).expect("a SEC1 key without its public key");
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----\n");
+        PrivateKey::from_pem(&pem).expect("the same as PEM");
+        let public = EcKey::from_public_key(full.group(), full.public_key()).unwrap();
+        let message = b"policy";
+        for hash in [HashAlgorithm::Sha256, HashAlgorithm::Sha1] {
+            let signature = EcdsaSig::from_der(&key.sign(message, hash).unwrap()).unwrap();
+            assert!(signature
+                .verify(hash.digest(message).bytes(), &public)
+                .unwrap());
         }
     }
 
