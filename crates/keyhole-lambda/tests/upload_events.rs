@@ -490,10 +490,14 @@ async fn a_refused_object_recorded_meanwhile_by_its_event_takes_the_record_with_
             .is_empty()
     );
     let result = keyhole::direct::complete_single(lambda.state(), &pending).await;
+    let error = result.err().expect("refused");
     assert!(
-        matches!(result, Err(keyhole::direct::DirectError::Checksum)),
-        "{:?}",
-        result.err()
+        matches!(error, keyhole::direct::DirectError::Removed { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("SHA-256") && error.to_string().contains("new upload link"),
+        "the client is told its link is of no use any more: {error}"
     );
     assert!(
         !object_exists(&lambda, &id).await,

@@ -34,10 +34,13 @@ pub enum DirectError {
     /// The object's SHA-256 differs from the declared one; the object was deleted.
     #[error("the SHA-256 of the stored file differs from the declared one; it was deleted: PUT the file again to its upload URL, then complete again")]
     Checksum,
-    /// The SHA-256 of a file already recorded from its storage event differs from the declared
-    /// one: the file was removed, record and all.
-    #[error("the SHA-256 of the stored file differs from the declared one; the file was removed: upload it again with a new upload link")]
-    ChecksumRemoved,
+    /// A file recorded from its storage event (before or while this call checked it) is not
+    /// what was declared: the file was removed, record and all, so its link is of no use.
+    #[error("{reason}; the file was removed: upload it again with a new upload link")]
+    Removed {
+        /// What was wrong with the stored file.
+        reason: String,
+    },
     /// Completed already (by the edge or an earlier call).
     #[error("the upload is already complete")]
     AlreadyUploaded,
@@ -65,6 +68,24 @@ impl From<ObjectError> for DirectError {
     }
 }
 
+impl DirectError {
+    /// What was wrong with a refused object, without what to do about it.
+    fn reason(&self) -> String {
+        match self {
+            DirectError::SizeMismatch { declared, got } => {
+                format!("the stored file has {got} bytes, not the declared {declared}")
+            }
+            DirectError::TooLarge { got, limit } => {
+                format!("the stored file has {got} bytes, more than the limit of {limit}")
+            }
+            DirectError::Checksum => {
+                "the SHA-256 of the stored file differs from the declared one".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Completes a pending single-part upload whose bytes may have bypassed the edge: checks the
 /// stored object against the declared size and SHA-256 and marks the record uploaded through
 /// the store's conditional `mark_uploaded` (the edge's ETag and retention rules). An object that
@@ -79,10 +100,12 @@ pub async fn complete_single(
         let _ = state.objects.delete(key).await;
         tracing::warn!(file_id = %record.file_id, error = %e, "direct upload refused; object deleted");
         // The storage's event (AWS) may have marked the record uploaded while this call read the
-        // object: that record now names bytes that are gone, so the file goes with them.
+        // object: that record now names bytes that are gone, so the file goes with them, and the
+        // client needs a new upload link.
         if let Ok(Some(now)) = state.meta.get(&record.file_id).await {
             if now.status == Status::Uploaded {
                 remove_file(state, &now).await;
+                return Err(DirectError::Removed { reason: e.reason() });
             }
         }
         Err(e)
@@ -147,7 +170,7 @@ pub async fn complete_single(
 /// a SHA-256 was declared, the stored object is read back and checked now, as
 /// [`complete_single`] would have. Returns `Ok` when the bytes are the declared ones (or there is
 /// nothing to check); otherwise the file is removed, object and record, since a refused upload
-/// keeps nothing, and the answer is [`DirectError::ChecksumRemoved`]: the client uploads again.
+/// keeps nothing, and the answer is [`DirectError::Removed`]: the client uploads again.
 pub async fn check_marked(state: &SharedState, record: &FileRecord) -> Result<(), DirectError> {
     let (Some(expected), None) = (&record.declared_sha256, &record.sha256) else {
         return Ok(());
@@ -166,7 +189,9 @@ pub async fn check_marked(state: &SharedState, record: &FileRecord) -> Result<()
         "an upload recorded from its storage event is not the declared SHA-256; file removed"
     );
     remove_file(state, record).await;
-    Err(DirectError::ChecksumRemoved)
+    Err(DirectError::Removed {
+        reason: DirectError::Checksum.reason(),
+    })
 }
 
 /// Removes a file as `DELETE /api/files/{id}` does: expired first (gone for every reader at

@@ -171,7 +171,7 @@ impl From<crate::direct::DirectError> for ApiError {
         let message = e.to_string();
         match e {
             E::NotArrived => ApiError::new(StatusCode::CONFLICT, "not_arrived", message),
-            E::SizeMismatch { .. } | E::Checksum | E::ChecksumRemoved => {
+            E::SizeMismatch { .. } | E::Checksum | E::Removed { .. } => {
                 ApiError::bad_request(message)
             }
             E::TooLarge { .. } => {
