@@ -490,7 +490,7 @@ async fn a_refused_object_recorded_meanwhile_by_its_event_takes_the_record_with_
             .is_empty()
     );
     let result = keyhole::direct::complete_single(lambda.state(), &pending).await;
-    let error = result.err().expect("refused");
+    let error = result.expect_err("refused");
     assert!(
         matches!(error, keyhole::direct::DirectError::Removed { .. }),
         "{error:?}"
