@@ -297,9 +297,10 @@ async fn delete(
     Ok(outcome)
 }
 
-/// A PUT through a still-valid upload link wrote an uploaded file again, with bytes of another
-/// size: CloudFront cannot refuse it as Keyhole's edge does (409), so the object no longer is
-/// what the record describes (and may be over the size limit). In the versioned bucket the
+/// An uploaded file was written again, with bytes of another size. Through CloudFront a
+/// whole-file PUT is a conditional write that S3 refuses (412) once the file is there, so this
+/// comes from elsewhere: an `s3-presigned` link, or a writer with its own access to the bucket.
+/// The object no longer is what the record describes (and may be over the size limit). In the versioned bucket the
 /// event names the version that PUT made; removing it makes the uploaded file current again,
 /// which is what write-once asks. Without a version (an unversioned bucket) nothing can be put
 /// back, and the overwrite is only logged.

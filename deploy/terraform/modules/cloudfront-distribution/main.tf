@@ -160,9 +160,9 @@ resource "aws_cloudfront_origin_request_policy" "downloads" {
 }
 
 # Uploads: S3's multipart parameters and the headers a PUT needs, nothing else (the signed-URL
-# parameters stay at the edge). If-None-Match lets an uploader that sends `If-None-Match: *` get
-# S3's conditional write (412 when the object exists) instead of overwriting a finished upload;
-# nothing requires the header.
+# parameters stay at the edge). If-None-Match carries the `If-None-Match: *` the function sets on
+# every whole-file PUT to S3: its conditional write (412 when the object exists) keeps an upload
+# link from overwriting a finished upload, and the bucket policy refuses such a PUT without it.
 resource "aws_cloudfront_origin_request_policy" "uploads" {
   name    = "${var.name}-uploads"
   comment = "partNumber/uploadId and upload headers (If-None-Match included)"
