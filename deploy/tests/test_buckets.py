@@ -94,12 +94,21 @@ def test_files_bucket_refuses_the_distribution_an_unconditional_whole_file_put()
     ]
     assert len(denies) == 1, "one Deny for the distribution's unconditional writes"
     deny = denies[0]
+    assert deny["sid"] in ("CloudFrontCreatesOnly", "${statement.value}")
     assert deny["actions"] == ["s3:PutObject"]
     assert deny["resources"] == ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
     assert sorted(conditions(deny)) == [
         ("Bool", "s3:ObjectCreationOperation", ["true"]),
         ("Null", "s3:if-none-match", ["true"]),
     ]
+    # On unless turned off, and the stack lets each environment turn it off.
+    dynamic = [d for d in FILES.data["aws_iam_policy_document"]["bucket"].get("dynamic", [])
+               if "statement" in d]
+    assert [d["statement"]["for_each"] for d in dynamic] == [
+        '${var.require_conditional_puts ? ["CloudFrontCreatesOnly"] : []}'
+    ]
+    assert FILES.variables["require_conditional_puts"]["default"] is True
+    assert STACK.modules["files_bucket"]["require_conditional_puts"] == "${var.require_conditional_puts}"
 
 
 def test_no_acl_or_website_on_the_files_bucket():

@@ -188,27 +188,33 @@ data "aws_iam_policy_document" "bucket" {
   # it. This makes that hold even without the function: a PutObject that would create the object
   # (not CreateMultipartUpload or UploadPart, which take no conditions) must carry the header.
   # Only the distribution is held to it, so an operator can still copy a previous version back.
-  statement {
-    sid       = "CloudFrontCreatesOnly"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
+  # `require_conditional_puts = false` drops it, should the header not reach S3 (every first PUT
+  # through CloudFront would then get 403): the function's header alone still protects.
+  dynamic "statement" {
+    for_each = var.require_conditional_puts ? ["CloudFrontCreatesOnly"] : []
 
-    principals {
-      type        = "Service"
-      identifiers = ["cloudfront.amazonaws.com"]
-    }
+    content {
+      sid       = statement.value
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.this.arn}/${var.upload_prefix}*"]
 
-    condition {
-      test     = "Null"
-      variable = "s3:if-none-match"
-      values   = ["true"]
-    }
+      principals {
+        type        = "Service"
+        identifiers = ["cloudfront.amazonaws.com"]
+      }
 
-    condition {
-      test     = "Bool"
-      variable = "s3:ObjectCreationOperation"
-      values   = ["true"]
+      condition {
+        test     = "Null"
+        variable = "s3:if-none-match"
+        values   = ["true"]
+      }
+
+      condition {
+        test     = "Bool"
+        variable = "s3:ObjectCreationOperation"
+        values   = ["true"]
+      }
     }
   }
 

@@ -74,3 +74,9 @@ variable "event_queue_arn" {
   description = "SQS queue that receives s3:ObjectCreated:* events for the upload prefix (Keyhole marks records uploaded from them). Its queue policy must already admit this bucket."
   type        = string
 }
+
+variable "require_conditional_puts" {
+  description = "Refuse the distribution a whole-file PUT without If-None-Match (S3's conditional write: an upload link can never replace a stored file). Its function sets the header; turn this off only if first PUTs through CloudFront get 403 (the header not reaching S3)."
+  type        = bool
+  default     = true
+}

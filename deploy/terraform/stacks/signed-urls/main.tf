@@ -83,6 +83,7 @@ module "files_bucket" {
   cloudfront_distribution_arn = module.cdn.distribution_arn
   upload_prefix               = local.upload_prefix
   object_expiration_days      = var.object_expiration_days
+  require_conditional_puts    = var.require_conditional_puts
   access_log_bucket           = module.access_logs.bucket_id
   access_log_prefix           = module.access_logs.s3_access_log_prefix
   cors_allowed_origins        = var.cors_allowed_origins

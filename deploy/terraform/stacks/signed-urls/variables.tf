@@ -192,6 +192,12 @@ variable "retention" {
   default     = "24h"
 }
 
+variable "require_conditional_puts" {
+  description = "Refuse CloudFront a whole-file PUT without If-None-Match in the bucket policy (write-once through S3's conditional write). Turn off only if first PUTs through CloudFront get 403: see docs/deployment.md, known gaps."
+  type        = bool
+  default     = true
+}
+
 variable "object_expiration_days" {
   description = "S3 lifecycle backstop for objects (days); the sweep deletes on time."
   type        = number
