@@ -397,17 +397,7 @@ async fn complete_checks_the_declared_sha256_of_an_upload_its_event_recorded() {
         ("right.txt", &declared[..], true),
         ("wrong.txt", &wrong[..], false),
     ] {
-        let mut event = api_event("upload", "");
-        event["body"] = json!(json!({
-            "filename": name,
-            "contentType": "application/octet-stream",
-            "size": declared.len(),
-            "sha256": sha256_hex(declared),
-        })
-        .to_string());
-        let (status, link) = invoke_http(&lambda, event).await;
-        assert_eq!(status, 200, "{link}");
-        let id = link["fileId"].as_str().unwrap().to_owned();
+        let id = create_upload_of(&lambda, name, declared).await;
 
         let etag = put_object(&lambda, &id, sent).await;
         assert!(
@@ -455,6 +445,35 @@ async fn complete_checks_the_declared_sha256_of_an_upload_its_event_recorded() {
     }
 }
 
+/// An uploaded record whose object went meanwhile (removed with its file, or by hand) has
+/// nothing left for `/complete` to check: it answers `409 already_uploaded` as before, not
+/// `not_arrived`, which would tell the client to PUT again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_of_a_recorded_upload_whose_object_went_is_already_uploaded() {
+    let Some(moto) = moto("S3 upload events: /complete after the object went") else {
+        return;
+    };
+    let mut aws = Aws::create(moto).await;
+    let lambda = aws.lambda().await;
+    let bytes = b"the declared bytes";
+    let id = create_upload_of(&lambda, "gone.txt", bytes).await;
+    let etag = put_object(&lambda, &id, bytes).await;
+    assert!(
+        deliver_created(&lambda, &aws, &id, bytes.len() as u64, &etag)
+            .await
+            .is_empty()
+    );
+    lambda
+        .state()
+        .objects
+        .delete(&format!("uploads/{id}"))
+        .await
+        .unwrap();
+    let (status, reply) = invoke_http(&lambda, api_event("complete", &id)).await;
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["error"]["code"], "already_uploaded", "{reply}");
+}
+
 /// `/complete` read a pending record, then found other bytes than the declared SHA-256 and
 /// deleted them, while the S3 event recorded the same object as uploaded: the record, naming
 /// bytes now gone, goes too, instead of staying an uploaded file without an object.
@@ -468,17 +487,7 @@ async fn a_refused_object_recorded_meanwhile_by_its_event_takes_the_record_with_
     let declared = b"the declared bytes";
     let mut wrong = declared.to_vec();
     wrong[0] ^= 1;
-    let mut event = api_event("upload", "");
-    event["body"] = json!(json!({
-        "filename": "raced.txt",
-        "contentType": "application/octet-stream",
-        "size": declared.len(),
-        "sha256": sha256_hex(declared),
-    })
-    .to_string());
-    let (status, link) = invoke_http(&lambda, event).await;
-    assert_eq!(status, 200, "{link}");
-    let id = link["fileId"].as_str().unwrap().to_owned();
+    let id = create_upload_of(&lambda, "raced.txt", declared).await;
     // What `/complete` read before the event came: the record still pending.
     let pending = lambda.state().meta.get(&id).await.unwrap().unwrap();
     assert_eq!(pending.status, keyhole::store::Status::Pending);
@@ -507,4 +516,20 @@ async fn a_refused_object_recorded_meanwhile_by_its_event_takes_the_record_with_
         lambda.state().meta.get(&id).await.unwrap().is_none(),
         "and so is the record that named them"
     );
+}
+
+/// Creates an upload through the Lambda's API declaring the size and SHA-256 of `bytes`; returns
+/// its file id.
+async fn create_upload_of(lambda: &keyhole_lambda::Lambda, filename: &str, bytes: &[u8]) -> String {
+    let mut event = api_event("upload", "");
+    event["body"] = json!(json!({
+        "filename": filename,
+        "contentType": "application/octet-stream",
+        "size": bytes.len(),
+        "sha256": sha256_hex(bytes),
+    })
+    .to_string());
+    let (status, link) = invoke_http(lambda, event).await;
+    assert_eq!(status, 200, "{link}");
+    link["fileId"].as_str().unwrap().to_owned()
 }

@@ -179,8 +179,17 @@ pub async fn check_marked(state: &SharedState, record: &FileRecord) -> Result<()
         return Ok(());
     }
     let key = &record.object_key;
-    let meta = state.objects.head(key).await?;
-    let (actual, _) = crate::store::objects::sha256_of(&*state.objects, key, meta.size).await?;
+    // An object gone meanwhile (deleted with its file) has nothing left to check.
+    let meta = match state.objects.head(key).await {
+        Ok(meta) => meta,
+        Err(ObjectError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let actual = match crate::store::objects::sha256_of(&*state.objects, key, meta.size).await {
+        Ok((actual, _)) => actual,
+        Err(ObjectError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     if openssl::memcmp::eq(expected.as_bytes(), actual.as_bytes()) {
         return Ok(());
     }
