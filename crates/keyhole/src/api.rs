@@ -1023,16 +1023,10 @@ pub async fn delete_file(
     FileId(file_id): FileId,
 ) -> Result<Json<Success>, ApiError> {
     let record = owned_record(&state, &principal, &file_id).await?;
-    // Expire first: from this instant the file is gone for every reader and an upload in flight
-    // cannot complete, on any replica whatever its clock (the TTL goes to the epoch); then remove
-    // object and record the way the sweeper does. The delete is decided once the record is
-    // expired: should the removal fail (storage down), the sweeper finishes it, and the client,
-    // which could not undo or redo it (a second DELETE finds no file), is told it is done.
-    let now = now_secs();
-    state.meta.expire(&file_id, crate::store::GONE_TTL).await?;
-    if let Err(e) = crate::sweeper::remove(&state, &record, now).await {
-        tracing::warn!(file_id = %file_id, error = %e, "deleted file not removed yet; the sweeper will");
-    }
+    // Decided once the record is expired: should the removal then fail (storage down), the
+    // sweeper finishes it, and the client, which could not undo or redo it (a second DELETE finds
+    // no file), is told it is done.
+    crate::sweeper::remove_now(&state, &record).await?;
     Ok(Json(Success { success: true }))
 }
 

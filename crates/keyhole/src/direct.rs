@@ -203,20 +203,10 @@ pub async fn check_marked(state: &SharedState, record: &FileRecord) -> Result<()
     })
 }
 
-/// Removes a file as `DELETE /api/files/{id}` does: expired first (gone for every reader at
-/// once), then object and record; what fails now the sweeper finishes.
+/// Removes a refused file as `DELETE /api/files/{id}` does ([`crate::sweeper::remove_now`]).
 async fn remove_file(state: &SharedState, record: &FileRecord) {
-    let now = now_secs();
-    if let Err(e) = state
-        .meta
-        .expire(&record.file_id, crate::store::GONE_TTL)
-        .await
-    {
+    if let Err(e) = crate::sweeper::remove_now(state, record).await {
         tracing::warn!(file_id = %record.file_id, error = %e, "refused file not expired; its record stays until it is");
-        return;
-    }
-    if let Err(e) = crate::sweeper::remove(state, record, now).await {
-        tracing::warn!(file_id = %record.file_id, error = %e, "refused file not removed yet; the sweeper will");
     }
 }
 

@@ -17,6 +17,26 @@ pub const BATCH: usize = 500;
 /// one batch per interval goes) is worked through a batch after another up to this.
 pub const PASS_LIMIT: usize = 20 * BATCH;
 
+/// Removes a file now, as `DELETE /api/files/{id}` does: expires its record first (from that
+/// instant the file is gone for every reader, and an upload in flight cannot complete, on any
+/// replica whatever its clock: the TTL goes to the epoch), then removes object and record as
+/// [`remove`] does. The removal is decided once the record is expired: should it fail (storage
+/// down), it is logged and the sweeper finishes it. Errs only when the record cannot be expired.
+pub async fn remove_now(
+    state: &SharedState,
+    record: &FileRecord,
+) -> Result<(), crate::store::StoreError> {
+    let now = now_secs();
+    state
+        .meta
+        .expire(&record.file_id, crate::store::GONE_TTL)
+        .await?;
+    if let Err(e) = remove(state, record, now).await {
+        tracing::warn!(file_id = %record.file_id, error = %e, "file not removed yet; the sweeper will");
+    }
+    Ok(())
+}
+
 /// Removes one expired file: claims its record (see [`crate::store::MetaStore::claim_expired`];
 /// `false` if it is no longer expired), removes its object and any multipart parts, then the
 /// record. A crash in between leaves a claimed record, which the next sweep finishes.
